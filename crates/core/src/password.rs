@@ -1,0 +1,269 @@
+//! Password hashing with Argon2id and the password policy. Hashes are PHC strings, so a hash made
+//! with older parameters still verifies and is reported for upgrade on the next successful login.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::DomainError;
+
+/// Shortest password the policy accepts.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Longest password the policy accepts (bounds hashing cost per request).
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    /// OWASP's recommended Argon2id floor: 19 MiB, two passes, one lane.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// The password is right. `needs_rehash` is true when the stored hash was made with other
+    /// parameters or another algorithm and should be replaced by [`PasswordHasher::hash`].
+    Match { needs_rehash: bool },
+    /// The password is wrong, or the stored string is not a hash we can read.
+    Mismatch,
+}
+
+/// Hashes and verifies passwords with fixed Argon2id parameters.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: HashParams,
+    argon: Argon2<'static>,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl PasswordHasher {
+    pub fn new(params: HashParams) -> Result<Self, DomainError> {
+        let p = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| DomainError::new("argon2", format!("invalid parameters: {e}")))?;
+        Ok(Self {
+            params,
+            argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, p),
+        })
+    }
+
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    /// Hashes with a fresh random salt into a PHC string.
+    pub fn hash(&self, password: &str) -> String {
+        let mut salt_bytes = [0u8; 16];
+        crate::secret::fill_random(&mut salt_bytes);
+        let salt = SaltString::encode_b64(&salt_bytes).expect("16 bytes is a valid salt length");
+        self.argon
+            .hash_password(password.as_bytes(), &salt)
+            .expect("hashing with validated parameters cannot fail")
+            .to_string()
+    }
+
+    /// Verifies `password` against a PHC string made by this or an earlier configuration.
+    pub fn verify(&self, password: &str, phc: &str) -> Verification {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return Verification::Mismatch;
+        };
+        // Verify with the parameters recorded in the hash, not the current ones.
+        let verifier = Argon2::default();
+        if verifier
+            .verify_password(password.as_bytes(), &parsed)
+            .is_err()
+        {
+            return Verification::Mismatch;
+        }
+        Verification::Match {
+            needs_rehash: !self.is_current(&parsed),
+        }
+    }
+
+    fn is_current(&self, parsed: &PasswordHash<'_>) -> bool {
+        if parsed.algorithm.as_str() != "argon2id" || parsed.version != Some(0x13) {
+            return false;
+        }
+        let Ok(p) = Params::try_from(parsed) else {
+            return false;
+        };
+        p.m_cost() == self.params.memory_kib
+            && p.t_cost() == self.params.iterations
+            && p.p_cost() == self.params.parallelism
+    }
+}
+
+/// Checks a new password against the policy: length bounds and not equal to the account's email.
+pub fn check_policy(password: &str, email: &str) -> Result<(), DomainError> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(DomainError::new(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters long"),
+        ));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(DomainError::new(
+            "password",
+            format!("must be at most {MAX_PASSWORD_CHARS} characters long"),
+        ));
+    }
+    if password.trim().eq_ignore_ascii_case(email.trim()) {
+        return Err(DomainError::new(
+            "password",
+            "must not be the same as the email address",
+        ));
+    }
+    Ok(())
+}
+
+/// A random password of `len` characters from an alphabet without look-alike characters
+/// (no 0/O, 1/l/I), for passwords an operator has to read off a terminal.
+pub fn generate_password(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    // Rejection sampling keeps every character equally likely.
+    let limit = 256 - (256 % ALPHABET.len());
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        crate::secret::fill_random(&mut buf);
+        for b in buf {
+            if (b as usize) < limit && out.len() < len {
+                out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> PasswordHasher {
+        PasswordHasher::new(HashParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn default_parameters_are_owasp() {
+        let p = HashParams::default();
+        assert_eq!((p.memory_kib, p.iterations, p.parallelism), (19456, 2, 1));
+        let hasher = PasswordHasher::new(p).unwrap();
+        let phc = hasher.hash("correct horse battery");
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+    }
+
+    #[test]
+    fn verifies_right_and_rejects_wrong() {
+        let h = fast();
+        let phc = h.hash("correct horse battery");
+        assert_eq!(
+            h.verify("correct horse battery", &phc),
+            Verification::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            h.verify("correct horse batterY", &phc),
+            Verification::Mismatch
+        );
+        assert_eq!(h.verify("x", "not a phc string"), Verification::Mismatch);
+        assert_ne!(phc, h.hash("correct horse battery"), "salts differ");
+    }
+
+    #[test]
+    fn old_parameters_still_verify_and_ask_for_upgrade() {
+        let old = fast();
+        let phc = old.hash("correct horse battery");
+        let current = PasswordHasher::new(HashParams {
+            memory_kib: 2048,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        assert_eq!(
+            current.verify("correct horse battery", &phc),
+            Verification::Match { needs_rehash: true }
+        );
+        assert_eq!(
+            current.verify("wrong password!", &phc),
+            Verification::Mismatch
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_parameters() {
+        let err = PasswordHasher::new(HashParams {
+            memory_kib: 1,
+            iterations: 0,
+            parallelism: 1,
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "argon2");
+    }
+
+    #[test]
+    fn policy_names_the_broken_rule() {
+        assert!(
+            check_policy("short", "a@example.com")
+                .unwrap_err()
+                .message
+                .contains("at least 10")
+        );
+        assert!(
+            check_policy(&"x".repeat(257), "a@example.com")
+                .unwrap_err()
+                .message
+                .contains("at most 256")
+        );
+        assert!(
+            check_policy("Ada@Example.com", "ada@example.com")
+                .unwrap_err()
+                .message
+                .contains("email")
+        );
+        assert!(check_policy("a long enough passphrase", "a@example.com").is_ok());
+    }
+
+    #[test]
+    fn generated_passwords_have_the_length_and_alphabet() {
+        let a = generate_password(24);
+        assert_eq!(a.chars().count(), 24);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() && !"0O1lI".contains(c))
+        );
+        assert_ne!(a, generate_password(24));
+    }
+}
