@@ -67,14 +67,14 @@ impl Origin {
 /// The thing an event is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
-    pub kind: &'static str,
+    pub kind: String,
     pub id: String,
 }
 
 impl Target {
-    pub fn new(kind: &'static str, id: impl ToString) -> Self {
+    pub fn new(kind: &str, id: impl ToString) -> Self {
         Self {
-            kind,
+            kind: kind.to_owned(),
             id: id.to_string(),
         }
     }
@@ -93,6 +93,8 @@ pub mod action {
     pub const ROLE_REVOKED: &str = "role.revoked";
     pub const CLIENT_CREATED: &str = "client.created";
     pub const SESSION_CREATED: &str = "session.created";
+    pub const TOKEN_ISSUED: &str = "token.issued";
+    pub const AUTHORIZATION_CODE_ISSUED: &str = "authorization_code.issued";
     pub const PLATFORM_ADMIN_BOOTSTRAPPED: &str = "platform_admin.bootstrapped";
 }
 

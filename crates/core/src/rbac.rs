@@ -227,6 +227,35 @@ impl Role {
     }
 }
 
+/// Checks that `role` may be assigned at `scope` to a subject living in `subject_tenant` (`None`
+/// for platform operators): the role must be made for that kind of scope, platform roles go only
+/// to platform operators, and a tenant's users and clients hold roles only inside their tenant.
+pub fn check_assignment(
+    subject_tenant: Option<TenantId>,
+    role: Role,
+    scope: &Scope,
+) -> Result<(), crate::DomainError> {
+    let scope_ok = match (role.scope_kind(), scope) {
+        (ScopeKind::Platform, Scope::Platform) => subject_tenant.is_none(),
+        (ScopeKind::Tenant, Scope::Tenant(t)) => subject_tenant == Some(*t),
+        (ScopeKind::Tenant | ScopeKind::Client, Scope::Client { tenant, .. }) => {
+            subject_tenant == Some(*tenant)
+        }
+        _ => false,
+    };
+    if scope_ok {
+        Ok(())
+    } else {
+        Err(crate::DomainError::new(
+            "role",
+            format!(
+                "{} cannot be assigned at this scope to this subject",
+                role.as_str()
+            ),
+        ))
+    }
+}
+
 /// One permission a subject holds at one scope: the flattened form of its role assignments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Grant {
@@ -377,6 +406,19 @@ mod tests {
             Role::TenantOwner,
             &Scope::Tenant(TenantId::new())
         ));
+    }
+
+    #[test]
+    fn assignments_stay_inside_the_subjects_tenant() {
+        let a = TenantId::new();
+        let b = TenantId::new();
+        assert!(check_assignment(None, Role::PlatformAdmin, &Scope::Platform).is_ok());
+        assert!(check_assignment(Some(a), Role::PlatformAdmin, &Scope::Platform).is_err());
+        assert!(check_assignment(Some(a), Role::TenantAdmin, &Scope::Tenant(a)).is_ok());
+        assert!(check_assignment(Some(a), Role::TenantAdmin, &Scope::Tenant(b)).is_err());
+        assert!(check_assignment(None, Role::TenantAdmin, &Scope::Tenant(a)).is_err());
+        assert!(check_assignment(Some(a), Role::TenantOwner, &Scope::Platform).is_err());
+        assert!(check_assignment(None, Role::PlatformAdmin, &Scope::Tenant(a)).is_err());
     }
 
     #[test]

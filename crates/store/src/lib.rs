@@ -1,1 +1,257 @@
-//! placeholder
+//! OpenTrusty storage: one interface, [`Store`], over PostgreSQL (production, multi-process) and an
+//! embedded SQLite file (the zero-configuration default). Both backends run the same SQL where the
+//! dialects agree, the same embedded migrations in their own dialect, and one conformance suite.
+//! Every operation that changes state writes its audit event in the same transaction.
+
+mod audit;
+mod bootstrap;
+mod clients;
+mod error;
+mod migrate;
+mod rbac;
+mod rows;
+mod sessions;
+mod tenants;
+mod tokens;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use audit::AuditQuery;
+pub use bootstrap::BootstrapOutcome;
+pub use error::StoreError;
+pub use migrate::{AppliedMigration, MIGRATIONS, Migration, MigrationStatus};
+pub use rbac::Subject;
+pub use tokens::{NewAccessToken, NewAuthorizationCode, NewTokenFamily};
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// Which backend a database URL names, if any.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Upper bound on pooled connections (PostgreSQL; SQLite uses at most this many readers).
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before failing with
+    /// [`StoreError::Unavailable`].
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// A handle to the database; cheap to clone (it is a connection pool).
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish()
+    }
+}
+
+/// Evaluates `$body` once per backend with `$pool` bound to that backend's pool, so one piece of
+/// SQL serves both without generic trait bounds.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.db {
+            $crate::Db::Postgres($pool) => $body,
+            $crate::Db::Sqlite($pool) => $body,
+        }
+    };
+}
+
+/// Like [`on_pool`], for a statement inside a transaction: `$conn` is the transaction's
+/// connection.
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match &mut $tx.inner {
+            $crate::TxInner::Postgres(t) => {
+                let $conn: &mut sqlx::PgConnection = &mut *t;
+                $body
+            }
+            $crate::TxInner::Sqlite(t) => {
+                let $conn: &mut sqlx::SqliteConnection = &mut *t;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {on_pool, on_tx};
+
+/// An open write transaction. Dropped without [`Tx::commit`], it rolls back.
+pub(crate) struct Tx {
+    inner: TxInner,
+}
+
+pub(crate) enum TxInner {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        match self.inner {
+            TxInner::Postgres(t) => t.commit().await?,
+            TxInner::Sqlite(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Opens a pool on `url` (`postgres://…` or `sqlite://path`). An SQLite file is created if it
+    /// does not exist. Nothing is migrated here.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Store, StoreError> {
+        let db = match Backend::of_url(url) {
+            Some(Backend::Postgres) => {
+                let opts = PgConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?
+                    .application_name("opentrusty");
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(opts)
+                    .await?;
+                Db::Postgres(pool)
+            }
+            Some(Backend::Sqlite) => {
+                let opts = sqlite_options(url)?;
+                let in_memory = opts.get_filename().as_os_str() == ":memory:";
+                let pool = SqlitePoolOptions::new()
+                    // An in-memory database exists once per connection: keep exactly one.
+                    .max_connections(if in_memory {
+                        1
+                    } else {
+                        options.max_connections.max(1)
+                    })
+                    .min_connections(if in_memory { 1 } else { 0 })
+                    .idle_timeout(if in_memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(600))
+                    })
+                    .max_lifetime(if in_memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(1800))
+                    })
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(opts)
+                    .await?;
+                Db::Sqlite(pool)
+            }
+            None => {
+                return Err(StoreError::Config(
+                    "database URL must start with postgres:// or sqlite:".to_owned(),
+                ));
+            }
+        };
+        Ok(Store { db })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Round-trips a trivial query: is the database reachable right now?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for checked-out connections to come back.
+    pub async fn close(&self) {
+        on_pool!(self, |pool| pool.close().await)
+    }
+
+    /// Begins a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so two writers queue on the busy timeout instead of failing when a read
+    /// lock would have to be upgraded.
+    pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
+        let inner = match &self.db {
+            Db::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
+            Db::Sqlite(pool) => TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+        };
+        Ok(Tx { inner })
+    }
+}
+
+/// SQLite settings every connection gets: foreign keys enforced, WAL so readers never block the
+/// writer, a busy timeout so concurrent writers wait rather than fail.
+fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Config(format!("invalid SQLite URL: {e}")))?;
+    Ok(opts
+        .create_if_missing(true)
+        .foreign_keys(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10)))
+}
+
+/// The file an SQLite URL points at, or `None` for PostgreSQL and in-memory databases.
+pub fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+    if Backend::of_url(url) != Some(Backend::Sqlite) {
+        return Ok(None);
+    }
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Config(format!("invalid SQLite URL: {e}")))?;
+    let path = opts.get_filename();
+    if path.as_os_str() == ":memory:" {
+        return Ok(None);
+    }
+    Ok(Some(path.to_path_buf()))
+}

@@ -1,0 +1,128 @@
+//! The append-only audit trail: appending inside a transaction, and reading it back per tenant
+//! or platform-wide, newest first.
+
+use opentrusty_core::audit::{Actor, AuditEvent, Target};
+use opentrusty_core::ids::AuditEventId;
+use opentrusty_core::{ClientId, TenantId, UserId};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::rows::DbTime;
+use crate::{Store, StoreError, Tx, on_pool, on_tx};
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// `Some`: that tenant's events only. `None`: every event (platform view).
+    pub tenant: Option<TenantId>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: Uuid,
+    occurred_at: DbTime,
+    tenant_id: Option<Uuid>,
+    actor_kind: String,
+    actor_id: Option<Uuid>,
+    action: String,
+    target_kind: Option<String>,
+    target_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    metadata: Json<serde_json::Value>,
+}
+
+impl AuditRow {
+    fn into_event(self) -> AuditEvent {
+        let actor = match (self.actor_kind.as_str(), self.actor_id) {
+            ("user", Some(id)) => Actor::User(UserId(id)),
+            ("client", Some(id)) => Actor::Client(ClientId(id)),
+            ("system", _) => Actor::System,
+            _ => Actor::Anonymous,
+        };
+        AuditEvent {
+            id: AuditEventId(self.id),
+            occurred_at: self.occurred_at.0,
+            tenant_id: self.tenant_id.map(TenantId),
+            actor,
+            action: self.action,
+            target: match (self.target_kind, self.target_id) {
+                (Some(kind), Some(id)) => Some(Target { kind, id }),
+                _ => None,
+            },
+            ip: self.ip,
+            user_agent: self.user_agent,
+            request_id: self.request_id,
+            metadata: self.metadata.0,
+        }
+    }
+}
+
+macro_rules! audit_columns {
+    () => {
+        "id, occurred_at, tenant_id, actor_kind, actor_id, action, target_kind, target_id, ip, \
+         user_agent, request_id, metadata"
+    };
+}
+
+impl Tx {
+    /// Appends `event` as part of this transaction: it lands if and only if the change does.
+    pub(crate) async fn audit(&mut self, event: AuditEvent) -> Result<(), StoreError> {
+        let (target_kind, target_id) = match event.target {
+            Some(t) => (Some(t.kind), Some(t.id)),
+            None => (None, None),
+        };
+        on_tx!(self, |c| sqlx::query(concat!(
+            "INSERT INTO audit_events (",
+            audit_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(event.id.0)
+        .bind(DbTime(event.occurred_at))
+        .bind(event.tenant_id.map(|t| t.0))
+        .bind(event.actor.kind())
+        .bind(event.actor.id())
+        .bind(&event.action)
+        .bind(&target_kind)
+        .bind(&target_id)
+        .bind(&event.ip)
+        .bind(&event.user_agent)
+        .bind(&event.request_id)
+        .bind(Json(&event.metadata))
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Reads events newest first, limited to one tenant when the query names one.
+    pub async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let limit = i64::from(query.limit.clamp(1, 1000));
+        let rows: Vec<AuditRow> = match query.tenant {
+            Some(tenant) => on_pool!(self, |pool| sqlx::query_as(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_events WHERE tenant_id = $1 \
+                 ORDER BY occurred_at DESC, id DESC LIMIT $2"
+            ))
+            .bind(tenant.0)
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?,
+            None => on_pool!(self, |pool| sqlx::query_as(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_events ORDER BY occurred_at DESC, id DESC LIMIT $1"
+            ))
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?,
+        };
+        Ok(rows.into_iter().map(AuditRow::into_event).collect())
+    }
+}

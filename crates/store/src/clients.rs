@@ -1,0 +1,169 @@
+//! OAuth client registrations. Reads that concern a tenant filter on it; the lookup by public
+//! `client_id` (the auth plane's entry point) returns the client's tenant with it.
+
+use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
+use opentrusty_core::client::{NewClient, OAuthClient, TokenEndpointAuthMethod};
+use opentrusty_core::{ClientId, TenantId, now};
+use serde_json::json;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::rows::DbTime;
+use crate::{Store, StoreError, on_pool, on_tx};
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: Uuid,
+    client_id: String,
+    tenant_id: Uuid,
+    name: String,
+    token_endpoint_auth_method: String,
+    redirect_uris: Json<Vec<String>>,
+    post_logout_redirect_uris: Json<Vec<String>>,
+    grant_types: Json<Vec<String>>,
+    allowed_scopes: Json<Vec<String>>,
+    first_party: bool,
+    active: bool,
+    created_at: DbTime,
+}
+
+impl ClientRow {
+    fn into_client(self) -> OAuthClient {
+        OAuthClient {
+            id: ClientId(self.id),
+            client_id: self.client_id,
+            tenant_id: TenantId(self.tenant_id),
+            name: self.name,
+            token_endpoint_auth_method: TokenEndpointAuthMethod::parse(
+                &self.token_endpoint_auth_method,
+            )
+            .unwrap_or(TokenEndpointAuthMethod::ClientSecretBasic),
+            redirect_uris: self.redirect_uris.0,
+            post_logout_redirect_uris: self.post_logout_redirect_uris.0,
+            grant_types: self.grant_types.0,
+            allowed_scopes: self.allowed_scopes.0,
+            first_party: self.first_party,
+            active: self.active,
+            created_at: self.created_at.0,
+        }
+    }
+}
+
+macro_rules! client_columns {
+    () => {
+        "id, client_id, tenant_id, name, token_endpoint_auth_method, redirect_uris, \
+         post_logout_redirect_uris, grant_types, allowed_scopes, first_party, active, created_at"
+    };
+}
+
+impl Store {
+    /// Registers a client in a live tenant.
+    pub async fn create_client(
+        &self,
+        new: &NewClient,
+        origin: &Origin,
+    ) -> Result<OAuthClient, StoreError> {
+        let at = now();
+        let id = ClientId::new();
+        let mut tx = self.begin().await?;
+        let live: Option<i64> = on_tx!(tx, |c| sqlx::query_scalar(
+            "SELECT 1 FROM tenants WHERE id = $1 AND deleted_at IS NULL"
+        )
+        .bind(new.tenant_id.0)
+        .fetch_optional(&mut *c)
+        .await)?;
+        if live.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let row: ClientRow = on_tx!(tx, |c| sqlx::query_as(concat!(
+            "INSERT INTO oauth_clients (id, client_id, tenant_id, name, secret_hash, \
+             token_endpoint_auth_method, redirect_uris, post_logout_redirect_uris, grant_types, \
+             allowed_scopes, first_party, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING ",
+            client_columns!()
+        ))
+        .bind(id.0)
+        .bind(&new.client_id)
+        .bind(new.tenant_id.0)
+        .bind(&new.name)
+        .bind(&new.secret_hash)
+        .bind(new.token_endpoint_auth_method.as_str())
+        .bind(Json(&new.redirect_uris))
+        .bind(Json(&new.post_logout_redirect_uris))
+        .bind(Json(&new.grant_types))
+        .bind(Json(&new.allowed_scopes))
+        .bind(new.first_party)
+        .bind(DbTime(at))
+        .fetch_one(&mut *c)
+        .await)
+        .map_err(|e| StoreError::unique_as(e, "a client with this client_id"))?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::CLIENT_CREATED,
+            Some(new.tenant_id),
+            Some(Target::new("client", id)),
+            json!({
+                "client_id": new.client_id,
+                "name": new.name,
+                "token_endpoint_auth_method": new.token_endpoint_auth_method.as_str(),
+            }),
+            at,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(row.into_client())
+    }
+
+    /// A live client of `tenant`.
+    pub async fn get_client(
+        &self,
+        tenant: TenantId,
+        id: ClientId,
+    ) -> Result<Option<OAuthClient>, StoreError> {
+        let row: Option<ClientRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM oauth_clients WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"
+        ))
+        .bind(id.0)
+        .bind(tenant.0)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(ClientRow::into_client))
+    }
+
+    /// A live client by its public `client_id`, whatever its tenant.
+    pub async fn find_client(&self, client_id: &str) -> Result<Option<OAuthClient>, StoreError> {
+        let row: Option<ClientRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM oauth_clients WHERE client_id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(ClientRow::into_client))
+    }
+
+    /// Live clients of `tenant` in id order.
+    pub async fn list_clients(
+        &self,
+        tenant: TenantId,
+        after: Option<ClientId>,
+        limit: u32,
+    ) -> Result<Vec<OAuthClient>, StoreError> {
+        let after = after.map(|c| c.0).unwrap_or(Uuid::nil());
+        let rows: Vec<ClientRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM oauth_clients WHERE tenant_id = $1 AND deleted_at IS NULL AND id > $2 \
+             ORDER BY id LIMIT $3"
+        ))
+        .bind(tenant.0)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().map(ClientRow::into_client).collect())
+    }
+}

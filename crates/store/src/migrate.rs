@@ -1,0 +1,273 @@
+//! Schema migrations: versioned, embedded in the binary, one SQL file per dialect, recorded in the
+//! `schema_migrations` ledger with a checksum. Each migration runs in its own transaction. Two
+//! processes migrating at once serialise: on PostgreSQL on an advisory lock, on SQLite on the
+//! write lock of `BEGIN IMMEDIATE`; the second finds the work done and applies nothing.
+
+use sha2::{Digest, Sha256};
+use sqlx::Connection as _;
+
+use crate::rows::DbTime;
+use crate::{Db, Store, StoreError};
+
+/// One schema change, in both dialects.
+#[derive(Debug)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    postgres: &'static str,
+    sqlite: &'static str,
+}
+
+/// Every migration this binary knows, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial schema",
+    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
+    sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+}];
+
+/// Arbitrary constant naming OpenTrusty's migration lock among PostgreSQL advisory locks.
+const PG_MIGRATION_LOCK: i64 = 0x4f54_4d49_4752_4154; // "OTMIGRAT"
+
+const LEDGER_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     BIGINT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    checksum    TEXT NOT NULL,
+    applied_at  TIMESTAMPTZ NOT NULL
+)";
+
+const LEDGER_SQLITE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    checksum    TEXT NOT NULL,
+    applied_at  INTEGER NOT NULL
+) STRICT";
+
+impl Migration {
+    fn sql(&self, store: &Store) -> &'static str {
+        match store.db {
+            Db::Postgres(_) => self.postgres,
+            Db::Sqlite(_) => self.sqlite,
+        }
+    }
+
+    fn checksum(&self, store: &Store) -> String {
+        hex_sha256(self.sql(store))
+    }
+}
+
+fn hex_sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A ledger row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub name: String,
+    pub applied_at: opentrusty_core::Timestamp,
+}
+
+/// Applied and pending migrations, as `migrate --status` prints them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub applied: Vec<AppliedMigration>,
+    /// Known to this binary, not yet applied.
+    pub pending: Vec<(i64, &'static str)>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LedgerRow {
+    version: i64,
+    name: String,
+    checksum: String,
+    applied_at: DbTime,
+}
+
+impl Store {
+    /// Applies every pending migration and returns the versions it applied (empty when the
+    /// schema was current). Safe to run concurrently from several processes.
+    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        match &self.db {
+            Db::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(PG_MIGRATION_LOCK)
+                    .execute(&mut *conn)
+                    .await?;
+                let result = self.migrate_locked_pg(&mut conn).await;
+                // The lock also ends with the connection if unlocking fails.
+                let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(PG_MIGRATION_LOCK)
+                    .execute(&mut *conn)
+                    .await;
+                if unlock.is_err() {
+                    conn.detach();
+                }
+                result
+            }
+            Db::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                let mut applied_now = Vec::new();
+                for m in MIGRATIONS {
+                    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                    sqlx::raw_sql(LEDGER_SQLITE).execute(&mut *tx).await?;
+                    let ledger: Vec<LedgerRow> = sqlx::query_as(
+                        "SELECT version, name, checksum, applied_at FROM schema_migrations",
+                    )
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    verify_checksums(self, &ledger)?;
+                    if ledger.iter().any(|r| r.version == m.version) {
+                        continue;
+                    }
+                    sqlx::raw_sql(m.sqlite)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| failed(m, e))?;
+                    sqlx::query(
+                        "INSERT INTO schema_migrations (version, name, checksum, applied_at) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(m.version)
+                    .bind(m.name)
+                    .bind(m.checksum(self))
+                    .bind(DbTime(opentrusty_core::now()))
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    applied_now.push(m.version);
+                }
+                Ok(applied_now)
+            }
+        }
+    }
+
+    async fn migrate_locked_pg(
+        &self,
+        conn: &mut sqlx::PgConnection,
+    ) -> Result<Vec<i64>, StoreError> {
+        sqlx::raw_sql(LEDGER_POSTGRES).execute(&mut *conn).await?;
+        let ledger: Vec<LedgerRow> =
+            sqlx::query_as("SELECT version, name, checksum, applied_at FROM schema_migrations")
+                .fetch_all(&mut *conn)
+                .await?;
+        verify_checksums(self, &ledger)?;
+        let mut applied_now = Vec::new();
+        for m in MIGRATIONS {
+            if ledger.iter().any(|r| r.version == m.version) {
+                continue;
+            }
+            let mut tx = conn.begin().await?;
+            sqlx::raw_sql(m.postgres)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| failed(m, e))?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(m.checksum(self))
+            .bind(DbTime(opentrusty_core::now()))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            applied_now.push(m.version);
+        }
+        Ok(applied_now)
+    }
+
+    /// What is applied and what is pending. A database never migrated has everything pending.
+    pub async fn migration_status(&self) -> Result<MigrationStatus, StoreError> {
+        let ledger = self.ledger().await?;
+        verify_checksums(self, &ledger)?;
+        let applied = ledger
+            .iter()
+            .map(|r| AppliedMigration {
+                version: r.version,
+                name: r.name.clone(),
+                applied_at: r.applied_at.0,
+            })
+            .collect();
+        let pending = MIGRATIONS
+            .iter()
+            .filter(|m| !ledger.iter().any(|r| r.version == m.version))
+            .map(|m| (m.version, m.name))
+            .collect();
+        Ok(MigrationStatus { applied, pending })
+    }
+
+    async fn ledger(&self) -> Result<Vec<LedgerRow>, StoreError> {
+        let exists_sql = match self.db {
+            Db::Postgres(_) => {
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables \
+                                WHERE schemaname = current_schema() AND tablename = 'schema_migrations'"
+            }
+            Db::Sqlite(_) => {
+                "SELECT COUNT(*) FROM sqlite_master \
+                              WHERE type = 'table' AND name = 'schema_migrations'"
+            }
+        };
+        let exists: i64 = crate::on_pool!(self, |pool| sqlx::query_scalar(exists_sql)
+            .fetch_one(pool)
+            .await)?;
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = crate::on_pool!(self, |pool| sqlx::query_as(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+        )
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows)
+    }
+
+    /// `Ok` when the database answers and no migration is pending; otherwise the reason, in
+    /// words for a readiness probe.
+    pub async fn readiness(&self) -> Result<(), String> {
+        self.ping()
+            .await
+            .map_err(|e| format!("database unreachable: {e}"))?;
+        let status = self
+            .migration_status()
+            .await
+            .map_err(|e| format!("cannot read the migration ledger: {e}"))?;
+        if !status.pending.is_empty() {
+            let versions: Vec<String> = status.pending.iter().map(|(v, _)| v.to_string()).collect();
+            return Err(format!(
+                "{} migration(s) pending (version {}); run `opentrusty migrate`",
+                versions.len(),
+                versions.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses to go on when an applied migration's SQL differs from the embedded one: the schema
+/// would not be what this binary was built for.
+fn verify_checksums(store: &Store, ledger: &[LedgerRow]) -> Result<(), StoreError> {
+    for row in ledger {
+        if let Some(m) = MIGRATIONS.iter().find(|m| m.version == row.version)
+            && m.checksum(store) != row.checksum
+        {
+            return Err(StoreError::Migration(format!(
+                "migration {} ({}) was applied with different SQL than this binary carries",
+                row.version, row.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn failed(m: &Migration, e: sqlx::Error) -> StoreError {
+    StoreError::Migration(format!(
+        "migration {} ({}) failed and was rolled back: {e}",
+        m.version, m.name
+    ))
+}

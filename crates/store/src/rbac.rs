@@ -1,0 +1,233 @@
+//! Role assignments and the grants they expand to. The authorization decision itself is pure
+//! (`opentrusty_core::rbac::allows`); this module loads what it decides on.
+
+use opentrusty_core::audit::{Actor, AuditEvent, Origin, Target, action};
+use opentrusty_core::ids::AssignmentId;
+use opentrusty_core::rbac::{Grant, Permission, Role, Scope, ScopeKind, check_assignment};
+use opentrusty_core::{ClientId, TenantId, UserId, now};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::rows::DbTime;
+use crate::{Store, StoreError, Tx, on_pool, on_tx};
+
+/// Who holds a role: a user, or a client acting as a service account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    User(UserId),
+    Client(ClientId),
+}
+
+impl Subject {
+    fn key(&self) -> String {
+        match self {
+            Subject::User(u) => format!("user:{u}"),
+            Subject::Client(c) => format!("client:{c}"),
+        }
+    }
+
+    fn ids(&self) -> (Option<Uuid>, Option<Uuid>) {
+        match self {
+            Subject::User(u) => (Some(u.0), None),
+            Subject::Client(c) => (None, Some(c.0)),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AssignmentRow {
+    role_name: String,
+    scope_kind: String,
+    scope_tenant_id: Option<Uuid>,
+    scope_client_id: Option<Uuid>,
+}
+
+/// Reassembles a scope from its stored columns.
+fn scope_from_columns(kind: &str, tenant: Option<Uuid>, client: Option<Uuid>) -> Option<Scope> {
+    match (ScopeKind::parse(kind)?, tenant, client) {
+        (ScopeKind::Platform, _, _) => Some(Scope::Platform),
+        (ScopeKind::Tenant, Some(t), _) => Some(Scope::Tenant(TenantId(t))),
+        (ScopeKind::Client, Some(t), Some(c)) => Some(Scope::Client {
+            tenant: TenantId(t),
+            client: ClientId(c),
+        }),
+        _ => None,
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    permission_name: String,
+    scope_kind: String,
+    scope_tenant_id: Option<Uuid>,
+    scope_client_id: Option<Uuid>,
+}
+
+fn scope_parts(scope: &Scope) -> (Option<Uuid>, Option<Uuid>) {
+    match scope {
+        Scope::Platform => (None, None),
+        Scope::Tenant(t) => (Some(t.0), None),
+        Scope::Client { tenant, client } => (Some(tenant.0), Some(client.0)),
+    }
+}
+
+impl Tx {
+    /// The tenant a subject lives in (`None` for platform operators); `NotFound` if the subject
+    /// does not exist or is deleted.
+    async fn subject_tenant(&mut self, subject: Subject) -> Result<Option<TenantId>, StoreError> {
+        let found: Option<Option<Uuid>> = match subject {
+            Subject::User(u) => on_tx!(self, |c| sqlx::query_scalar(
+                "SELECT tenant_id FROM users WHERE id = $1 AND deleted_at IS NULL"
+            )
+            .bind(u.0)
+            .fetch_optional(&mut *c)
+            .await)?,
+            Subject::Client(cl) => on_tx!(self, |c| sqlx::query_scalar(
+                "SELECT tenant_id FROM oauth_clients WHERE id = $1 AND deleted_at IS NULL"
+            )
+            .bind(cl.0)
+            .fetch_optional(&mut *c)
+            .await)?,
+        };
+        Ok(found.ok_or(StoreError::NotFound)?.map(TenantId))
+    }
+
+    pub(crate) async fn insert_assignment(
+        &mut self,
+        subject: Subject,
+        role: Role,
+        scope: Scope,
+        granted_by: Option<UserId>,
+    ) -> Result<AssignmentId, StoreError> {
+        let tenant = self.subject_tenant(subject).await?;
+        check_assignment(tenant, role, &scope)?;
+        let id = AssignmentId::new();
+        let (user_id, client_id) = subject.ids();
+        let (scope_tenant, scope_client) = scope_parts(&scope);
+        let key = format!("{}|{}|{}", subject.key(), role.as_str(), scope.key());
+        on_tx!(self, |c| sqlx::query(
+            "INSERT INTO role_assignments (id, role_name, user_id, client_id, scope_kind, \
+             scope_tenant_id, scope_client_id, unique_key, granted_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )
+        .bind(id.0)
+        .bind(role.as_str())
+        .bind(user_id)
+        .bind(client_id)
+        .bind(scope.kind().as_str())
+        .bind(scope_tenant)
+        .bind(scope_client)
+        .bind(&key)
+        .bind(granted_by.map(|u| u.0))
+        .bind(DbTime(now()))
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(|e| StoreError::unique_as(e, "this role assignment"))?;
+        Ok(id)
+    }
+}
+
+impl Store {
+    /// Assigns `role` at `scope` to `subject`, within the subject's own tenant only.
+    pub async fn assign_role(
+        &self,
+        subject: Subject,
+        role: Role,
+        scope: Scope,
+        origin: &Origin,
+    ) -> Result<AssignmentId, StoreError> {
+        let granted_by = match origin.actor {
+            Some(Actor::User(u)) => Some(u),
+            _ => None,
+        };
+        let mut tx = self.begin().await?;
+        let id = tx
+            .insert_assignment(subject, role, scope, granted_by)
+            .await?;
+        let (subject_kind, subject_id) = match subject {
+            Subject::User(u) => ("user", u.to_string()),
+            Subject::Client(c) => ("client", c.to_string()),
+        };
+        tx.audit(AuditEvent::new(
+            origin,
+            action::ROLE_ASSIGNED,
+            scope_parts(&scope).0.map(TenantId),
+            Some(Target::new(subject_kind, subject_id)),
+            json!({ "role": role.as_str(), "scope": scope.key() }),
+            now(),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The roles a subject holds, with their scopes.
+    pub async fn assignments_of(&self, subject: Subject) -> Result<Vec<(Role, Scope)>, StoreError> {
+        let (user_id, client_id) = subject.ids();
+        let rows: Vec<AssignmentRow> =
+            on_pool!(self, |pool| {
+                sqlx::query_as(
+            "SELECT role_name, scope_kind, scope_tenant_id, scope_client_id FROM role_assignments \
+             WHERE user_id = $1 OR client_id = $2 ORDER BY id"
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_all(pool)
+        .await
+            })?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let scope =
+                    scope_from_columns(&r.scope_kind, r.scope_tenant_id, r.scope_client_id)?;
+                Some((Role::parse(&r.role_name)?, scope))
+            })
+            .collect())
+    }
+
+    /// Every permission a subject holds, at the scope it holds it, as stored (role to
+    /// permission mapping read from the database, not from code).
+    pub async fn grants_of(&self, subject: Subject) -> Result<Vec<Grant>, StoreError> {
+        let (user_id, client_id) = subject.ids();
+        let rows: Vec<GrantRow> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT rp.permission_name, ra.scope_kind, ra.scope_tenant_id, ra.scope_client_id \
+             FROM role_assignments ra JOIN role_permissions rp ON rp.role_name = ra.role_name \
+             WHERE ra.user_id = $1 OR ra.client_id = $2"
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let scope =
+                    scope_from_columns(&r.scope_kind, r.scope_tenant_id, r.scope_client_id)?;
+                Some(Grant {
+                    permission: Permission::parse(&r.permission_name)?,
+                    scope,
+                })
+            })
+            .collect())
+    }
+
+    /// The seeded role → permission table, as `(role, permission)` names, sorted.
+    pub async fn role_permission_table(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT role_name, permission_name FROM role_permissions \
+             ORDER BY role_name, permission_name"
+        )
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// Every permission name in the database, sorted.
+    pub async fn permission_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT name FROM permissions ORDER BY name"
+        )
+        .fetch_all(pool)
+        .await)?)
+    }
+}

@@ -1,0 +1,228 @@
+//! Grants and tokens: authorization codes, refresh-token families, refresh tokens and access
+//! tokens. Only digests of bearer values are stored. Issuing writes its audit row in the same
+//! transaction, so no token exists that the trail does not know about.
+
+use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
+use opentrusty_core::ids::TokenFamilyId;
+use opentrusty_core::{ClientId, SessionId, TenantId, Timestamp, UserId, now};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::rows::DbTime;
+use crate::{Store, StoreError, on_pool, on_tx};
+
+/// An authorization code to store, bound to everything the token request must match.
+#[derive(Debug, Clone)]
+pub struct NewAuthorizationCode {
+    pub code_digest: [u8; 32],
+    pub tenant_id: TenantId,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    pub session_id: Option<SessionId>,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A new refresh-token family: the grant every rotated refresh token of it descends from.
+#[derive(Debug, Clone)]
+pub struct NewTokenFamily {
+    pub tenant_id: TenantId,
+    pub client_id: ClientId,
+    pub user_id: Option<UserId>,
+    pub session_id: Option<SessionId>,
+    pub scope: String,
+    pub auth_time: Option<Timestamp>,
+    pub expires_at: Timestamp,
+    /// Digest of the family's first refresh token.
+    pub refresh_digest: [u8; 32],
+}
+
+/// An access token to record (JWT or opaque; opaque ones carry their digest).
+#[derive(Debug, Clone)]
+pub struct NewAccessToken {
+    pub jti: Uuid,
+    pub token_digest: Option<[u8; 32]>,
+    pub tenant_id: TenantId,
+    pub client_id: ClientId,
+    pub user_id: Option<UserId>,
+    pub scope: String,
+    pub expires_at: Timestamp,
+}
+
+impl Store {
+    pub async fn issue_authorization_code(
+        &self,
+        code: &NewAuthorizationCode,
+        origin: &Origin,
+    ) -> Result<(), StoreError> {
+        let at = now();
+        let mut tx = self.begin().await?;
+        on_tx!(tx, |c| sqlx::query(
+            "INSERT INTO authorization_codes (code_hash, tenant_id, client_id, user_id, \
+             session_id, redirect_uri, scope, nonce, code_challenge, code_challenge_method, \
+             auth_time, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        )
+        .bind(&code.code_digest[..])
+        .bind(code.tenant_id.0)
+        .bind(code.client_id.0)
+        .bind(code.user_id.0)
+        .bind(code.session_id.map(|s| s.0))
+        .bind(&code.redirect_uri)
+        .bind(&code.scope)
+        .bind(&code.nonce)
+        .bind(&code.code_challenge)
+        .bind(&code.code_challenge_method)
+        .bind(DbTime(code.auth_time))
+        .bind(DbTime(at))
+        .bind(DbTime(code.expires_at))
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::AUTHORIZATION_CODE_ISSUED,
+            Some(code.tenant_id),
+            Some(Target::new("client", code.client_id)),
+            json!({ "user_id": code.user_id, "scope": code.scope }),
+            at,
+        ))
+        .await?;
+        tx.commit().await
+    }
+
+    /// Records an access token and, when `family` is given, the refresh-token family and its
+    /// first refresh token, all in one transaction with the audit row.
+    pub async fn issue_tokens(
+        &self,
+        access: &NewAccessToken,
+        family: Option<&NewTokenFamily>,
+        origin: &Origin,
+    ) -> Result<Option<TokenFamilyId>, StoreError> {
+        let at = now();
+        let mut tx = self.begin().await?;
+        let family_id = match family {
+            Some(f) => {
+                let id = TokenFamilyId::new();
+                on_tx!(tx, |c| sqlx::query(
+                    "INSERT INTO token_families (id, tenant_id, client_id, user_id, session_id, \
+                     scope, auth_time, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                )
+                .bind(id.0)
+                .bind(f.tenant_id.0)
+                .bind(f.client_id.0)
+                .bind(f.user_id.map(|u| u.0))
+                .bind(f.session_id.map(|s| s.0))
+                .bind(&f.scope)
+                .bind(f.auth_time.map(DbTime))
+                .bind(DbTime(at))
+                .bind(DbTime(f.expires_at))
+                .execute(&mut *c)
+                .await
+                .map(|r| r.rows_affected()))?;
+                on_tx!(tx, |c| sqlx::query(
+                    "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)"
+                )
+                .bind(&f.refresh_digest[..])
+                .bind(id.0)
+                .bind(DbTime(at))
+                .bind(DbTime(f.expires_at))
+                .execute(&mut *c)
+                .await
+                .map(|r| r.rows_affected()))?;
+                Some(id)
+            }
+            None => None,
+        };
+        on_tx!(tx, |c| sqlx::query(
+            "INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, user_id, \
+             family_id, scope, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        )
+        .bind(access.jti)
+        .bind(access.token_digest.as_ref().map(|d| &d[..]))
+        .bind(access.tenant_id.0)
+        .bind(access.client_id.0)
+        .bind(access.user_id.map(|u| u.0))
+        .bind(family_id.map(|f| f.0))
+        .bind(&access.scope)
+        .bind(DbTime(at))
+        .bind(DbTime(access.expires_at))
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::TOKEN_ISSUED,
+            Some(access.tenant_id),
+            Some(Target::new("client", access.client_id)),
+            json!({
+                "jti": access.jti,
+                "scope": access.scope,
+                "user_id": access.user_id,
+                "refresh": family_id.is_some(),
+            }),
+            at,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(family_id)
+    }
+
+    /// Whether the access token `jti` is usable at `at`: recorded, unexpired, not revoked, its
+    /// family (if any) not revoked, its client and tenant not deleted.
+    pub async fn access_token_active(&self, jti: Uuid, at: Timestamp) -> Result<bool, StoreError> {
+        let found: Option<i64> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT 1 FROM access_tokens a \
+             JOIN oauth_clients c ON c.id = a.client_id \
+             JOIN tenants t ON t.id = a.tenant_id \
+             LEFT JOIN token_families f ON f.id = a.family_id \
+             WHERE a.jti = $1 AND a.revoked_at IS NULL AND a.expires_at > $2 \
+               AND f.revoked_at IS NULL AND c.deleted_at IS NULL AND c.active \
+               AND t.status = 'active'"
+        )
+        .bind(jti)
+        .bind(DbTime(at))
+        .fetch_optional(pool)
+        .await)?;
+        Ok(found.is_some())
+    }
+
+    /// Whether a refresh-token family is revoked; `None` if there is no such family.
+    pub async fn token_family_revoked(
+        &self,
+        id: TokenFamilyId,
+    ) -> Result<Option<bool>, StoreError> {
+        let revoked: Option<Option<DbTime>> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT revoked_at FROM token_families WHERE id = $1"
+        )
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(revoked.map(|r| r.is_some()))
+    }
+
+    /// Whether an unredeemed, unexpired authorization code with this digest exists.
+    pub async fn authorization_code_pending(
+        &self,
+        code_digest: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i64> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT 1 FROM authorization_codes \
+             WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2"
+        )
+        .bind(&code_digest[..])
+        .bind(DbTime(at))
+        .fetch_optional(pool)
+        .await)?;
+        Ok(found.is_some())
+    }
+}
