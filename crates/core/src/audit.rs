@@ -156,14 +156,18 @@ const SECRET_KEY_FRAGMENTS: [&str; 9] = [
 /// The value that replaces a secret.
 pub const REDACTED: &str = "[redacted]";
 
-/// Replaces the value of every object member whose name looks secret, at any depth.
+/// Replaces the value of every object member whose name looks secret, at any depth. Numbers,
+/// booleans and nulls are kept (counts such as `access_tokens: 3` carry no secret); strings,
+/// arrays and objects under such a name are replaced whole.
 pub fn redact(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
                     let lower = k.to_ascii_lowercase();
-                    if SECRET_KEY_FRAGMENTS.iter().any(|f| lower.contains(f)) {
+                    let carries_text =
+                        matches!(v, Value::String(_) | Value::Array(_) | Value::Object(_));
+                    if carries_text && SECRET_KEY_FRAGMENTS.iter().any(|f| lower.contains(f)) {
                         (k, Value::String(REDACTED.to_owned()))
                     } else {
                         (k, redact(v))
@@ -189,6 +193,9 @@ mod tests {
             "Password": "hunter22",
             "nested": {"refresh_token": "rt", "scope": "openid"},
             "list": [{"authorization_code": "c"}, {"ok": 1}],
+            "access_tokens": 3,
+            "refresh_token_rotated": true,
+            "tokens": ["a", "b"],
         }));
         assert_eq!(
             out,
@@ -198,6 +205,9 @@ mod tests {
                 "Password": REDACTED,
                 "nested": {"refresh_token": REDACTED, "scope": "openid"},
                 "list": [{"authorization_code": REDACTED}, {"ok": 1}],
+                "access_tokens": 3,
+                "refresh_token_rotated": true,
+                "tokens": REDACTED,
             })
         );
     }

@@ -26,7 +26,7 @@ pub enum BootstrapOutcome {
 impl Store {
     /// Whether any user holds `platform_admin`.
     pub async fn platform_admin_exists(&self) -> Result<bool, StoreError> {
-        let found: Option<i64> = on_pool!(self, |pool| sqlx::query_scalar(
+        let found: Option<i32> = on_pool!(self, |pool| sqlx::query_scalar(
             "SELECT 1 FROM role_assignments WHERE role_name = 'platform_admin' LIMIT 1"
         )
         .fetch_optional(pool)
@@ -51,7 +51,7 @@ impl Store {
                 .execute(&mut **t)
                 .await?;
         }
-        let exists: Option<i64> = on_tx!(tx, |c| sqlx::query_scalar(
+        let exists: Option<i32> = on_tx!(tx, |c| sqlx::query_scalar(
             "SELECT 1 FROM role_assignments WHERE role_name = 'platform_admin' LIMIT 1"
         )
         .fetch_optional(&mut *c)

@@ -66,7 +66,7 @@ impl Store {
         let at = now();
         let id = ClientId::new();
         let mut tx = self.begin().await?;
-        let live: Option<i64> = on_tx!(tx, |c| sqlx::query_scalar(
+        let live: Option<i32> = on_tx!(tx, |c| sqlx::query_scalar(
             "SELECT 1 FROM tenants WHERE id = $1 AND deleted_at IS NULL"
         )
         .bind(new.tenant_id.0)

@@ -25,7 +25,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use audit::AuditQuery;
 pub use bootstrap::BootstrapOutcome;
 pub use error::StoreError;
-pub use migrate::{AppliedMigration, MIGRATIONS, Migration, MigrationStatus};
+pub use migrate::{AppliedMigration, MIGRATIONS, Migration, MigrationStatus, schema_fingerprint};
 pub use rbac::Subject;
 pub use tokens::{NewAccessToken, NewAuthorizationCode, NewTokenFamily};
 

@@ -56,6 +56,16 @@ impl Migration {
     }
 }
 
+/// A digest of every embedded migration in both dialects: equal fingerprints mean equal schemas.
+/// Test harnesses key their migrated template databases on it.
+pub fn schema_fingerprint() -> String {
+    let all: String = MIGRATIONS
+        .iter()
+        .flat_map(|m| [m.postgres, m.sqlite])
+        .collect();
+    hex_sha256(&all)
+}
+
 fn hex_sha256(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()

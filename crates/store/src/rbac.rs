@@ -165,9 +165,8 @@ impl Store {
     /// The roles a subject holds, with their scopes.
     pub async fn assignments_of(&self, subject: Subject) -> Result<Vec<(Role, Scope)>, StoreError> {
         let (user_id, client_id) = subject.ids();
-        let rows: Vec<AssignmentRow> =
-            on_pool!(self, |pool| {
-                sqlx::query_as(
+        let rows: Vec<AssignmentRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
             "SELECT role_name, scope_kind, scope_tenant_id, scope_client_id FROM role_assignments \
              WHERE user_id = $1 OR client_id = $2 ORDER BY id"
         )
@@ -175,7 +174,7 @@ impl Store {
         .bind(client_id)
         .fetch_all(pool)
         .await
-            })?;
+        })?;
         Ok(rows
             .iter()
             .filter_map(|r| {

@@ -132,9 +132,8 @@ impl Store {
         .fetch_optional(&mut *c)
         .await)?;
         let old = old.ok_or(StoreError::NotFound)?;
-        let row: TenantRow =
-            on_tx!(tx, |c| {
-                sqlx::query_as(concat!(
+        let row: TenantRow = on_tx!(tx, |c| {
+            sqlx::query_as(concat!(
             "UPDATE tenants SET name = $2, name_key = $3, updated_at = $4 WHERE id = $1 RETURNING ",
             tenant_columns!()
         ))
@@ -144,8 +143,8 @@ impl Store {
         .bind(DbTime(at))
         .fetch_one(&mut *c)
         .await
-            })
-            .map_err(|e| StoreError::unique_as(e, NAME_TAKEN))?;
+        })
+        .map_err(|e| StoreError::unique_as(e, NAME_TAKEN))?;
         tx.audit(AuditEvent::new(
             origin,
             action::TENANT_RENAMED,

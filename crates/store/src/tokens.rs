@@ -179,7 +179,7 @@ impl Store {
     /// Whether the access token `jti` is usable at `at`: recorded, unexpired, not revoked, its
     /// family (if any) not revoked, its client and tenant not deleted.
     pub async fn access_token_active(&self, jti: Uuid, at: Timestamp) -> Result<bool, StoreError> {
-        let found: Option<i64> = on_pool!(self, |pool| sqlx::query_scalar(
+        let found: Option<i32> = on_pool!(self, |pool| sqlx::query_scalar(
             "SELECT 1 FROM access_tokens a \
              JOIN oauth_clients c ON c.id = a.client_id \
              JOIN tenants t ON t.id = a.tenant_id \
@@ -215,7 +215,7 @@ impl Store {
         code_digest: &[u8; 32],
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let found: Option<i64> = on_pool!(self, |pool| sqlx::query_scalar(
+        let found: Option<i32> = on_pool!(self, |pool| sqlx::query_scalar(
             "SELECT 1 FROM authorization_codes \
              WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2"
         )

@@ -69,7 +69,7 @@ impl Tx {
             updated_at: at,
         };
         if let Some(tenant) = new.tenant_id {
-            let live: Option<i64> = on_tx!(self, |c| sqlx::query_scalar(
+            let live: Option<i32> = on_tx!(self, |c| sqlx::query_scalar(
                 "SELECT 1 FROM tenants WHERE id = $1 AND deleted_at IS NULL"
             )
             .bind(tenant.0)
@@ -182,9 +182,8 @@ impl Store {
         &self,
         email_normalized: &str,
     ) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> =
-            on_pool!(self, |pool| {
-                sqlx::query_as(concat!(
+        let row: Option<UserRow> = on_pool!(self, |pool| {
+            sqlx::query_as(concat!(
             "SELECT ",
             user_columns!(),
             " FROM users WHERE tenant_id IS NULL AND email_normalized = $1 AND deleted_at IS NULL"
@@ -192,7 +191,7 @@ impl Store {
         .bind(email_normalized)
         .fetch_optional(pool)
         .await
-            })?;
+        })?;
         Ok(row.map(UserRow::into_user))
     }
 

@@ -1,1 +1,220 @@
-//! placeholder
+//! Test support: throwaway databases. SQLite databases are files in a temporary directory.
+//! PostgreSQL databases are created per test from a template migrated once per schema version
+//! (keyed by the migrations' fingerprint), on the server named by `OPENTRUSTY_TEST_DATABASE_URL`,
+//! and dropped when the test ends. With the variable set and the server unreachable, tests
+//! panic: a PostgreSQL run never silently turns into an SQLite-only run.
+
+use std::time::Duration;
+
+use opentrusty_store::{ConnectOptions, Store, schema_fingerprint};
+use sqlx::{Connection, Executor, PgConnection};
+
+/// Names the PostgreSQL server tests use (any database on it the user may connect to).
+pub const TEST_DATABASE_URL_VAR: &str = "OPENTRUSTY_TEST_DATABASE_URL";
+
+/// A database that exists for the lifetime of this value.
+pub struct TestDb {
+    url: String,
+    kind: Kind,
+}
+
+enum Kind {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    /// The URL to hand to `Store::connect` or to the binary as `OPENTRUSTY_DATABASE_URL`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A fresh SQLite file, migrated when `migrated` is true.
+    pub async fn sqlite(migrated: bool) -> TestDb {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("opentrusty.db").display());
+        if migrated {
+            let store = connect(&url).await;
+            store
+                .migrate()
+                .await
+                .expect("migrate the SQLite test database");
+            store.close().await;
+        }
+        TestDb {
+            url,
+            kind: Kind::Sqlite(dir),
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` when `OPENTRUSTY_TEST_DATABASE_URL` is not set.
+    pub async fn postgres(migrated: bool) -> Option<TestDb> {
+        let Ok(admin_url) = std::env::var(TEST_DATABASE_URL_VAR) else {
+            eprintln!(
+                "{TEST_DATABASE_URL_VAR} is not set: the PostgreSQL variant of this test did not run"
+            );
+            return None;
+        };
+        let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("{TEST_DATABASE_URL_VAR} is set but PostgreSQL is unreachable: {e}")
+        });
+        let name = format!("ot_test_{}", uuid::Uuid::now_v7().simple());
+        if migrated {
+            let template = ensure_template(&mut admin, &admin_url).await;
+            create_from_template(&mut admin, &name, &template).await;
+        } else {
+            admin
+                .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .await
+                .expect("create a PostgreSQL test database");
+        }
+        let _ = admin.close().await;
+        Some(TestDb {
+            url: with_database(&admin_url, &name),
+            kind: Kind::Postgres { admin_url, name },
+        })
+    }
+
+    /// Both backends: SQLite always, PostgreSQL when configured.
+    pub async fn all(migrated: bool) -> Vec<TestDb> {
+        let mut dbs = vec![TestDb::sqlite(migrated).await];
+        dbs.extend(TestDb::postgres(migrated).await);
+        dbs
+    }
+
+    /// Connects a store to this database.
+    pub async fn store(&self) -> Store {
+        connect(&self.url).await
+    }
+}
+
+async fn connect(url: &str) -> Store {
+    Store::connect(url, &ConnectOptions::default())
+        .await
+        .expect("connect to the test database")
+}
+
+/// Creates the migrated template for the current schema once; concurrent test processes wait
+/// on an advisory lock and reuse it.
+async fn ensure_template(admin: &mut PgConnection, admin_url: &str) -> String {
+    let template = format!("ot_template_{}", &schema_fingerprint()[..16]);
+    sqlx::query("SELECT pg_advisory_lock(7261626)")
+        .execute(&mut *admin)
+        .await
+        .expect("take the template lock");
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&template)
+        .fetch_optional(&mut *admin)
+        .await
+        .expect("look for the template database");
+    if exists.is_none() {
+        // Build under a temporary name and rename, so a crash never leaves a half-built template.
+        let building = format!("{template}_building");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{building}\""
+            )))
+            .await
+            .expect("drop a stale template build");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "CREATE DATABASE \"{building}\""
+            )))
+            .await
+            .expect("create the template database");
+        let store = connect(&with_database(admin_url, &building)).await;
+        store
+            .migrate()
+            .await
+            .expect("migrate the template database");
+        store.close().await;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+            )))
+            .await
+            .expect("publish the template database");
+    }
+    sqlx::query("SELECT pg_advisory_unlock(7261626)")
+        .execute(&mut *admin)
+        .await
+        .expect("release the template lock");
+    template
+}
+
+async fn create_from_template(admin: &mut PgConnection, name: &str, template: &str) {
+    // Copies from one template serialise inside PostgreSQL and fail while another copy holds
+    // it ("being accessed by other users"); retry for a while.
+    let mut attempt = 0;
+    loop {
+        let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
+        match admin.execute(sqlx::AssertSqlSafe(sql)).await {
+            Ok(_) => return,
+            Err(e) if attempt < 200 => {
+                attempt += 1;
+                if attempt % 50 == 0 {
+                    eprintln!("still waiting to copy the template database: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(25 + (attempt % 7) * 10)).await;
+            }
+            Err(e) => panic!("create a PostgreSQL test database: {e}"),
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Kind::Postgres { admin_url, name } = &self.kind {
+            let admin_url = admin_url.clone();
+            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            // Drop runs outside async context: use a private runtime on its own thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async move {
+                    let mut admin = PgConnection::connect(&admin_url).await.ok()?;
+                    admin.execute(sqlx::AssertSqlSafe(sql)).await.ok()?;
+                    admin.close().await.ok()
+                })
+            })
+            .join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,929 @@
+//! The storage conformance suite: every test runs against SQLite and, when
+//! `OPENTRUSTY_TEST_DATABASE_URL` is set, against PostgreSQL, each on its own fresh database.
+
+use std::collections::BTreeSet;
+
+use opentrusty_core::audit::{Actor, Origin, action};
+use opentrusty_core::client::{NewClient, TokenEndpointAuthMethod};
+use opentrusty_core::email::Email;
+use opentrusty_core::rbac::{Permission, Role, Scope, allows};
+use opentrusty_core::session::NewSession;
+use opentrusty_core::tenant::{TenantName, TenantStatus};
+use opentrusty_core::user::NewUser;
+use opentrusty_core::{ClientId, TenantId, UserId, now, secret};
+use opentrusty_store::{
+    AuditQuery, Backend, BootstrapOutcome, NewAccessToken, NewAuthorizationCode, NewTokenFamily,
+    Store, StoreError, Subject,
+};
+use opentrusty_testkit::TestDb;
+use sqlx::Connection;
+use time::Duration;
+
+/// Declares each test once per backend: `sqlite::name` always runs, `postgres::name` runs when
+/// PostgreSQL is configured.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = opentrusty_testkit::TestDb::sqlite(true).await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = opentrusty_testkit::TestDb::postgres(true).await {
+                        super::$name(&db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_recorded_and_idempotent,
+    seeded_roles_match_the_domain,
+    tenant_lifecycle_is_audited,
+    tenant_names_are_unique_case_insensitively_among_live_tenants,
+    deleting_a_tenant_ends_its_sessions_clients_codes_and_tokens,
+    users_are_unique_per_tenant_by_normalized_email,
+    users_need_a_live_tenant,
+    passwords_are_stored_and_replaced,
+    permissions_come_from_assignments_at_their_scope,
+    assignments_cannot_leave_the_subjects_tenant,
+    clients_act_as_service_accounts,
+    bootstrap_creates_one_admin_once,
+    concurrent_bootstraps_create_exactly_one_admin,
+    audit_rows_cannot_be_changed_or_deleted,
+    failed_changes_leave_no_audit_row,
+    tenant_scoped_queries_never_return_other_tenants_rows,
+    sessions_are_found_by_digest_until_they_expire,
+);
+
+fn admin_origin() -> Origin {
+    Origin {
+        actor: Some(Actor::User(UserId::new())),
+        ip: Some("198.51.100.7".into()),
+        user_agent: Some("conformance".into()),
+        request_id: Some("req-42".into()),
+    }
+}
+
+async fn tenant(store: &Store, name: &str) -> TenantId {
+    store
+        .create_tenant(&TenantName::parse(name).unwrap(), None, &Origin::system())
+        .await
+        .unwrap()
+        .id
+}
+
+async fn user(store: &Store, tenant: TenantId, email: &str) -> UserId {
+    let new = NewUser::new(Some(tenant), email, Some("Test"), None).unwrap();
+    store
+        .create_user(&new, Some("$argon2id$stub"), &Origin::system())
+        .await
+        .unwrap()
+        .id
+}
+
+async fn client(store: &Store, tenant: TenantId, client_id: &str) -> ClientId {
+    let new = NewClient {
+        tenant_id: tenant,
+        client_id: client_id.to_owned(),
+        name: format!("{client_id} app"),
+        token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretBasic,
+        secret_hash: Some("digest".into()),
+        redirect_uris: vec!["https://app.example.com/cb".into()],
+        post_logout_redirect_uris: vec![],
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        allowed_scopes: vec!["openid".into(), "profile".into()],
+        first_party: false,
+    };
+    store
+        .create_client(&new, &Origin::system())
+        .await
+        .unwrap()
+        .id
+}
+
+async fn session(store: &Store, tenant: Option<TenantId>, user: UserId) -> [u8; 32] {
+    let digest = secret::token_digest(&secret::random_token());
+    let new = NewSession {
+        user_id: user,
+        tenant_id: tenant,
+        token_digest: digest,
+        expires_at: now() + Duration::hours(1),
+        ip: None,
+        user_agent: None,
+    };
+    store.create_session(&new, &Origin::system()).await.unwrap();
+    digest
+}
+
+async fn actions(store: &Store, tenant: Option<TenantId>) -> Vec<String> {
+    store
+        .list_audit(&AuditQuery {
+            tenant,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+async fn migrations_are_recorded_and_idempotent(migrated: &TestDb) {
+    // Start from an empty database of the same backend rather than the migrated one.
+    let db = match Backend::of_url(migrated.url()) {
+        Some(Backend::Postgres) => TestDb::postgres(false).await.unwrap(),
+        _ => TestDb::sqlite(false).await,
+    };
+    {
+        let store = db.store().await;
+        let before = store.migration_status().await.unwrap();
+        assert!(before.applied.is_empty());
+        assert_eq!(before.pending.len(), opentrusty_store::MIGRATIONS.len());
+        assert!(store.readiness().await.unwrap_err().contains("pending"));
+
+        // Two migrators at once: one applies, the other waits and finds nothing to do.
+        let other = db.store().await;
+        let (a, b) = tokio::join!(store.migrate(), other.migrate());
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(
+            a.len() + b.len(),
+            opentrusty_store::MIGRATIONS.len(),
+            "{a:?} {b:?}"
+        );
+        assert!(a.is_empty() || b.is_empty());
+
+        assert!(
+            store.migrate().await.unwrap().is_empty(),
+            "second run is a no-op"
+        );
+        let after = store.migration_status().await.unwrap();
+        assert!(after.pending.is_empty());
+        assert_eq!(after.applied.len(), opentrusty_store::MIGRATIONS.len());
+        assert_eq!(after.applied[0].version, 1);
+        store.readiness().await.unwrap();
+    }
+}
+
+async fn seeded_roles_match_the_domain(db: &TestDb) {
+    let store = db.store().await;
+    let mut expected: Vec<String> = Permission::ALL
+        .iter()
+        .map(|p| p.as_str().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(store.permission_names().await.unwrap(), expected);
+    for required in ["user:change_password", "platform:view_audit"] {
+        assert!(expected.iter().any(|p| p == required));
+    }
+    let mut table: Vec<(String, String)> = Role::ALL
+        .iter()
+        .flat_map(|r| {
+            r.permissions()
+                .iter()
+                .map(|p| (r.as_str().to_owned(), p.as_str().to_owned()))
+        })
+        .collect();
+    table.sort();
+    assert_eq!(store.role_permission_table().await.unwrap(), table);
+}
+
+async fn tenant_lifecycle_is_audited(db: &TestDb) {
+    let store = db.store().await;
+    let origin = admin_origin();
+    let t = store
+        .create_tenant(
+            &TenantName::parse(" Acme ").unwrap(),
+            Some("Acme Inc."),
+            &origin,
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.name, "Acme");
+    assert_eq!(t.status, TenantStatus::Active);
+    assert_eq!(store.get_tenant(t.id).await.unwrap().unwrap(), t);
+
+    let renamed = store
+        .rename_tenant(t.id, &TenantName::parse("Acme Two").unwrap(), &origin)
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "Acme Two");
+    let suspended = store
+        .set_tenant_status(t.id, TenantStatus::Suspended, &origin)
+        .await
+        .unwrap();
+    assert_eq!(suspended.status, TenantStatus::Suspended);
+    let active = store
+        .set_tenant_status(t.id, TenantStatus::Active, &origin)
+        .await
+        .unwrap();
+    assert_eq!(active.status, TenantStatus::Active);
+    assert!(matches!(
+        store
+            .set_tenant_status(t.id, TenantStatus::Deleted, &origin)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    let events = store
+        .list_audit(&AuditQuery {
+            tenant: Some(t.id),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let names: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            action::TENANT_ACTIVATED,
+            action::TENANT_SUSPENDED,
+            action::TENANT_RENAMED,
+            action::TENANT_CREATED
+        ]
+    );
+    let created = events.last().unwrap();
+    assert_eq!(created.actor, origin.actor());
+    assert_eq!(created.ip.as_deref(), Some("198.51.100.7"));
+    assert_eq!(created.user_agent.as_deref(), Some("conformance"));
+    assert_eq!(created.request_id.as_deref(), Some("req-42"));
+    assert_eq!(created.target.as_ref().unwrap().id, t.id.to_string());
+    assert_eq!(created.occurred_at.offset(), time::UtcOffset::UTC);
+    assert_eq!(
+        events[2].metadata,
+        serde_json::json!({"name": {"from": "Acme", "to": "Acme Two"}})
+    );
+
+    let second = tenant(&store, "Beta").await;
+    let listed = store.list_tenants(None, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [t.id, second]
+    );
+    let page2 = store.list_tenants(Some(t.id), 10).await.unwrap();
+    assert_eq!(page2.iter().map(|t| t.id).collect::<Vec<_>>(), [second]);
+}
+
+async fn tenant_names_are_unique_case_insensitively_among_live_tenants(db: &TestDb) {
+    let store = db.store().await;
+    let first = tenant(&store, "Acme").await;
+    let dup = store
+        .create_tenant(&TenantName::parse("ACME").unwrap(), None, &Origin::system())
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let other = tenant(&store, "Other").await;
+    let rename = store
+        .rename_tenant(
+            other,
+            &TenantName::parse("acme").unwrap(),
+            &Origin::system(),
+        )
+        .await;
+    assert!(matches!(rename, Err(StoreError::Conflict(_))), "{rename:?}");
+    store.delete_tenant(first, &Origin::system()).await.unwrap();
+    tenant(&store, "Acme").await;
+}
+
+async fn deleting_a_tenant_ends_its_sessions_clients_codes_and_tokens(db: &TestDb) {
+    let store = db.store().await;
+    let doomed = tenant(&store, "Doomed").await;
+    let kept = tenant(&store, "Kept").await;
+    let mut grants = Vec::new();
+    for t in [doomed, kept] {
+        let u = user(&store, t, "ada@example.com").await;
+        let c = client(&store, t, &format!("app-{t}")).await;
+        let cookie = session(&store, Some(t), u).await;
+        let code = secret::token_digest(&secret::random_token());
+        store
+            .issue_authorization_code(
+                &NewAuthorizationCode {
+                    code_digest: code,
+                    tenant_id: t,
+                    client_id: c,
+                    user_id: u,
+                    session_id: None,
+                    redirect_uri: "https://app.example.com/cb".into(),
+                    scope: "openid".into(),
+                    nonce: None,
+                    code_challenge: Some("x".into()),
+                    code_challenge_method: Some("S256".into()),
+                    auth_time: now(),
+                    expires_at: now() + Duration::seconds(60),
+                },
+                &Origin::system(),
+            )
+            .await
+            .unwrap();
+        let jti = uuid::Uuid::now_v7();
+        let family = store
+            .issue_tokens(
+                &NewAccessToken {
+                    jti,
+                    token_digest: None,
+                    tenant_id: t,
+                    client_id: c,
+                    user_id: Some(u),
+                    scope: "openid".into(),
+                    expires_at: now() + Duration::minutes(15),
+                },
+                Some(&NewTokenFamily {
+                    tenant_id: t,
+                    client_id: c,
+                    user_id: Some(u),
+                    session_id: None,
+                    scope: "openid".into(),
+                    auth_time: Some(now()),
+                    expires_at: now() + Duration::days(30),
+                    refresh_digest: secret::token_digest(&secret::random_token()),
+                }),
+                &Origin::system(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        grants.push((t, u, c, cookie, code, jti, family));
+    }
+    for (_, _, _, cookie, code, jti, family) in &grants {
+        assert!(store.find_session(cookie, now()).await.unwrap().is_some());
+        assert!(store.authorization_code_pending(code, now()).await.unwrap());
+        assert!(store.access_token_active(*jti, now()).await.unwrap());
+        assert_eq!(
+            store.token_family_revoked(*family).await.unwrap(),
+            Some(false)
+        );
+    }
+
+    store.delete_tenant(doomed, &admin_origin()).await.unwrap();
+    assert!(matches!(
+        store.delete_tenant(doomed, &admin_origin()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.get_tenant(doomed).await.unwrap().is_none());
+
+    let (t, u, c, cookie, code, jti, family) = grants[0];
+    assert_eq!(t, doomed);
+    assert!(store.find_session(&cookie, now()).await.unwrap().is_none());
+    assert!(store.get_client(doomed, c).await.unwrap().is_none());
+    assert!(
+        store
+            .find_client(&format!("app-{doomed}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !store
+            .authorization_code_pending(&code, now())
+            .await
+            .unwrap()
+    );
+    assert!(!store.access_token_active(jti, now()).await.unwrap());
+    assert_eq!(
+        store.token_family_revoked(family).await.unwrap(),
+        Some(true)
+    );
+    assert!(
+        store.get_user(doomed, u).await.unwrap().is_some(),
+        "users are kept"
+    );
+
+    // The other tenant is untouched.
+    let (t, _, c, cookie, code, jti, family) = grants[1];
+    assert_eq!(t, kept);
+    assert!(store.find_session(&cookie, now()).await.unwrap().is_some());
+    assert!(store.get_client(kept, c).await.unwrap().is_some());
+    assert!(
+        store
+            .authorization_code_pending(&code, now())
+            .await
+            .unwrap()
+    );
+    assert!(store.access_token_active(jti, now()).await.unwrap());
+    assert_eq!(
+        store.token_family_revoked(family).await.unwrap(),
+        Some(false)
+    );
+
+    let events = store
+        .list_audit(&AuditQuery {
+            tenant: Some(doomed),
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(events[0].action, action::TENANT_DELETED);
+    assert_eq!(
+        events[0].metadata["ended"],
+        serde_json::json!({
+            "sessions": 1, "clients": 1, "token_families": 1, "access_tokens": 1,
+            "authorization_codes": 1, "enrollment_links": 0
+        })
+    );
+}
+
+async fn users_are_unique_per_tenant_by_normalized_email(db: &TestDb) {
+    let store = db.store().await;
+    let a = tenant(&store, "A").await;
+    let b = tenant(&store, "B").await;
+    let ada = user(&store, a, " Ada@Example.COM").await;
+    let found = store
+        .find_user_by_email(a, "ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, ada);
+    assert_eq!(found.email, "Ada@Example.COM");
+    assert_eq!(found.tenant_id, Some(a));
+
+    let dup = NewUser::new(Some(a), "ada@example.com", None, None).unwrap();
+    let err = store.create_user(&dup, None, &Origin::system()).await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+
+    // The same address in another tenant is a different person.
+    let other = user(&store, b, "ada@example.com").await;
+    assert_ne!(other, ada);
+    assert!(
+        store
+            .find_user_by_email(b, "ada@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // A platform operator may share the address too, once.
+    let op = NewUser::new(None, "ADA@example.com", None, None).unwrap();
+    store
+        .create_user(&op, None, &Origin::system())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.create_user(&op, None, &Origin::system()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let platform = store
+        .find_platform_user_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(platform.tenant_id, None);
+}
+
+async fn users_need_a_live_tenant(db: &TestDb) {
+    let store = db.store().await;
+    let nowhere = NewUser::new(Some(TenantId::new()), "a@example.com", None, None).unwrap();
+    assert!(matches!(
+        store.create_user(&nowhere, None, &Origin::system()).await,
+        Err(StoreError::NotFound)
+    ));
+    let t = tenant(&store, "Gone").await;
+    store.delete_tenant(t, &Origin::system()).await.unwrap();
+    let late = NewUser::new(Some(t), "a@example.com", None, None).unwrap();
+    assert!(matches!(
+        store.create_user(&late, None, &Origin::system()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn passwords_are_stored_and_replaced(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "A").await;
+    let new = NewUser::new(Some(t), "nopass@example.com", None, None).unwrap();
+    let u = store
+        .create_user(&new, None, &Origin::system())
+        .await
+        .unwrap();
+    assert_eq!(store.password_hash(u.id).await.unwrap(), None);
+    store
+        .set_password_hash(u.id, "$argon2id$first", &admin_origin())
+        .await
+        .unwrap();
+    store
+        .set_password_hash(u.id, "$argon2id$second", &admin_origin())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.password_hash(u.id).await.unwrap().as_deref(),
+        Some("$argon2id$second")
+    );
+    let events = actions(&store, Some(t)).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|a| *a == action::USER_PASSWORD_SET)
+            .count(),
+        2
+    );
+    assert!(matches!(
+        store
+            .set_password_hash(UserId::new(), "x", &Origin::system())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn permissions_come_from_assignments_at_their_scope(db: &TestDb) {
+    let store = db.store().await;
+    let a = tenant(&store, "A").await;
+    let b = tenant(&store, "B").await;
+    let admin = user(&store, a, "admin@a.example").await;
+    let member = user(&store, a, "member@a.example").await;
+    store
+        .assign_role(
+            Subject::User(admin),
+            Role::TenantAdmin,
+            Scope::Tenant(a),
+            &admin_origin(),
+        )
+        .await
+        .unwrap();
+    store
+        .assign_role(
+            Subject::User(member),
+            Role::TenantMember,
+            Scope::Tenant(a),
+            &admin_origin(),
+        )
+        .await
+        .unwrap();
+    let dup = store
+        .assign_role(
+            Subject::User(admin),
+            Role::TenantAdmin,
+            Scope::Tenant(a),
+            &admin_origin(),
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+
+    let g = store.grants_of(Subject::User(admin)).await.unwrap();
+    assert!(allows(&g, Permission::TenantManageUsers, &Scope::Tenant(a)));
+    assert!(!allows(
+        &g,
+        Permission::TenantManageUsers,
+        &Scope::Tenant(b)
+    ));
+    assert!(!allows(
+        &g,
+        Permission::PlatformManageTenants,
+        &Scope::Platform
+    ));
+    let g = store.grants_of(Subject::User(member)).await.unwrap();
+    assert!(!allows(
+        &g,
+        Permission::ControlPlaneLogin,
+        &Scope::Tenant(a)
+    ));
+    assert!(allows(
+        &g,
+        Permission::UserChangePassword,
+        &Scope::Tenant(a)
+    ));
+
+    let op = NewUser::new(None, "root@example.com", None, None).unwrap();
+    let op = store
+        .create_user(&op, None, &Origin::system())
+        .await
+        .unwrap();
+    store
+        .assign_role(
+            Subject::User(op.id),
+            Role::PlatformAdmin,
+            Scope::Platform,
+            &admin_origin(),
+        )
+        .await
+        .unwrap();
+    let g = store.grants_of(Subject::User(op.id)).await.unwrap();
+    for at in [Scope::Platform, Scope::Tenant(a), Scope::Tenant(b)] {
+        assert!(allows(&g, Permission::TenantManageClients, &at));
+    }
+    assert!(allows(&g, Permission::PlatformViewAudit, &Scope::Platform));
+    assert_eq!(
+        store.assignments_of(Subject::User(op.id)).await.unwrap(),
+        [(Role::PlatformAdmin, Scope::Platform)]
+    );
+    assert!(
+        actions(&store, Some(a))
+            .await
+            .contains(&action::ROLE_ASSIGNED.to_owned())
+    );
+}
+
+async fn assignments_cannot_leave_the_subjects_tenant(db: &TestDb) {
+    let store = db.store().await;
+    let a = tenant(&store, "A").await;
+    let b = tenant(&store, "B").await;
+    let u = user(&store, a, "u@a.example").await;
+    for (role, scope) in [
+        (Role::TenantAdmin, Scope::Tenant(b)),
+        (Role::PlatformAdmin, Scope::Platform),
+        (Role::TenantOwner, Scope::Platform),
+    ] {
+        let r = store
+            .assign_role(Subject::User(u), role, scope, &Origin::system())
+            .await;
+        assert!(
+            matches!(r, Err(StoreError::Invalid(_))),
+            "{role:?} {scope:?}: {r:?}"
+        );
+    }
+    assert!(store.grants_of(Subject::User(u)).await.unwrap().is_empty());
+    assert!(matches!(
+        store
+            .assign_role(
+                Subject::User(UserId::new()),
+                Role::TenantAdmin,
+                Scope::Tenant(a),
+                &Origin::system()
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn clients_act_as_service_accounts(db: &TestDb) {
+    let store = db.store().await;
+    let a = tenant(&store, "A").await;
+    let c = client(&store, a, "automation").await;
+    store
+        .assign_role(
+            Subject::Client(c),
+            Role::TenantAdmin,
+            Scope::Tenant(a),
+            &admin_origin(),
+        )
+        .await
+        .unwrap();
+    let g = store.grants_of(Subject::Client(c)).await.unwrap();
+    assert!(allows(&g, Permission::TenantManageUsers, &Scope::Tenant(a)));
+    let found = store.find_client("automation").await.unwrap().unwrap();
+    assert_eq!(found.tenant_id, a);
+    assert_eq!(found.redirect_uris, ["https://app.example.com/cb"]);
+    assert_eq!(found.grant_types, ["authorization_code", "refresh_token"]);
+    assert_eq!(
+        found.token_endpoint_auth_method,
+        TokenEndpointAuthMethod::ClientSecretBasic
+    );
+    assert!(found.active);
+    let dup = NewClient {
+        tenant_id: a,
+        client_id: "automation".into(),
+        name: "again".into(),
+        token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+        secret_hash: None,
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        grant_types: vec![],
+        allowed_scopes: vec![],
+        first_party: true,
+    };
+    assert!(matches!(
+        store.create_client(&dup, &Origin::system()).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+async fn bootstrap_creates_one_admin_once(db: &TestDb) {
+    let store = db.store().await;
+    assert!(!store.platform_admin_exists().await.unwrap());
+    let email = Email::parse("Root@Example.com").unwrap();
+    let first = store
+        .bootstrap_platform_admin(&email, "$argon2id$h", &Origin::system())
+        .await
+        .unwrap();
+    let BootstrapOutcome::Created(id) = first else {
+        panic!("expected a new admin, got {first:?}");
+    };
+    assert!(store.platform_admin_exists().await.unwrap());
+    let other = Email::parse("other@example.com").unwrap();
+    assert_eq!(
+        store
+            .bootstrap_platform_admin(&other, "$argon2id$h", &Origin::system())
+            .await
+            .unwrap(),
+        BootstrapOutcome::AlreadyPresent
+    );
+    let admin = store
+        .find_platform_user_by_email("root@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(admin.id, id);
+    assert!(
+        store
+            .find_platform_user_by_email("other@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let g = store.grants_of(Subject::User(id)).await.unwrap();
+    assert!(allows(
+        &g,
+        Permission::PlatformManageTenants,
+        &Scope::Platform
+    ));
+    let events = actions(&store, None).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|a| *a == action::PLATFORM_ADMIN_BOOTSTRAPPED)
+            .count(),
+        1
+    );
+}
+
+async fn concurrent_bootstraps_create_exactly_one_admin(db: &TestDb) {
+    let stores: Vec<Store> = futures_join(db).await;
+    let mut handles = Vec::new();
+    for (i, store) in stores.into_iter().enumerate() {
+        handles.push(tokio::spawn(async move {
+            let email = Email::parse(&format!("root{i}@example.com")).unwrap();
+            store
+                .bootstrap_platform_admin(&email, "$argon2id$h", &Origin::system())
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = 0;
+    for h in handles {
+        if let BootstrapOutcome::Created(_) = h.await.unwrap() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+/// Eight independent pools on one database, as eight processes would have.
+async fn futures_join(db: &TestDb) -> Vec<Store> {
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(db.store().await);
+    }
+    stores
+}
+
+async fn audit_rows_cannot_be_changed_or_deleted(db: &TestDb) {
+    let store = db.store().await;
+    tenant(&store, "Audited").await;
+    let before = store
+        .list_audit(&AuditQuery {
+            tenant: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert!(!before.is_empty());
+    // An attacker with the application's SQL access, bypassing the store.
+    let attempts = [
+        "UPDATE audit_events SET action = 'tampered'",
+        "DELETE FROM audit_events",
+    ];
+    for sql in attempts {
+        let result = match store.backend() {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&mut c)
+                    .await
+                    .map(|r| r.rows_affected())
+            }
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&mut c)
+                    .await
+                    .map(|r| r.rows_affected())
+            }
+        };
+        let err = result.expect_err(sql).to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    if store.backend() == Backend::Postgres {
+        let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
+        let err = sqlx::query("TRUNCATE audit_events")
+            .execute(&mut c)
+            .await
+            .expect_err("truncate");
+        assert!(err.to_string().contains("append-only"));
+    }
+    let after = store
+        .list_audit(&AuditQuery {
+            tenant: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+async fn failed_changes_leave_no_audit_row(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "Acme").await;
+    let before = actions(&store, None).await.len();
+    let _ = store
+        .create_tenant(&TenantName::parse("acme").unwrap(), None, &Origin::system())
+        .await
+        .unwrap_err();
+    user(&store, t, "a@example.com").await;
+    let dup = NewUser::new(Some(t), "A@example.com", None, None).unwrap();
+    let _ = store
+        .create_user(&dup, None, &Origin::system())
+        .await
+        .unwrap_err();
+    let after = actions(&store, None).await;
+    assert_eq!(
+        after.len(),
+        before + 1,
+        "only the successful user creation: {after:?}"
+    );
+}
+
+async fn tenant_scoped_queries_never_return_other_tenants_rows(db: &TestDb) {
+    let store = db.store().await;
+    let a = tenant(&store, "A").await;
+    let b = tenant(&store, "B").await;
+    let ua = user(&store, a, "same@example.com").await;
+    let ub = user(&store, b, "same@example.com").await;
+    let ca = client(&store, a, "client-a").await;
+    let cb = client(&store, b, "client-b").await;
+    session(&store, Some(a), ua).await;
+    session(&store, Some(b), ub).await;
+
+    // Reads by id with the other tenant's id answer nothing.
+    assert!(store.get_user(a, ub).await.unwrap().is_none());
+    assert!(store.get_user(b, ua).await.unwrap().is_none());
+    assert!(store.get_client(a, cb).await.unwrap().is_none());
+    assert!(store.get_client(b, ca).await.unwrap().is_none());
+    assert!(store.list_sessions(a, ub).await.unwrap().is_empty());
+    assert_eq!(store.list_sessions(a, ua).await.unwrap().len(), 1);
+
+    // Lookups and listings see only their tenant.
+    assert_eq!(
+        store
+            .find_user_by_email(a, "same@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        ua
+    );
+    let users: BTreeSet<_> = store
+        .list_users(a, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(users, BTreeSet::from([ua]));
+    let clients: BTreeSet<_> = store
+        .list_clients(a, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(clients, BTreeSet::from([ca]));
+    let events = store
+        .list_audit(&AuditQuery {
+            tenant: Some(a),
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| e.tenant_id == Some(a)));
+    let b_ids = [ub.to_string(), cb.to_string(), b.to_string()];
+    assert!(
+        events
+            .iter()
+            .all(|e| e.target.as_ref().is_none_or(|t| !b_ids.contains(&t.id)))
+    );
+}
+
+async fn sessions_are_found_by_digest_until_they_expire(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "A").await;
+    let u = user(&store, t, "a@example.com").await;
+    let digest = session(&store, Some(t), u).await;
+    let s = store.find_session(&digest, now()).await.unwrap().unwrap();
+    assert_eq!(s.user_id, u);
+    assert_eq!(s.tenant_id, Some(t));
+    assert!(
+        store
+            .find_session(&digest, now() + Duration::hours(2))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let unknown = secret::token_digest("not a session");
+    assert!(store.find_session(&unknown, now()).await.unwrap().is_none());
+}
