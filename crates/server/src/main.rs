@@ -1,1 +1,123 @@
-fn main() {}
+//! The `opentrusty` binary: parses the command line, validates configuration, and runs one of
+//! `serve`, `migrate` or `bootstrap`. Exit codes: 0 success, 1 runtime failure, 2 invalid
+//! configuration or usage.
+
+mod cli;
+mod commands;
+mod config;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::config::{ConfigError, LogFormat, Mode, ProcessEnv};
+
+/// A runtime failure, reported as one line on stderr with exit code 1.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+enum Exit {
+    Config(ConfigError),
+    Failure(Failure),
+}
+
+impl From<ConfigError> for Exit {
+    fn from(e: ConfigError) -> Self {
+        Exit::Config(e)
+    }
+}
+
+impl From<Failure> for Exit {
+    fn from(e: Failure) -> Self {
+        Exit::Failure(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Exit::Config(e)) => {
+            eprintln!("error: invalid configuration: {e}");
+            ExitCode::from(2)
+        }
+        Err(Exit::Failure(Failure(message))) => {
+            tracing::error!("{message}");
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Exit> {
+    let env = ProcessEnv;
+    let database = config::database(&env, &cli.database)?;
+    match cli.command {
+        Command::Serve(args) => {
+            let mode = config::mode(&env, args.mode)?;
+            let settings = config::serve(&env, mode, database, &args.options)?;
+            init_logging(settings.log_format, &settings.log_filter);
+            serve::run(settings).await?;
+        }
+        Command::Server(options) => {
+            let settings = config::serve(&env, Mode::All, database, &options)?;
+            init_logging(settings.log_format, &settings.log_filter);
+            serve::run(settings).await?;
+        }
+        Command::Migrate(args) => {
+            init_logging(LogFormat::Text, "warn");
+            let store = commands::open(&database).await?;
+            let result = commands::migrate(&store, args.status, &mut std::io::stdout()).await;
+            store.close().await;
+            result?;
+        }
+        Command::Bootstrap(args) => {
+            let hasher = config::hashing(&env, &args.hashing)?;
+            let admin = config::bootstrap(&env, &args.admin)?.ok_or_else(|| ConfigError {
+                name: "OPENTRUSTY_BOOTSTRAP_ADMIN_EMAIL".to_owned(),
+                problem: "is required (or pass --email)".to_owned(),
+            })?;
+            init_logging(LogFormat::Text, "warn");
+            let store = commands::open(&database).await?;
+            let result = async {
+                commands::require_current_schema(&store).await?;
+                commands::bootstrap(&store, &hasher, &admin, &mut std::io::stdout()).await
+            }
+            .await;
+            store.close().await;
+            result?;
+        }
+    }
+    Ok(())
+}
+
+/// JSON lines on stdout for the production planes; readable text on stderr for development and
+/// for the one-shot commands, whose own output on stdout stays clean.
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}

@@ -164,6 +164,9 @@ impl Store {
             Some(Backend::Sqlite) => {
                 let opts = sqlite_options(url)?;
                 let in_memory = opts.get_filename().as_os_str() == ":memory:";
+                if !in_memory {
+                    create_private_file(opts.get_filename())?;
+                }
                 let pool = SqlitePoolOptions::new()
                     // An in-memory database exists once per connection: keep exactly one.
                     .max_connections(if in_memory {
@@ -240,6 +243,26 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10)))
+}
+
+/// Creates the database file readable by its owner only (it holds password hashes and encrypted
+/// keys); SQLite gives its WAL and shared-memory files the same mode. An existing file is left
+/// as it is.
+fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Config(format!(
+            "cannot create the SQLite database {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// The file an SQLite URL points at, or `None` for PostgreSQL and in-memory databases.

@@ -238,15 +238,16 @@ impl Store {
     }
 
     /// `Ok` when the database answers and no migration is pending; otherwise the reason, in
-    /// words for a readiness probe.
+    /// words fit for a public readiness probe (details go to the log, not the answer).
     pub async fn readiness(&self) -> Result<(), String> {
-        self.ping()
-            .await
-            .map_err(|e| format!("database unreachable: {e}"))?;
-        let status = self
-            .migration_status()
-            .await
-            .map_err(|e| format!("cannot read the migration ledger: {e}"))?;
+        if let Err(e) = self.ping().await {
+            tracing::warn!(error = %e, "not ready: database unreachable");
+            return Err("database unreachable".to_owned());
+        }
+        let status = self.migration_status().await.map_err(|e| {
+            tracing::warn!(error = %e, "not ready: cannot read the migration ledger");
+            "cannot read the migration ledger".to_owned()
+        })?;
         if !status.pending.is_empty() {
             let versions: Vec<String> = status.pending.iter().map(|(v, _)| v.to_string()).collect();
             return Err(format!(

@@ -1,1 +1,98 @@
-//! placeholder
+//! HTTP pieces every listener shares, whatever plane it serves: the liveness probe (`/health`)
+//! and the readiness probe (`/ready`, which checks the database and the schema).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use opentrusty_store::Store;
+use serde::Serialize;
+
+#[derive(Clone)]
+struct ProbeState {
+    service: &'static str,
+    store: Store,
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    service: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    service: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// `GET /health` and `GET /ready` for a listener named `service` (for example
+/// `opentrusty-auth`).
+pub fn probes<S>(service: &'static str, store: Store) -> Router<S> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(ProbeState { service, store })
+}
+
+/// Liveness: the process is up and serving HTTP. Touches nothing else.
+async fn health(State(state): State<ProbeState>) -> Response {
+    no_store(
+        Json(Health {
+            status: "pass",
+            service: state.service,
+            version: env!("CARGO_PKG_VERSION"),
+        })
+        .into_response(),
+    )
+}
+
+/// Readiness: the database answers and the schema is current. 503 with the reason otherwise.
+async fn ready(State(state): State<ProbeState>) -> Response {
+    let (code, body) = match state.store.readiness().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Readiness {
+                status: "ready",
+                service: state.service,
+                reason: None,
+            },
+        ),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Readiness {
+                status: "not_ready",
+                service: state.service,
+                reason: Some(reason),
+            },
+        ),
+    };
+    let mut response = no_store((code, Json(body)).into_response());
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    response
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The answer for paths no route serves: a small JSON body, never a stack of internals.
+pub async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": "not_found", "error_description": "no such resource" })),
+    )
+        .into_response()
+}

@@ -1,0 +1,172 @@
+//! The command line: subcommands, flags and the help an operator reads. Every flag that has an
+//! `OPENTRUSTY_*` environment equivalent names it in its help; values are resolved and validated
+//! in `config`, so an error names the flag or the variable the value came from.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "opentrusty",
+    version,
+    about = "OpenTrusty: a multi-tenant OAuth 2.0 / OpenID Connect identity provider",
+    long_about = "OpenTrusty: a multi-tenant OAuth 2.0 / OpenID Connect identity provider.\n\n\
+        Quick start (embedded SQLite, no configuration):\n    opentrusty serve all\n\n\
+        Production (PostgreSQL, two processes):\n    \
+        export OPENTRUSTY_DATABASE_URL=postgres://opentrusty@db/opentrusty\n    \
+        export OPENTRUSTY_SECRET_KEY=$(openssl rand -base64 32)\n    \
+        opentrusty migrate\n    \
+        opentrusty bootstrap --email admin@example.com\n    \
+        opentrusty serve auth     # port 8080\n    \
+        opentrusty serve admin    # port 8081\n\n\
+        Every flag can also be set with the OPENTRUSTY_* variable named in its help.",
+    after_help = "Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: postgres://user@host/db or sqlite://path/to/file.db
+    /// [env: OPENTRUSTY_DATABASE_URL] [default: sqlite://opentrusty.db]
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Most database connections this process opens [env: OPENTRUSTY_DB_MAX_CONNECTIONS]
+    /// [default: 10]
+    #[arg(long, global = true, value_name = "N")]
+    pub db_max_connections: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve one plane (auth or admin) or both (all)
+    #[command(long_about = "Serve HTTP.\n\n\
+        auth   the authentication plane: login pages and OpenID Connect (port 8080)\n\
+        admin  the management REST API (port 8081)\n\
+        all    both planes on the auth port, for development; on the embedded SQLite\n       \
+        database it applies pending migrations and creates a secret key by itself.\n\n\
+        The mode may also come from OPENTRUSTY_MODE. `serve auth` and `serve admin` refuse to\n\
+        start while migrations are pending: run `opentrusty migrate` first.")]
+    Serve(ServeArgs),
+
+    /// Same as `serve all`
+    Server(ServeOptions),
+
+    /// Apply pending schema migrations (the only command that changes the schema)
+    Migrate(MigrateArgs),
+
+    /// Create the first platform administrator (does nothing if one exists)
+    #[command(
+        long_about = "Create the first platform administrator: a user with no tenant \
+        holding platform_admin.\n\n\
+        The password comes from OPENTRUSTY_BOOTSTRAP_ADMIN_PASSWORD; without it a random one is \
+        generated and printed once. If a platform administrator already exists, nothing changes \
+        and the command exits 0."
+    )]
+    Bootstrap(BootstrapCommandArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Auth,
+    Admin,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Which plane to serve [env: OPENTRUSTY_MODE]
+    #[arg(value_enum)]
+    pub mode: Option<ModeArg>,
+
+    #[command(flatten)]
+    pub options: ServeOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeOptions {
+    /// Port of the auth plane (and of both planes in `serve all`)
+    /// [env: OPENTRUSTY_AUTH_PORT] [default: 8080]
+    #[arg(long, value_name = "PORT")]
+    pub auth_port: Option<String>,
+
+    /// Port of the admin plane [env: OPENTRUSTY_ADMIN_PORT] [default: 8081]
+    #[arg(long, value_name = "PORT")]
+    pub admin_port: Option<String>,
+
+    /// Address to listen on [env: OPENTRUSTY_BIND_ADDRESS] [default: 0.0.0.0]
+    #[arg(long, value_name = "IP")]
+    pub bind_address: Option<String>,
+
+    /// File holding the secret key (instead of OPENTRUSTY_SECRET_KEY)
+    /// [env: OPENTRUSTY_SECRET_KEY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub secret_key_file: Option<String>,
+
+    /// Longest wait for in-flight requests at shutdown, in seconds
+    /// [env: OPENTRUSTY_SHUTDOWN_TIMEOUT] [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_timeout: Option<String>,
+
+    /// Log format: json or text [env: OPENTRUSTY_LOG_FORMAT]
+    /// [default: json for auth and admin, text for all]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Log filter, e.g. info or opentrusty=debug [env: OPENTRUSTY_LOG_LEVEL] [default: info]
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    #[command(flatten)]
+    pub hashing: HashingArgs,
+
+    #[command(flatten)]
+    pub bootstrap: BootstrapArgs,
+}
+
+/// Argon2id cost of new password hashes. Older hashes keep verifying and are upgraded at the next
+/// successful login.
+#[derive(Debug, Args)]
+pub struct HashingArgs {
+    /// Argon2id memory in KiB [env: OPENTRUSTY_ARGON2_MEMORY_KIB] [default: 19456]
+    #[arg(long, value_name = "KIB")]
+    pub argon2_memory_kib: Option<String>,
+
+    /// Argon2id passes [env: OPENTRUSTY_ARGON2_ITERATIONS] [default: 2]
+    #[arg(long, value_name = "N")]
+    pub argon2_iterations: Option<String>,
+
+    /// Argon2id lanes [env: OPENTRUSTY_ARGON2_PARALLELISM] [default: 1]
+    #[arg(long, value_name = "N")]
+    pub argon2_parallelism: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// List applied and pending migrations; change nothing
+    #[arg(long)]
+    pub status: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// Email of the first platform administrator; `serve` creates it at start when set, as
+    /// `bootstrap` does [env: OPENTRUSTY_BOOTSTRAP_ADMIN_EMAIL]. The password is read only from
+    /// OPENTRUSTY_BOOTSTRAP_ADMIN_PASSWORD, never from a flag.
+    #[arg(long, value_name = "EMAIL")]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapCommandArgs {
+    #[command(flatten)]
+    pub admin: BootstrapArgs,
+
+    #[command(flatten)]
+    pub hashing: HashingArgs,
+}

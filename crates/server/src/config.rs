@@ -1,0 +1,673 @@
+//! Settings from flags and `OPENTRUSTY_*` variables, validated before anything starts. A flag
+//! wins over its variable; an empty variable counts as unset. A bad value stops start-up with one
+//! line naming the flag or variable it came from and what is wrong (exit code 2).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use opentrusty_core::email::Email;
+use opentrusty_core::password::{self, HashParams, PasswordHasher};
+use opentrusty_core::secret::MasterKey;
+use opentrusty_store::{Backend, ConnectOptions};
+
+use crate::cli::{BootstrapArgs, DatabaseArgs, HashingArgs, ModeArg, ServeOptions};
+
+/// The embedded default: an SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://opentrusty.db";
+
+/// A setting that cannot be used, named by where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The flag or variable (`--auth-port`, `OPENTRUSTY_AUTH_PORT`).
+    pub name: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn error(name: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name: name.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// Where settings come from besides flags: the process environment, or a fixed map in tests.
+pub trait Env {
+    fn get(&self, var: &str) -> Result<Option<String>, ConfigError>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, var: &str) -> Result<Option<String>, ConfigError> {
+        match std::env::var(var) {
+            Ok(v) if v.is_empty() => Ok(None),
+            Ok(v) => Ok(Some(v)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(error(var, "is not valid UTF-8")),
+        }
+    }
+}
+
+/// A value and the name of the flag or variable that supplied it.
+struct Given {
+    value: String,
+    name: String,
+}
+
+fn given(
+    env: &dyn Env,
+    flag: &str,
+    var: &str,
+    cli: &Option<String>,
+) -> Result<Option<Given>, ConfigError> {
+    if let Some(v) = cli {
+        return Ok(Some(Given {
+            value: v.clone(),
+            name: flag.to_owned(),
+        }));
+    }
+    Ok(env.get(var)?.map(|value| Given {
+        value,
+        name: var.to_owned(),
+    }))
+}
+
+fn parse_number<T: std::str::FromStr>(
+    g: Option<Given>,
+    default: T,
+    what: &str,
+    valid: impl Fn(&T) -> bool,
+) -> Result<T, ConfigError> {
+    match g {
+        None => Ok(default),
+        Some(g) => match g.value.trim().parse::<T>() {
+            Ok(v) if valid(&v) => Ok(v),
+            _ => Err(error(&g.name, format!("{:?} is not {what}", g.value))),
+        },
+    }
+}
+
+/// Which planes a process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Auth,
+    Admin,
+    All,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auth => "auth",
+            Mode::Admin => "admin",
+            Mode::All => "all",
+        }
+    }
+}
+
+/// Resolves the mode from the positional argument or `OPENTRUSTY_MODE`.
+pub fn mode(env: &dyn Env, arg: Option<ModeArg>) -> Result<Mode, ConfigError> {
+    if let Some(m) = arg {
+        return Ok(match m {
+            ModeArg::Auth => Mode::Auth,
+            ModeArg::Admin => Mode::Admin,
+            ModeArg::All => Mode::All,
+        });
+    }
+    match env.get("OPENTRUSTY_MODE")?.as_deref().map(str::trim) {
+        Some("auth") => Ok(Mode::Auth),
+        Some("admin") => Ok(Mode::Admin),
+        Some("all") => Ok(Mode::All),
+        Some(other) => Err(error(
+            "OPENTRUSTY_MODE",
+            format!("{other:?} is not a mode; use auth, admin or all"),
+        )),
+        None => Err(error(
+            "OPENTRUSTY_MODE",
+            "is not set and no mode was given; run `opentrusty serve auth`, `serve admin` or `serve all`",
+        )),
+    }
+}
+
+/// Where the database is and how many connections to open.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub backend: Backend,
+    pub connect: ConnectOptions,
+}
+
+impl DatabaseSettings {
+    /// The SQLite file, when the database is one.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        opentrusty_store::sqlite_file(&self.url).ok().flatten()
+    }
+}
+
+pub fn database(env: &dyn Env, args: &DatabaseArgs) -> Result<DatabaseSettings, ConfigError> {
+    let url = given(
+        env,
+        "--database-url",
+        "OPENTRUSTY_DATABASE_URL",
+        &args.database_url,
+    )?;
+    let (url, name) = match url {
+        Some(g) => (g.value.trim().to_owned(), g.name),
+        None => (
+            DEFAULT_DATABASE_URL.to_owned(),
+            "OPENTRUSTY_DATABASE_URL".to_owned(),
+        ),
+    };
+    let backend = Backend::of_url(&url).ok_or_else(|| {
+        error(
+            &name,
+            "must start with postgres:// or sqlite:// (for example sqlite://opentrusty.db)",
+        )
+    })?;
+    if backend == Backend::Sqlite {
+        opentrusty_store::sqlite_file(&url).map_err(|e| error(&name, e.to_string()))?;
+    }
+    let max = given(
+        env,
+        "--db-max-connections",
+        "OPENTRUSTY_DB_MAX_CONNECTIONS",
+        &args.db_max_connections,
+    )?;
+    let max_connections =
+        parse_number(max, 10u32, "a number of connections from 1 to 1000", |n| {
+            (1..=1000).contains(n)
+        })?;
+    Ok(DatabaseSettings {
+        url,
+        backend,
+        connect: ConnectOptions {
+            max_connections,
+            ..ConnectOptions::default()
+        },
+    })
+}
+
+/// Argon2id parameters, checked by building a hasher with them.
+pub fn hashing(env: &dyn Env, args: &HashingArgs) -> Result<PasswordHasher, ConfigError> {
+    let d = HashParams::default();
+    let memory = given(
+        env,
+        "--argon2-memory-kib",
+        "OPENTRUSTY_ARGON2_MEMORY_KIB",
+        &args.argon2_memory_kib,
+    )?;
+    let memory_name = memory.as_ref().map(|g| g.name.clone());
+    let params = HashParams {
+        memory_kib: parse_number(
+            memory,
+            d.memory_kib,
+            "a memory size in KiB from 8192 to 4194304",
+            |m| (8192..=4_194_304).contains(m),
+        )?,
+        iterations: parse_number(
+            given(
+                env,
+                "--argon2-iterations",
+                "OPENTRUSTY_ARGON2_ITERATIONS",
+                &args.argon2_iterations,
+            )?,
+            d.iterations,
+            "a number of passes from 1 to 64",
+            |n| (1..=64).contains(n),
+        )?,
+        parallelism: parse_number(
+            given(
+                env,
+                "--argon2-parallelism",
+                "OPENTRUSTY_ARGON2_PARALLELISM",
+                &args.argon2_parallelism,
+            )?,
+            d.parallelism,
+            "a number of lanes from 1 to 16",
+            |n| (1..=16).contains(n),
+        )?,
+    };
+    PasswordHasher::new(params).map_err(|e| {
+        error(
+            memory_name
+                .as_deref()
+                .unwrap_or("OPENTRUSTY_ARGON2_MEMORY_KIB"),
+            e.message,
+        )
+    })
+}
+
+/// Who `bootstrap` (or `serve` at start) makes the first platform administrator.
+#[derive(Debug, Clone)]
+pub struct BootstrapSettings {
+    pub email: Email,
+    /// `None`: generate one and print it once.
+    pub password: Option<String>,
+}
+
+/// The bootstrap settings, or `None` when no administrator email is configured.
+pub fn bootstrap(
+    env: &dyn Env,
+    args: &BootstrapArgs,
+) -> Result<Option<BootstrapSettings>, ConfigError> {
+    let Some(email) = given(
+        env,
+        "--email",
+        "OPENTRUSTY_BOOTSTRAP_ADMIN_EMAIL",
+        &args.email,
+    )?
+    else {
+        return Ok(None);
+    };
+    let parsed = Email::parse(&email.value).map_err(|e| error(&email.name, e.message))?;
+    let password = env.get("OPENTRUSTY_BOOTSTRAP_ADMIN_PASSWORD")?;
+    if let Some(p) = &password {
+        password::check_policy(p, parsed.as_str())
+            .map_err(|e| error("OPENTRUSTY_BOOTSTRAP_ADMIN_PASSWORD", e.message))?;
+    }
+    Ok(Some(BootstrapSettings {
+        email: parsed,
+        password,
+    }))
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Where the master key comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// Configured by the operator.
+    Configured(MasterKey),
+    /// Development only (`serve all` on SQLite): read from, or created at, this file.
+    DevelopmentFile(PathBuf),
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub mode: Mode,
+    pub database: DatabaseSettings,
+    pub bind: IpAddr,
+    pub auth_port: u16,
+    pub admin_port: u16,
+    pub secret: SecretSource,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub hasher: PasswordHasher,
+    pub bootstrap: Option<BootstrapSettings>,
+}
+
+fn port(
+    env: &dyn Env,
+    flag: &str,
+    var: &str,
+    cli: &Option<String>,
+    default: u16,
+) -> Result<u16, ConfigError> {
+    parse_number(
+        given(env, flag, var, cli)?,
+        default,
+        "a port number (0-65535)",
+        |_| true,
+    )
+}
+
+pub fn serve(
+    env: &dyn Env,
+    mode: Mode,
+    database: DatabaseSettings,
+    options: &ServeOptions,
+) -> Result<ServeSettings, ConfigError> {
+    let auth_port = port(
+        env,
+        "--auth-port",
+        "OPENTRUSTY_AUTH_PORT",
+        &options.auth_port,
+        8080,
+    )?;
+    let admin_port = port(
+        env,
+        "--admin-port",
+        "OPENTRUSTY_ADMIN_PORT",
+        &options.admin_port,
+        8081,
+    )?;
+    let bind = match given(
+        env,
+        "--bind-address",
+        "OPENTRUSTY_BIND_ADDRESS",
+        &options.bind_address,
+    )? {
+        None => IpAddr::from([0, 0, 0, 0]),
+        Some(g) => g
+            .value
+            .trim()
+            .parse()
+            .map_err(|_| error(&g.name, format!("{:?} is not an IP address", g.value)))?,
+    };
+    let shutdown_secs = parse_number(
+        given(
+            env,
+            "--shutdown-timeout",
+            "OPENTRUSTY_SHUTDOWN_TIMEOUT",
+            &options.shutdown_timeout,
+        )?,
+        30u64,
+        "a number of seconds from 0 to 3600",
+        |s| *s <= 3600,
+    )?;
+    let log_format = match given(
+        env,
+        "--log-format",
+        "OPENTRUSTY_LOG_FORMAT",
+        &options.log_format,
+    )? {
+        None if mode == Mode::All => LogFormat::Text,
+        None => LogFormat::Json,
+        Some(g) => match g.value.trim() {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => return Err(error(&g.name, format!("{other:?} is not json or text"))),
+        },
+    };
+    let log_filter = given(
+        env,
+        "--log-level",
+        "OPENTRUSTY_LOG_LEVEL",
+        &options.log_level,
+    )?;
+    let log_filter = match log_filter {
+        None => "info".to_owned(),
+        Some(g) => {
+            tracing_subscriber::EnvFilter::try_new(g.value.trim())
+                .map_err(|e| error(&g.name, format!("is not a log filter: {e}")))?;
+            g.value.trim().to_owned()
+        }
+    };
+    let secret = secret(env, mode, &database, options)?;
+    Ok(ServeSettings {
+        mode,
+        bind,
+        auth_port,
+        admin_port,
+        secret,
+        shutdown_timeout: Duration::from_secs(shutdown_secs),
+        log_format,
+        log_filter,
+        hasher: hashing(env, &options.hashing)?,
+        bootstrap: bootstrap(env, &options.bootstrap)?,
+        database,
+    })
+}
+
+fn secret(
+    env: &dyn Env,
+    mode: Mode,
+    database: &DatabaseSettings,
+    options: &ServeOptions,
+) -> Result<SecretSource, ConfigError> {
+    let inline = env.get("OPENTRUSTY_SECRET_KEY")?;
+    let file = given(
+        env,
+        "--secret-key-file",
+        "OPENTRUSTY_SECRET_KEY_FILE",
+        &options.secret_key_file,
+    )?;
+    match (inline, file) {
+        (Some(_), Some(f)) => Err(error(
+            &f.name,
+            "conflicts with OPENTRUSTY_SECRET_KEY; set only one of them",
+        )),
+        // The key itself is never echoed, only what is wrong with it.
+        (Some(key), None) => MasterKey::parse(&key)
+            .map(SecretSource::Configured)
+            .map_err(|e| error("OPENTRUSTY_SECRET_KEY", e.message)),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(&f.value)
+                .map_err(|e| error(&f.name, format!("cannot read {:?}: {e}", f.value)))?;
+            MasterKey::parse(&text)
+                .map(SecretSource::Configured)
+                .map_err(|e| error(&f.name, format!("the file's key {}", e.message)))
+        }
+        (None, None) => match (mode, database.sqlite_file()) {
+            (Mode::All, Some(db_file)) => Ok(SecretSource::DevelopmentFile(development_key_path(
+                &db_file,
+            ))),
+            (Mode::All, None) => Err(error(
+                "OPENTRUSTY_SECRET_KEY",
+                "is required unless `serve all` runs on an SQLite file; generate one with `openssl rand -base64 32`",
+            )),
+            (m, _) => Err(error(
+                "OPENTRUSTY_SECRET_KEY",
+                format!(
+                    "is required for `serve {}`; generate one with `openssl rand -base64 32`",
+                    m.as_str()
+                ),
+            )),
+        },
+    }
+}
+
+/// `opentrusty.db` → `opentrusty.db.secret-key`, in the same directory.
+pub fn development_key_path(db_file: &Path) -> PathBuf {
+    let mut name = db_file.file_name().unwrap_or_default().to_os_string();
+    name.push(".secret-key");
+    db_file.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    struct MapEnv(HashMap<&'static str, &'static str>);
+
+    impl Env for MapEnv {
+        fn get(&self, var: &str) -> Result<Option<String>, ConfigError> {
+            Ok(self
+                .0
+                .get(var)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.to_string()))
+        }
+    }
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> MapEnv {
+        MapEnv(pairs.iter().copied().collect())
+    }
+
+    fn no_flags() -> ServeOptions {
+        ServeOptions {
+            auth_port: None,
+            admin_port: None,
+            bind_address: None,
+            secret_key_file: None,
+            shutdown_timeout: None,
+            log_format: None,
+            log_level: None,
+            hashing: HashingArgs {
+                argon2_memory_kib: None,
+                argon2_iterations: None,
+                argon2_parallelism: None,
+            },
+            bootstrap: BootstrapArgs { email: None },
+        }
+    }
+
+    fn db(e: &MapEnv) -> DatabaseSettings {
+        database(
+            e,
+            &DatabaseArgs {
+                database_url: None,
+                db_max_connections: None,
+            },
+        )
+        .unwrap()
+    }
+
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    #[test]
+    fn defaults_need_no_configuration_for_serve_all() {
+        let e = env(&[]);
+        let s = serve(&e, Mode::All, db(&e), &no_flags()).unwrap();
+        assert_eq!(s.database.url, DEFAULT_DATABASE_URL);
+        assert_eq!((s.auth_port, s.admin_port), (8080, 8081));
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.hasher.params(), HashParams::default());
+        match s.secret {
+            SecretSource::DevelopmentFile(p) => {
+                assert_eq!(p, PathBuf::from("opentrusty.db.secret-key"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_variable_or_flag() {
+        let e = env(&[
+            ("OPENTRUSTY_AUTH_PORT", "abc"),
+            ("OPENTRUSTY_SECRET_KEY", KEY),
+        ]);
+        let err = serve(&e, Mode::Auth, db(&e), &no_flags()).unwrap_err();
+        assert_eq!(err.name, "OPENTRUSTY_AUTH_PORT");
+        assert!(
+            err.problem.contains("\"abc\" is not a port number"),
+            "{err}"
+        );
+
+        let mut flags = no_flags();
+        flags.auth_port = Some("99999".into());
+        let err = serve(&e, Mode::Auth, db(&e), &flags).unwrap_err();
+        assert_eq!(err.name, "--auth-port");
+
+        let e = env(&[("OPENTRUSTY_DATABASE_URL", "mysql://x")]);
+        let err = database(
+            &e,
+            &DatabaseArgs {
+                database_url: None,
+                db_max_connections: None,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.name, "OPENTRUSTY_DATABASE_URL");
+
+        let e = env(&[("OPENTRUSTY_MODE", "both")]);
+        assert_eq!(mode(&e, None).unwrap_err().name, "OPENTRUSTY_MODE");
+        assert_eq!(
+            mode(&env(&[("OPENTRUSTY_MODE", "admin")]), None).unwrap(),
+            Mode::Admin
+        );
+        assert_eq!(mode(&e, Some(ModeArg::Auth)).unwrap(), Mode::Auth);
+        assert_eq!(mode(&env(&[]), None).unwrap_err().name, "OPENTRUSTY_MODE");
+    }
+
+    #[test]
+    fn planes_require_a_secret_key_and_never_echo_it() {
+        let e = env(&[]);
+        for m in [Mode::Auth, Mode::Admin] {
+            let err = serve(&e, m, db(&e), &no_flags()).unwrap_err();
+            assert_eq!(err.name, "OPENTRUSTY_SECRET_KEY");
+            assert!(err.problem.contains("required"));
+        }
+        let e = env(&[("OPENTRUSTY_SECRET_KEY", "tooshortsecretvalue")]);
+        let err = serve(&e, Mode::Auth, db(&e), &no_flags()).unwrap_err();
+        assert_eq!(err.name, "OPENTRUSTY_SECRET_KEY");
+        assert!(!err.to_string().contains("tooshortsecretvalue"));
+        let e = env(&[
+            ("OPENTRUSTY_SECRET_KEY", KEY),
+            ("OPENTRUSTY_DATABASE_URL", "postgres://u@localhost/db"),
+        ]);
+        assert!(matches!(
+            serve(&e, Mode::Admin, db(&e), &no_flags()).unwrap().secret,
+            SecretSource::Configured(_)
+        ));
+        let e = env(&[("OPENTRUSTY_DATABASE_URL", "postgres://u@localhost/db")]);
+        assert_eq!(
+            serve(&e, Mode::All, db(&e), &no_flags()).unwrap_err().name,
+            "OPENTRUSTY_SECRET_KEY"
+        );
+    }
+
+    #[test]
+    fn bootstrap_password_follows_the_policy() {
+        let e = env(&[
+            ("OPENTRUSTY_BOOTSTRAP_ADMIN_EMAIL", "root@example.com"),
+            ("OPENTRUSTY_BOOTSTRAP_ADMIN_PASSWORD", "short"),
+        ]);
+        let err = bootstrap(&e, &BootstrapArgs { email: None }).unwrap_err();
+        assert_eq!(err.name, "OPENTRUSTY_BOOTSTRAP_ADMIN_PASSWORD");
+        assert!(!err.to_string().contains("short\""));
+        let e = env(&[("OPENTRUSTY_BOOTSTRAP_ADMIN_EMAIL", "not-an-email")]);
+        assert_eq!(
+            bootstrap(&e, &BootstrapArgs { email: None })
+                .unwrap_err()
+                .name,
+            "OPENTRUSTY_BOOTSTRAP_ADMIN_EMAIL"
+        );
+        let flag = bootstrap(
+            &env(&[]),
+            &BootstrapArgs {
+                email: Some("a@example.com".into()),
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(flag.email.as_str(), "a@example.com");
+        assert!(
+            bootstrap(&env(&[]), &BootstrapArgs { email: None })
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn hashing_parameters_are_validated() {
+        let e = env(&[
+            ("OPENTRUSTY_ARGON2_MEMORY_KIB", "65536"),
+            ("OPENTRUSTY_ARGON2_ITERATIONS", "3"),
+        ]);
+        let none = HashingArgs {
+            argon2_memory_kib: None,
+            argon2_iterations: None,
+            argon2_parallelism: None,
+        };
+        let h = hashing(&e, &none).unwrap();
+        assert_eq!((h.params().memory_kib, h.params().iterations), (65536, 3));
+        let e = env(&[("OPENTRUSTY_ARGON2_MEMORY_KIB", "12")]);
+        assert_eq!(
+            hashing(&e, &none).unwrap_err().name,
+            "OPENTRUSTY_ARGON2_MEMORY_KIB"
+        );
+        let e = env(&[("OPENTRUSTY_ARGON2_PARALLELISM", "0")]);
+        assert_eq!(
+            hashing(&e, &none).unwrap_err().name,
+            "OPENTRUSTY_ARGON2_PARALLELISM"
+        );
+    }
+
+    #[test]
+    fn development_key_sits_beside_the_database() {
+        assert_eq!(
+            development_key_path(Path::new("/var/lib/ot/data.db")),
+            PathBuf::from("/var/lib/ot/data.db.secret-key")
+        );
+    }
+}
