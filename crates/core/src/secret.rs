@@ -54,7 +54,7 @@ impl MasterKey {
         if text.is_empty() {
             return Err(DomainError::new("secret_key", "is empty"));
         }
-        let is_hex = text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        let is_hex = text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit());
         let bytes = if is_hex {
             hex::decode(text).map_err(|_| DomainError::new("secret_key", "is not valid hex"))?
         } else {

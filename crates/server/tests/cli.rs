@@ -360,7 +360,9 @@ async fn bootstrap_uses_the_given_password_and_never_prints_it() {
 #[tokio::test]
 async fn configuration_errors_name_the_variable_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // (arguments, environment, the flag or variable the error must name)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             &["serve", "all"],
             &[("OPENTRUSTY_AUTH_PORT", "abc")],
