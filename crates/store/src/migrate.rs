@@ -43,6 +43,30 @@ const LEDGER_SQLITE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at  INTEGER NOT NULL
 ) STRICT";
 
+const LEDGER_ROWS: &str =
+    "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version";
+
+/// Runs migration `$m` in the open transaction `$tx` of either backend and records it in the
+/// ledger in that same transaction.
+macro_rules! apply_and_record {
+    ($store:expr, $tx:expr, $m:expr) => {{
+        sqlx::raw_sql($m.sql($store))
+            .execute(&mut *$tx)
+            .await
+            .map_err(|e| failed($m, e))?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind($m.version)
+        .bind($m.name)
+        .bind($m.checksum($store))
+        .bind(DbTime(opentrusty_core::now()))
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
 impl Migration {
     fn sql(&self, store: &Store) -> &'static str {
         match store.db {
@@ -125,29 +149,13 @@ impl Store {
                 for m in MIGRATIONS {
                     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
                     sqlx::raw_sql(LEDGER_SQLITE).execute(&mut *tx).await?;
-                    let ledger: Vec<LedgerRow> = sqlx::query_as(
-                        "SELECT version, name, checksum, applied_at FROM schema_migrations",
-                    )
-                    .fetch_all(&mut *tx)
-                    .await?;
+                    let ledger: Vec<LedgerRow> =
+                        sqlx::query_as(LEDGER_ROWS).fetch_all(&mut *tx).await?;
                     verify_checksums(self, &ledger)?;
                     if ledger.iter().any(|r| r.version == m.version) {
                         continue;
                     }
-                    sqlx::raw_sql(m.sqlite)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| failed(m, e))?;
-                    sqlx::query(
-                        "INSERT INTO schema_migrations (version, name, checksum, applied_at) \
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(m.version)
-                    .bind(m.name)
-                    .bind(m.checksum(self))
-                    .bind(DbTime(opentrusty_core::now()))
-                    .execute(&mut *tx)
-                    .await?;
+                    apply_and_record!(self, tx, m);
                     tx.commit().await?;
                     applied_now.push(m.version);
                 }
@@ -161,10 +169,7 @@ impl Store {
         conn: &mut sqlx::PgConnection,
     ) -> Result<Vec<i64>, StoreError> {
         sqlx::raw_sql(LEDGER_POSTGRES).execute(&mut *conn).await?;
-        let ledger: Vec<LedgerRow> =
-            sqlx::query_as("SELECT version, name, checksum, applied_at FROM schema_migrations")
-                .fetch_all(&mut *conn)
-                .await?;
+        let ledger: Vec<LedgerRow> = sqlx::query_as(LEDGER_ROWS).fetch_all(&mut *conn).await?;
         verify_checksums(self, &ledger)?;
         let mut applied_now = Vec::new();
         for m in MIGRATIONS {
@@ -172,20 +177,7 @@ impl Store {
                 continue;
             }
             let mut tx = conn.begin().await?;
-            sqlx::raw_sql(m.postgres)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| failed(m, e))?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, checksum, applied_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(m.version)
-            .bind(m.name)
-            .bind(m.checksum(self))
-            .bind(DbTime(opentrusty_core::now()))
-            .execute(&mut *tx)
-            .await?;
+            apply_and_record!(self, tx, m);
             tx.commit().await?;
             applied_now.push(m.version);
         }
@@ -229,11 +221,9 @@ impl Store {
         if exists == 0 {
             return Ok(Vec::new());
         }
-        let rows = crate::on_pool!(self, |pool| sqlx::query_as(
-            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
-        )
-        .fetch_all(pool)
-        .await)?;
+        let rows = crate::on_pool!(self, |pool| sqlx::query_as(LEDGER_ROWS)
+            .fetch_all(pool)
+            .await)?;
         Ok(rows)
     }
 
