@@ -1,8 +1,9 @@
 //! OAuth client registrations. Reads that concern a tenant filter on it; the lookup by public
 //! `client_id` (the auth plane's entry point) returns the client's tenant with it.
 
+use opentrusty_core::DomainError;
 use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
-use opentrusty_core::client::{NewClient, OAuthClient, TokenEndpointAuthMethod};
+use opentrusty_core::client::{AccessTokenFormat, NewClient, OAuthClient, TokenEndpointAuthMethod};
 use opentrusty_core::{ClientId, TenantId, now};
 use serde_json::json;
 use sqlx::types::Json;
@@ -23,6 +24,12 @@ struct ClientRow {
     grant_types: Json<Vec<String>>,
     allowed_scopes: Json<Vec<String>>,
     first_party: bool,
+    access_token_format: String,
+    id_token_signed_response_alg: String,
+    require_pkce: bool,
+    access_token_ttl_secs: i32,
+    refresh_token_ttl_secs: i32,
+    id_token_ttl_secs: i32,
     active: bool,
     created_at: DbTime,
 }
@@ -43,6 +50,13 @@ impl ClientRow {
             grant_types: self.grant_types.0,
             allowed_scopes: self.allowed_scopes.0,
             first_party: self.first_party,
+            access_token_format: AccessTokenFormat::parse(&self.access_token_format)
+                .unwrap_or(AccessTokenFormat::Jwt),
+            id_token_signed_response_alg: self.id_token_signed_response_alg,
+            require_pkce: self.require_pkce,
+            access_token_ttl_secs: self.access_token_ttl_secs.into(),
+            refresh_token_ttl_secs: self.refresh_token_ttl_secs.into(),
+            id_token_ttl_secs: self.id_token_ttl_secs.into(),
             active: self.active,
             created_at: self.created_at.0,
         }
@@ -52,8 +66,18 @@ impl ClientRow {
 macro_rules! client_columns {
     () => {
         "id, client_id, tenant_id, name, token_endpoint_auth_method, redirect_uris, \
-         post_logout_redirect_uris, grant_types, allowed_scopes, first_party, active, created_at"
+         post_logout_redirect_uris, grant_types, allowed_scopes, first_party, access_token_format, \
+         id_token_signed_response_alg, require_pkce, access_token_ttl_secs, refresh_token_ttl_secs, \
+         id_token_ttl_secs, active, created_at"
     };
+}
+
+/// Lifetimes are stored as 32-bit seconds (68 years is plenty); anything else is refused.
+fn ttl(secs: i64) -> Result<i32, StoreError> {
+    i32::try_from(secs)
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| DomainError::new("lifetime", "must be between 1 second and 68 years").into())
 }
 
 impl Store {
@@ -78,8 +102,11 @@ impl Store {
         let row: ClientRow = on_tx!(tx, |c| sqlx::query_as(concat!(
             "INSERT INTO oauth_clients (id, client_id, tenant_id, name, secret_hash, \
              token_endpoint_auth_method, redirect_uris, post_logout_redirect_uris, grant_types, \
-             allowed_scopes, first_party, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING ",
+             allowed_scopes, first_party, access_token_format, id_token_signed_response_alg, \
+             require_pkce, access_token_ttl_secs, refresh_token_ttl_secs, id_token_ttl_secs, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $18) RETURNING ",
             client_columns!()
         ))
         .bind(id.0)
@@ -93,6 +120,12 @@ impl Store {
         .bind(Json(&new.grant_types))
         .bind(Json(&new.allowed_scopes))
         .bind(new.first_party)
+        .bind(new.access_token_format.as_str())
+        .bind(&new.id_token_signed_response_alg)
+        .bind(new.require_pkce)
+        .bind(ttl(new.access_token_ttl_secs)?)
+        .bind(ttl(new.refresh_token_ttl_secs)?)
+        .bind(ttl(new.id_token_ttl_secs)?)
         .bind(DbTime(at))
         .fetch_one(&mut *c)
         .await)

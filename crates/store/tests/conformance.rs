@@ -92,18 +92,14 @@ async fn user(store: &Store, tenant: TenantId, email: &str) -> UserId {
 }
 
 async fn client(store: &Store, tenant: TenantId, client_id: &str) -> ClientId {
-    let new = NewClient {
-        tenant_id: tenant,
-        client_id: client_id.to_owned(),
-        name: format!("{client_id} app"),
-        token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretBasic,
-        secret_hash: Some("digest".into()),
-        redirect_uris: vec!["https://app.example.com/cb".into()],
-        post_logout_redirect_uris: vec![],
-        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-        allowed_scopes: vec!["openid".into(), "profile".into()],
-        first_party: false,
-    };
+    let mut new = NewClient::new(
+        tenant,
+        client_id,
+        &format!("{client_id} app"),
+        TokenEndpointAuthMethod::ClientSecretBasic,
+        Some("digest".into()),
+    );
+    new.redirect_uris = vec!["https://app.example.com/cb".into()];
     store
         .create_client(&new, &Origin::system())
         .await
@@ -674,18 +670,13 @@ async fn clients_act_as_service_accounts(db: &TestDb) {
         TokenEndpointAuthMethod::ClientSecretBasic
     );
     assert!(found.active);
-    let dup = NewClient {
-        tenant_id: a,
-        client_id: "automation".into(),
-        name: "again".into(),
-        token_endpoint_auth_method: TokenEndpointAuthMethod::None,
-        secret_hash: None,
-        redirect_uris: vec![],
-        post_logout_redirect_uris: vec![],
-        grant_types: vec![],
-        allowed_scopes: vec![],
-        first_party: true,
-    };
+    let dup = NewClient::new(
+        a,
+        "automation",
+        "again",
+        TokenEndpointAuthMethod::None,
+        None,
+    );
     assert!(matches!(
         store.create_client(&dup, &Origin::system()).await,
         Err(StoreError::Conflict(_))

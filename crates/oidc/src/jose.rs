@@ -1,0 +1,1 @@
+//! JOSE: signing keys, compact JWS, JWKs, and encryption of private keys at rest.

@@ -1,0 +1,5 @@
+//! OpenID Connect and OAuth 2.0 protocol logic: JOSE (signing keys, JWS, JWKs, key encryption at
+//! rest), authorization request validation, PKCE, token grants and claims. No HTTP and no
+//! database: the auth plane calls into this crate and stores what it returns.
+
+pub mod jose;
