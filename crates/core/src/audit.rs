@@ -94,6 +94,16 @@ pub mod action {
     pub const CLIENT_CREATED: &str = "client.created";
     pub const SESSION_CREATED: &str = "session.created";
     pub const TOKEN_ISSUED: &str = "token.issued";
+    pub const TOKEN_REFRESHED: &str = "token.refreshed";
+    pub const TOKEN_REVOKED: &str = "token.revoked";
+    pub const REFRESH_TOKEN_REUSED: &str = "refresh_token.reused";
+    pub const AUTHORIZATION_CODE_REPLAYED: &str = "authorization_code.replayed";
+    pub const LOGIN_SUCCEEDED: &str = "login.succeeded";
+    pub const LOGIN_FAILED: &str = "login.failed";
+    pub const LOGOUT: &str = "logout";
+    pub const CONSENT_GRANTED: &str = "consent.granted";
+    pub const SIGNING_KEY_CREATED: &str = "signing_key.created";
+    pub const SIGNING_KEY_ROTATED: &str = "signing_key.rotated";
     pub const AUTHORIZATION_CODE_ISSUED: &str = "authorization_code.issued";
     pub const PLATFORM_ADMIN_BOOTSTRAPPED: &str = "platform_admin.bootstrapped";
 }

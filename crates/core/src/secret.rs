@@ -91,6 +91,24 @@ impl MasterKey {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// HMAC-SHA256 of `data` under this key, separated by `purpose` so one derived value can
+    /// never stand in for another. Both planes compute the same value from the same key.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length");
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// The anti-CSRF token of a console session: what the admin plane expects in `X-CSRF-Token`
+/// for cookie-authenticated writes. Derived from the session, so it needs no storage.
+pub fn session_csrf_token(key: &MasterKey, session_digest: &[u8; 32]) -> String {
+    URL_SAFE_NO_PAD.encode(key.mac("opentrusty console csrf v1", session_digest))
 }
 
 #[cfg(test)]
@@ -121,6 +139,22 @@ mod tests {
         assert_eq!(MasterKey::parse(&generated.to_base64()).unwrap(), generated);
         let url = URL_SAFE_NO_PAD.encode([0xfbu8; 40]);
         assert_eq!(MasterKey::parse(&url).unwrap().as_bytes(), &[0xfbu8; 40]);
+    }
+
+    #[test]
+    fn macs_depend_on_key_purpose_and_data() {
+        let k = MasterKey::generate();
+        let d = token_digest("session");
+        assert_eq!(session_csrf_token(&k, &d), session_csrf_token(&k, &d));
+        assert_ne!(
+            session_csrf_token(&k, &d),
+            session_csrf_token(&MasterKey::generate(), &d)
+        );
+        assert_ne!(
+            session_csrf_token(&k, &d),
+            session_csrf_token(&k, &token_digest("other"))
+        );
+        assert_ne!(k.mac("a", b"x"), k.mac("b", b"x"));
     }
 
     #[test]

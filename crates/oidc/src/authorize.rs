@@ -97,8 +97,14 @@ pub fn validate(
     client: Option<&OAuthClient>,
     client_usable: bool,
 ) -> Result<AuthorizeRequest, Rejection> {
-    if params.repeated.iter().any(|k| k == "client_id" || k == "redirect_uri") {
-        return Err(Rejection::Page("The request repeats a parameter it may carry only once."));
+    if params
+        .repeated
+        .iter()
+        .any(|k| k == "client_id" || k == "redirect_uri")
+    {
+        return Err(Rejection::Page(
+            "The request repeats a parameter it may carry only once.",
+        ));
     }
     let Some(client) = client.filter(|_| client_usable) else {
         return Err(Rejection::Page(
@@ -122,16 +128,30 @@ pub fn validate(
     };
 
     if !params.repeated.is_empty() {
-        return Err(reject(ErrorCode::InvalidRequest, "a parameter was repeated"));
+        return Err(reject(
+            ErrorCode::InvalidRequest,
+            "a parameter was repeated",
+        ));
     }
     if state.as_ref().is_some_and(|s| s.len() > MAX_ECHOED_LEN)
-        || params.nonce.as_ref().is_some_and(|n| n.len() > MAX_ECHOED_LEN)
+        || params
+            .nonce
+            .as_ref()
+            .is_some_and(|n| n.len() > MAX_ECHOED_LEN)
     {
-        return Err(reject(ErrorCode::InvalidRequest, "state or nonce is too long"));
+        return Err(reject(
+            ErrorCode::InvalidRequest,
+            "state or nonce is too long",
+        ));
     }
     match params.response_type.as_deref() {
         Some("code") => {}
-        None => return Err(reject(ErrorCode::InvalidRequest, "response_type is required")),
+        None => {
+            return Err(reject(
+                ErrorCode::InvalidRequest,
+                "response_type is required",
+            ));
+        }
         Some(_) => {
             return Err(reject(
                 ErrorCode::UnsupportedResponseType,
@@ -157,7 +177,10 @@ pub fn validate(
             "the requested scope exceeds what the client may ask for",
         ));
     }
-    let code_challenge = match (&params.code_challenge, params.code_challenge_method.as_deref()) {
+    let code_challenge = match (
+        &params.code_challenge,
+        params.code_challenge_method.as_deref(),
+    ) {
         (None, None) if !(client.require_pkce || client.token_endpoint_auth_method.is_public()) => {
             None
         }
@@ -169,7 +192,10 @@ pub fn validate(
         }
         (Some(c), Some("S256")) if pkce::is_valid_challenge(c) => Some(c.clone()),
         (Some(_), Some("S256")) => {
-            return Err(reject(ErrorCode::InvalidRequest, "code_challenge is malformed"));
+            return Err(reject(
+                ErrorCode::InvalidRequest,
+                "code_challenge is malformed",
+            ));
         }
         (Some(_), _) => {
             return Err(reject(
@@ -179,12 +205,23 @@ pub fn validate(
         }
     };
     let mut prompt = Prompt::default();
-    for value in params.prompt.as_deref().unwrap_or("").split(' ').filter(|v| !v.is_empty()) {
+    for value in params
+        .prompt
+        .as_deref()
+        .unwrap_or("")
+        .split(' ')
+        .filter(|v| !v.is_empty())
+    {
         match value {
             "none" => prompt.none = true,
             "login" => prompt.login = true,
             "consent" => prompt.consent = true,
-            _ => return Err(reject(ErrorCode::InvalidRequest, "unsupported prompt value")),
+            _ => {
+                return Err(reject(
+                    ErrorCode::InvalidRequest,
+                    "unsupported prompt value",
+                ));
+            }
         }
     }
     if prompt.none && (prompt.login || prompt.consent) {
@@ -197,7 +234,12 @@ pub fn validate(
         None => None,
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => Some(n),
-            _ => return Err(reject(ErrorCode::InvalidRequest, "max_age must be a number")),
+            _ => {
+                return Err(reject(
+                    ErrorCode::InvalidRequest,
+                    "max_age must be a number",
+                ));
+            }
         },
     };
     Ok(AuthorizeRequest {
@@ -226,7 +268,10 @@ mod tests {
             tenant_id: n.tenant_id,
             name: n.name,
             token_endpoint_auth_method: method,
-            redirect_uris: vec!["https://app.example/cb".into(), "https://app.example/cb2".into()],
+            redirect_uris: vec![
+                "https://app.example/cb".into(),
+                "https://app.example/cb2".into(),
+            ],
             post_logout_redirect_uris: vec![],
             grant_types: n.grant_types,
             allowed_scopes: n.allowed_scopes,
@@ -271,7 +316,12 @@ mod tests {
     #[test]
     fn a_good_request_passes() {
         let c = client(TokenEndpointAuthMethod::ClientSecretBasic);
-        let r = validate(&params(&[("prompt", "login"), ("max_age", "60")]), Some(&c), true).unwrap();
+        let r = validate(
+            &params(&[("prompt", "login"), ("max_age", "60")]),
+            Some(&c),
+            true,
+        )
+        .unwrap();
         assert_eq!(r.scopes.to_string(), "openid profile");
         assert_eq!(r.state.as_deref(), Some("xyz"));
         assert!(r.prompt.login);
@@ -281,25 +331,44 @@ mod tests {
     #[test]
     fn unknown_client_or_unregistered_redirect_is_a_page_not_a_redirect() {
         let c = client(TokenEndpointAuthMethod::ClientSecretBasic);
-        assert!(matches!(validate(&params(&[]), None, true), Err(Rejection::Page(_))));
-        assert!(matches!(validate(&params(&[]), Some(&c), false), Err(Rejection::Page(_))));
-        for uri in ["https://evil.example/cb", "https://app.example/cb/", "https://app.example/CB"] {
+        assert!(matches!(
+            validate(&params(&[]), None, true),
+            Err(Rejection::Page(_))
+        ));
+        assert!(matches!(
+            validate(&params(&[]), Some(&c), false),
+            Err(Rejection::Page(_))
+        ));
+        for uri in [
+            "https://evil.example/cb",
+            "https://app.example/cb/",
+            "https://app.example/CB",
+        ] {
             let r = validate(&params(&[("redirect_uri", uri)]), Some(&c), true);
             assert!(matches!(r, Err(Rejection::Page(_))), "{uri}");
         }
         // Two registered URIs: the parameter is required.
         let mut p = params(&[]);
         p.redirect_uri = None;
-        assert!(matches!(validate(&p, Some(&c), true), Err(Rejection::Page(_))));
+        assert!(matches!(
+            validate(&p, Some(&c), true),
+            Err(Rejection::Page(_))
+        ));
     }
 
     #[test]
     fn protocol_errors_redirect_with_state() {
         let c = client(TokenEndpointAuthMethod::ClientSecretBasic);
         let cases: &[(&[(&str, &str)], ErrorCode)] = &[
-            (&[("response_type", "token")], ErrorCode::UnsupportedResponseType),
+            (
+                &[("response_type", "token")],
+                ErrorCode::UnsupportedResponseType,
+            ),
             (&[("scope", "openid admin")], ErrorCode::InvalidScope),
-            (&[("code_challenge_method", "plain")], ErrorCode::InvalidRequest),
+            (
+                &[("code_challenge_method", "plain")],
+                ErrorCode::InvalidRequest,
+            ),
             (&[("code_challenge", "short")], ErrorCode::InvalidRequest),
             (&[("prompt", "none login")], ErrorCode::InvalidRequest),
             (&[("prompt", "select_account")], ErrorCode::InvalidRequest),
@@ -313,7 +382,10 @@ mod tests {
         let mut p = params(&[]);
         p.code_challenge = None;
         p.code_challenge_method = None;
-        assert_eq!(redirect_error(validate(&p, Some(&c), true)).0, ErrorCode::InvalidRequest);
+        assert_eq!(
+            redirect_error(validate(&p, Some(&c), true)).0,
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]
@@ -323,7 +395,10 @@ mod tests {
         let mut p = params(&[]);
         p.code_challenge = None;
         p.code_challenge_method = None;
-        assert_eq!(redirect_error(validate(&p, Some(&c), true)).0, ErrorCode::InvalidRequest);
+        assert_eq!(
+            redirect_error(validate(&p, Some(&c), true)).0,
+            ErrorCode::InvalidRequest
+        );
         let mut confidential = client(TokenEndpointAuthMethod::ClientSecretBasic);
         confidential.require_pkce = false;
         assert!(validate(&p, Some(&confidential), true).is_ok());
@@ -333,9 +408,15 @@ mod tests {
     fn repeated_parameters_are_refused() {
         let c = client(TokenEndpointAuthMethod::ClientSecretBasic);
         let p = AuthorizeParams::from_pairs([("client_id", "app"), ("client_id", "other")]);
-        assert!(matches!(validate(&p, Some(&c), true), Err(Rejection::Page(_))));
+        assert!(matches!(
+            validate(&p, Some(&c), true),
+            Err(Rejection::Page(_))
+        ));
         let mut p = params(&[]);
         p.repeated.push("scope".into());
-        assert_eq!(redirect_error(validate(&p, Some(&c), true)).0, ErrorCode::InvalidRequest);
+        assert_eq!(
+            redirect_error(validate(&p, Some(&c), true)).0,
+            ErrorCode::InvalidRequest
+        );
     }
 }

@@ -82,7 +82,10 @@ mod tests {
     #[test]
     fn params_are_encoded() {
         assert_eq!(
-            with_params("https://a.example/cb?x=1", &[("code", "a b&c"), ("state", "s")]),
+            with_params(
+                "https://a.example/cb?x=1",
+                &[("code", "a b&c"), ("state", "s")]
+            ),
             "https://a.example/cb?x=1&code=a+b%26c&state=s"
         );
     }

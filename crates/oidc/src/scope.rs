@@ -43,7 +43,13 @@ impl Scopes {
     }
 
     pub fn without(&self, tokens: &[&str]) -> Scopes {
-        Scopes(self.0.iter().filter(|t| !tokens.contains(&t.as_str())).cloned().collect())
+        Scopes(
+            self.0
+                .iter()
+                .filter(|t| !tokens.contains(&t.as_str()))
+                .cloned()
+                .collect(),
+        )
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> {

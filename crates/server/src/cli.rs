@@ -69,6 +69,31 @@ pub enum Command {
         and the command exits 0."
     )]
     Bootstrap(BootstrapCommandArgs),
+
+    /// List or rotate the token signing keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List every signing key with its status (next, active, retired)
+    List,
+    /// Make the next key active, retire the active one (it stays published until the tokens
+    /// it signed have expired) and create a new next key
+    Rotate(KeysRotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRotateArgs {
+    /// Algorithm whose keys to rotate: RS256, ES256 or EdDSA
+    #[arg(long, default_value = "RS256", value_name = "ALG")]
+    pub alg: String,
+
+    /// File holding the secret key (instead of OPENTRUSTY_SECRET_KEY)
+    /// [env: OPENTRUSTY_SECRET_KEY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub secret_key_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,6 +152,43 @@ pub struct ServeOptions {
 
     #[command(flatten)]
     pub bootstrap: BootstrapArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Settings of the auth plane.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// Issuer URL (https, or http on a loopback host) [env: OPENTRUSTY_ISSUER]
+    /// [default: http://localhost:<auth port>]
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+
+    /// Domain attribute of the session cookie, so the admin plane on a sibling host receives it
+    /// [env: OPENTRUSTY_COOKIE_DOMAIN]
+    #[arg(long, value_name = "DOMAIN")]
+    pub cookie_domain: Option<String>,
+
+    /// Seconds without activity after which a session ends [env: OPENTRUSTY_SESSION_IDLE_TIMEOUT]
+    /// [default: 1800]
+    #[arg(long, value_name = "SECONDS")]
+    pub session_idle_timeout: Option<String>,
+
+    /// Seconds after sign-in after which a session ends [env: OPENTRUSTY_SESSION_LIFETIME]
+    /// [default: 86400]
+    #[arg(long, value_name = "SECONDS")]
+    pub session_lifetime: Option<String>,
+
+    /// Seconds an authorization code stays redeemable [env: OPENTRUSTY_AUTH_CODE_TTL]
+    /// [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub auth_code_ttl: Option<String>,
+
+    /// Seconds an already-rotated refresh token is still accepted
+    /// [env: OPENTRUSTY_REFRESH_GRACE_PERIOD] [default: 0]
+    #[arg(long, value_name = "SECONDS")]
+    pub refresh_grace_period: Option<String>,
 }
 
 /// Argon2id cost of new password hashes. Older hashes keep verifying and are upgraded at the next

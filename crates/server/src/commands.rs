@@ -83,6 +83,72 @@ pub async fn migrate(store: &Store, status_only: bool, out: &mut dyn Write) -> R
     Ok(())
 }
 
+/// `opentrusty keys list`.
+pub async fn list_keys(store: &Store, out: &mut dyn Write) -> Result<(), crate::Exit> {
+    let io = |e: std::io::Error| Failure(format!("cannot write output: {e}"));
+    let keys = store
+        .list_signing_keys()
+        .await
+        .map_err(|e| Failure(format!("cannot read the signing keys: {e}")))?;
+    let date = |t: Option<opentrusty_core::Timestamp>| {
+        t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    writeln!(out, "{:<44} {:<6} {:<8} {:<28} {:<28} PUBLISHED UNTIL", "KID", "ALG", "STATUS", "CREATED", "ACTIVATED").map_err(io)?;
+    for k in &keys {
+        writeln!(
+            out,
+            "{:<44} {:<6} {:<8} {:<28} {:<28} {}",
+            k.kid,
+            k.alg,
+            k.status,
+            date(Some(k.created_at)),
+            date(k.activated_at),
+            date(k.publish_until)
+        )
+        .map_err(io)?;
+    }
+    writeln!(out, "{} key(s)", keys.len()).map_err(io)?;
+    Ok(())
+}
+
+/// `opentrusty keys rotate`: the next key signs from now on, the active one is retired and
+/// published until every token it signed has expired, and a new next key is created.
+pub async fn rotate_keys(
+    store: &Store,
+    master_key: &opentrusty_core::secret::MasterKey,
+    alg: &str,
+    out: &mut dyn Write,
+) -> Result<(), crate::Exit> {
+    let Some(alg) = opentrusty_oidc::jose::Algorithm::parse(alg) else {
+        return Err(crate::Exit::Config(crate::config::ConfigError {
+            name: "--alg".to_owned(),
+            problem: format!("{alg:?} is not RS256, ES256 or EdDSA"),
+        }));
+    };
+    let next = {
+        let master_key = master_key.clone();
+        tokio::task::spawn_blocking(move || opentrusty_auth::keys::new_sealed_key(alg, &master_key))
+            .await
+            .map_err(|e| Failure(format!("key generation failed: {e}")))?
+            .map_err(|e| Failure(format!("key generation failed: {e}")))?
+    };
+    let longest = store
+        .longest_token_lifetime_secs()
+        .await
+        .map_err(|e| Failure(format!("cannot read client lifetimes: {e}")))?;
+    // Keep a retired key published past the longest token lifetime, plus verifiers' JWKS
+    // cache time.
+    let until = opentrusty_core::now() + time::Duration::seconds(longest.max(3600) + 600);
+    let active = store
+        .rotate_signing_keys(&next, until, &Origin::system())
+        .await
+        .map_err(|e| Failure(format!("rotation failed: {e}")))?;
+    writeln!(out, "rotated {} keys: {active} now signs; {} is next", alg.as_str(), next.kid)
+        .map_err(|e| Failure(format!("cannot write output: {e}")))?;
+    Ok(())
+}
+
 /// Creates the first platform administrator unless one exists. A generated password is written
 /// to `out` once and nowhere else.
 pub async fn bootstrap(

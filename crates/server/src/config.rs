@@ -11,7 +11,7 @@ use opentrusty_core::password::{self, HashParams, PasswordHasher};
 use opentrusty_core::secret::MasterKey;
 use opentrusty_store::{Backend, ConnectOptions};
 
-use crate::cli::{BootstrapArgs, DatabaseArgs, HashingArgs, ModeArg, ServeOptions};
+use crate::cli::{AuthArgs, BootstrapArgs, DatabaseArgs, HashingArgs, ModeArg, ServeOptions};
 
 /// The embedded default: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://opentrusty.db";
@@ -311,6 +311,7 @@ pub struct ServeSettings {
     pub log_filter: String,
     pub hasher: PasswordHasher,
     pub bootstrap: Option<BootstrapSettings>,
+    pub auth: opentrusty_auth::AuthSettings,
 }
 
 fn port(
@@ -400,7 +401,8 @@ pub fn serve(
             g.value.trim().to_owned()
         }
     };
-    let secret = secret(env, mode, &database, options)?;
+    let secret = secret(env, mode, &database, options.secret_key_file.clone())?;
+    let auth = auth(env, auth_port, &options.auth)?;
     Ok(ServeSettings {
         mode,
         bind,
@@ -413,21 +415,114 @@ pub fn serve(
         hasher: hashing(env, &options.hashing)?,
         bootstrap: bootstrap(env, &options.bootstrap)?,
         database,
+        auth,
     })
 }
 
-fn secret(
+/// The auth plane's settings.
+fn auth(
+    env: &dyn Env,
+    auth_port: u16,
+    args: &AuthArgs,
+) -> Result<opentrusty_auth::AuthSettings, ConfigError> {
+    let issuer = match given(env, "--issuer", "OPENTRUSTY_ISSUER", &args.issuer)? {
+        None => format!("http://localhost:{auth_port}"),
+        Some(g) => {
+            let value = g.value.trim().trim_end_matches('/').to_owned();
+            let url = url::Url::parse(&value)
+                .map_err(|_| error(&g.name, format!("{:?} is not an absolute URL", g.value)))?;
+            let loopback_http =
+                url.scheme() == "http" && opentrusty_oidc::redirect::is_loopback(&url);
+            if url.scheme() != "https" && !loopback_http {
+                return Err(error(
+                    &g.name,
+                    "must be an https URL (http is allowed only on a loopback host)",
+                ));
+            }
+            if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+                return Err(error(&g.name, "must not carry a query, a fragment or credentials"));
+            }
+            value
+        }
+    };
+    let cookie_secure = !issuer.starts_with("http://");
+    let cookie_domain =
+        match given(env, "--cookie-domain", "OPENTRUSTY_COOKIE_DOMAIN", &args.cookie_domain)? {
+            None => None,
+            Some(g) => {
+                let d = g.value.trim().trim_start_matches('.').to_ascii_lowercase();
+                let valid = !d.is_empty()
+                    && d.len() <= 253
+                    && d.split('.').all(|l| {
+                        !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    });
+                if !valid {
+                    return Err(error(&g.name, format!("{:?} is not a domain name", g.value)));
+                }
+                Some(d)
+            }
+        };
+    let seconds = |flag: &str, var: &str, cli: &Option<String>, default: i64, max: i64| {
+        parse_number(
+            given(env, flag, var, cli)?,
+            default,
+            &format!("a number of seconds from 1 to {max}"),
+            |v| (1..=max).contains(v),
+        )
+    };
+    Ok(opentrusty_auth::AuthSettings {
+        issuer,
+        cookie_secure,
+        cookie_domain,
+        session_idle_secs: seconds(
+            "--session-idle-timeout",
+            "OPENTRUSTY_SESSION_IDLE_TIMEOUT",
+            &args.session_idle_timeout,
+            1800,
+            30 * 86400,
+        )?,
+        session_lifetime_secs: seconds(
+            "--session-lifetime",
+            "OPENTRUSTY_SESSION_LIFETIME",
+            &args.session_lifetime,
+            86400,
+            365 * 86400,
+        )?,
+        code_ttl_secs: seconds(
+            "--auth-code-ttl",
+            "OPENTRUSTY_AUTH_CODE_TTL",
+            &args.auth_code_ttl,
+            60,
+            600,
+        )?,
+        refresh_grace_secs: parse_number(
+            given(
+                env,
+                "--refresh-grace-period",
+                "OPENTRUSTY_REFRESH_GRACE_PERIOD",
+                &args.refresh_grace_period,
+            )?,
+            0,
+            "a number of seconds from 0 to 300",
+            |v| (0..=300).contains(v),
+        )?,
+    })
+}
+
+/// The master key: configured, or (`serve all` and the `keys` command on SQLite) the
+/// development key file beside the database.
+pub fn secret(
     env: &dyn Env,
     mode: Mode,
     database: &DatabaseSettings,
-    options: &ServeOptions,
+    secret_key_file: Option<String>,
 ) -> Result<SecretSource, ConfigError> {
     let inline = env.get("OPENTRUSTY_SECRET_KEY")?;
     let file = given(
         env,
         "--secret-key-file",
         "OPENTRUSTY_SECRET_KEY_FILE",
-        &options.secret_key_file,
+        &secret_key_file,
     )?;
     match (inline, file) {
         (Some(_), Some(f)) => Err(error(
@@ -508,7 +603,36 @@ mod tests {
                 argon2_parallelism: None,
             },
             bootstrap: BootstrapArgs { email: None },
+            auth: AuthArgs {
+                issuer: None,
+                cookie_domain: None,
+                session_idle_timeout: None,
+                session_lifetime: None,
+                auth_code_ttl: None,
+                refresh_grace_period: None,
+            },
         }
+    }
+
+    #[test]
+    fn issuer_must_be_https_or_loopback_http() {
+        let ok = |v: &'static str| {
+            let e = env(&[("OPENTRUSTY_ISSUER", v)]);
+            serve(&e, Mode::All, db(&e), &no_flags()).map(|s| s.auth)
+        };
+        let s = ok("https://auth.example.com/").unwrap();
+        assert_eq!(s.issuer, "https://auth.example.com");
+        assert!(s.cookie_secure);
+        assert!(!ok("http://127.0.0.1:8080").unwrap().cookie_secure);
+        for bad in ["http://auth.example.com", "auth.example.com", "https://a.example/?x=1", "https://a.example/#f"] {
+            assert_eq!(ok(bad).unwrap_err().name, "OPENTRUSTY_ISSUER", "{bad}");
+        }
+        let e = env(&[]);
+        assert_eq!(serve(&e, Mode::All, db(&e), &no_flags()).unwrap().auth.issuer, "http://localhost:8080");
+        let e = env(&[("OPENTRUSTY_COOKIE_DOMAIN", "bad domain")]);
+        assert_eq!(serve(&e, Mode::All, db(&e), &no_flags()).unwrap_err().name, "OPENTRUSTY_COOKIE_DOMAIN");
+        let e = env(&[("OPENTRUSTY_AUTH_CODE_TTL", "601")]);
+        assert_eq!(serve(&e, Mode::All, db(&e), &no_flags()).unwrap_err().name, "OPENTRUSTY_AUTH_CODE_TTL");
     }
 
     fn db(e: &MapEnv) -> DatabaseSettings {

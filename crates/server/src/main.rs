@@ -19,7 +19,7 @@ use crate::config::{ConfigError, LogFormat, Mode, ProcessEnv};
 #[derive(Debug)]
 pub struct Failure(pub String);
 
-enum Exit {
+pub enum Exit {
     Config(ConfigError),
     Failure(Failure),
 }
@@ -81,6 +81,32 @@ async fn run(cli: Cli) -> Result<(), Exit> {
             init_logging(LogFormat::Text, "warn");
             let store = commands::open(&database).await?;
             let result = commands::migrate(&store, args.status, &mut std::io::stdout()).await;
+            store.close().await;
+            result?;
+        }
+        Command::Keys(command) => {
+            init_logging(LogFormat::Text, "warn");
+            let store = commands::open(&database).await?;
+            let result = async {
+                commands::require_current_schema(&store).await?;
+                match command {
+                    cli::KeysCommand::List => commands::list_keys(&store, &mut std::io::stdout()).await,
+                    cli::KeysCommand::Rotate(args) => {
+                        let master_key = match config::secret(&env, Mode::All, &database, args.secret_key_file.clone())? {
+                            config::SecretSource::Configured(k) => k,
+                            config::SecretSource::DevelopmentFile(p) if p.exists() => serve::development_key(&p)?,
+                            config::SecretSource::DevelopmentFile(_) => {
+                                return Err(Exit::Config(ConfigError {
+                                    name: "OPENTRUSTY_SECRET_KEY".to_owned(),
+                                    problem: "is required to create a signing key".to_owned(),
+                                }));
+                            }
+                        };
+                        commands::rotate_keys(&store, &master_key, &args.alg, &mut std::io::stdout()).await
+                    }
+                }
+            }
+            .await;
             store.close().await;
             result?;
         }

@@ -38,12 +38,32 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
         commands::bootstrap(&store, &settings.hasher, admin, &mut err).await?;
     }
 
+    let auth = match settings.mode {
+        Mode::Admin => None,
+        Mode::Auth | Mode::All => {
+            let state = opentrusty_auth::AuthState::new(
+                store.clone(),
+                master_key.clone(),
+                settings.auth.clone(),
+                settings.hasher.clone(),
+            );
+            // Every auth process makes sure the default key exists before it serves; racing
+            // processes end with one active key.
+            state
+                .keys()
+                .ensure(opentrusty_oidc::jose::Algorithm::RS256)
+                .await
+                .map_err(|e| Failure(format!("cannot prepare the signing keys: {e}")))?;
+            Some(state)
+        }
+    };
+
     let listeners = bind(&settings).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut servers = tokio::task::JoinSet::new();
     for (addr, listener, app) in listeners
         .into_iter()
-        .map(|(a, l, plane)| (a, l, app_for(plane, &store, &master_key)))
+        .map(|(a, l, plane)| (a, l, app_for(plane, &store, &master_key, auth.as_ref())))
     {
         tracing::info!(mode = settings.mode.as_str(), %addr, "listening");
         let mut stop = stop_rx.clone();
@@ -112,12 +132,15 @@ async fn bind(settings: &ServeSettings) -> Result<Vec<(SocketAddr, TcpListener, 
 }
 
 /// The router of one listener: its planes' routes, the probes once, and a JSON 404.
-fn app_for(planes: Planes, store: &Store, master_key: &MasterKey) -> Router {
-    let auth = || {
-        opentrusty_auth::router(opentrusty_auth::AuthState {
-            store: store.clone(),
-            master_key: master_key.clone(),
-        })
+fn app_for(
+    planes: Planes,
+    store: &Store,
+    master_key: &MasterKey,
+    auth: Option<&opentrusty_auth::AuthState>,
+) -> Router {
+    let auth = || match auth {
+        Some(state) => opentrusty_auth::router(state.clone()),
+        None => Router::new(),
     };
     let admin = || {
         opentrusty_admin::router(opentrusty_admin::AdminState {
@@ -152,7 +175,7 @@ async fn shutdown_signal() -> &'static str {
 }
 
 /// Reads the development key beside the SQLite file, creating it (mode 0600) on first use.
-fn development_key(path: &Path) -> Result<MasterKey, Failure> {
+pub fn development_key(path: &Path) -> Result<MasterKey, Failure> {
     let created = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

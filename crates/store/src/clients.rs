@@ -178,6 +178,17 @@ impl Store {
         Ok(row.map(ClientRow::into_client))
     }
 
+    /// The stored digest of a client's secret (`None` for public clients).
+    pub async fn client_secret_hash(&self, id: ClientId) -> Result<Option<String>, StoreError> {
+        let hash: Option<Option<String>> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT secret_hash FROM oauth_clients WHERE id = $1 AND deleted_at IS NULL"
+        )
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(hash.flatten())
+    }
+
     /// Live clients of `tenant` in id order.
     pub async fn list_clients(
         &self,

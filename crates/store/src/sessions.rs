@@ -45,9 +45,13 @@ macro_rules! session_columns {
 }
 
 impl Store {
+    /// Starts a session after a successful sign-in, ending the browser's previous session (the
+    /// one whose cookie digest is `replacing`) in the same transaction, so a session id is never
+    /// carried across a login. Audited as `login.succeeded`.
     pub async fn create_session(
         &self,
         new: &NewSession,
+        replacing: Option<&[u8; 32]>,
         origin: &Origin,
     ) -> Result<Session, StoreError> {
         let at = now();
@@ -63,6 +67,15 @@ impl Store {
             user_agent: new.user_agent.clone(),
         };
         let mut tx = self.begin().await?;
+        if let Some(old) = replacing {
+            on_tx!(tx, |c| sqlx::query(
+                "DELETE FROM sessions WHERE token_hash = $1"
+            )
+            .bind(&old[..])
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        }
         on_tx!(tx, |c| sqlx::query(concat!(
             "INSERT INTO sessions (token_hash, ",
             session_columns!(),
@@ -81,10 +94,10 @@ impl Store {
         .map(|r| r.rows_affected()))?;
         tx.audit(AuditEvent::new(
             origin,
-            action::SESSION_CREATED,
+            action::LOGIN_SUCCEEDED,
             session.tenant_id,
-            Some(Target::new("session", session.id)),
-            json!({ "user_id": session.user_id }),
+            Some(Target::new("user", session.user_id)),
+            json!({ "session_id": session.id }),
             at,
         ))
         .await?;
@@ -108,6 +121,92 @@ impl Store {
         .fetch_optional(pool)
         .await)?;
         Ok(row.map(SessionRow::into_session))
+    }
+
+    /// The session a cookie digest names if it is usable at `at`: before its absolute end and
+    /// used within the last `idle_secs`. Marks it used (at most once a minute, to spare writes).
+    pub async fn authenticate_session(
+        &self,
+        token_digest: &[u8; 32],
+        at: Timestamp,
+        idle_secs: i64,
+    ) -> Result<Option<Session>, StoreError> {
+        let idle_since = at - time::Duration::seconds(idle_secs);
+        let row: Option<SessionRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE token_hash = $1 AND expires_at > $2 AND last_seen_at > $3"
+        ))
+        .bind(&token_digest[..])
+        .bind(DbTime(at))
+        .bind(DbTime(idle_since))
+        .fetch_optional(pool)
+        .await)?;
+        let Some(session) = row.map(SessionRow::into_session) else {
+            return Ok(None);
+        };
+        if at - session.last_seen_at > time::Duration::seconds(60) {
+            on_pool!(self, |pool| sqlx::query(
+                "UPDATE sessions SET last_seen_at = $2 WHERE id = $1"
+            )
+            .bind(session.id.0)
+            .bind(DbTime(at))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        }
+        Ok(Some(session))
+    }
+
+    /// Ends the session a cookie digest names (audited as `logout`); `None` if there was none.
+    pub async fn end_session(
+        &self,
+        token_digest: &[u8; 32],
+        origin: &Origin,
+    ) -> Result<Option<Session>, StoreError> {
+        let mut tx = self.begin().await?;
+        let row: Option<SessionRow> = on_tx!(tx, |c| sqlx::query_as(concat!(
+            "DELETE FROM sessions WHERE token_hash = $1 RETURNING ",
+            session_columns!()
+        ))
+        .bind(&token_digest[..])
+        .fetch_optional(&mut *c)
+        .await)?;
+        let Some(session) = row.map(SessionRow::into_session) else {
+            return Ok(None);
+        };
+        tx.audit(AuditEvent::new(
+            origin,
+            action::LOGOUT,
+            session.tenant_id,
+            Some(Target::new("user", session.user_id)),
+            json!({ "session_id": session.id }),
+            now(),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(Some(session))
+    }
+
+    /// Records a failed sign-in. `user` is set when the email matched an account.
+    pub async fn record_login_failure(
+        &self,
+        tenant: Option<TenantId>,
+        user: Option<UserId>,
+        reason: &str,
+        origin: &Origin,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::LOGIN_FAILED,
+            tenant,
+            user.map(|u| Target::new("user", u)),
+            json!({ "reason": reason }),
+            now(),
+        ))
+        .await?;
+        tx.commit().await
     }
 
     /// Sessions of one user of `tenant`.

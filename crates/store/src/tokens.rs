@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::rows::DbTime;
-use crate::{Store, StoreError, on_pool, on_tx};
+use crate::{Store, StoreError, Tx, on_pool, on_tx};
 
 /// An authorization code to store, bound to everything the token request must match.
 #[derive(Debug, Clone)]
@@ -38,8 +38,8 @@ pub struct NewTokenFamily {
     pub scope: String,
     pub auth_time: Option<Timestamp>,
     pub expires_at: Timestamp,
-    /// Digest of the family's first refresh token.
-    pub refresh_digest: [u8; 32],
+    /// Digest of the family's first refresh token; `None` when the grant has no refresh token.
+    pub refresh_digest: Option<[u8; 32]>,
 }
 
 /// An access token to record (JWT or opaque; opaque ones carry their digest).
@@ -52,6 +52,105 @@ pub struct NewAccessToken {
     pub user_id: Option<UserId>,
     pub scope: String,
     pub expires_at: Timestamp,
+}
+
+impl Tx {
+    pub(crate) async fn insert_family(
+        &mut self,
+        f: &NewTokenFamily,
+    ) -> Result<TokenFamilyId, StoreError> {
+        let at = now();
+        let id = TokenFamilyId::new();
+        on_tx!(self, |c| sqlx::query(
+            "INSERT INTO token_families (id, tenant_id, client_id, user_id, session_id, \
+             scope, auth_time, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        )
+        .bind(id.0)
+        .bind(f.tenant_id.0)
+        .bind(f.client_id.0)
+        .bind(f.user_id.map(|u| u.0))
+        .bind(f.session_id.map(|s| s.0))
+        .bind(&f.scope)
+        .bind(f.auth_time.map(DbTime))
+        .bind(DbTime(at))
+        .bind(DbTime(f.expires_at))
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        if let Some(digest) = &f.refresh_digest {
+            self.insert_refresh_token(id, digest, f.expires_at).await?;
+        }
+        Ok(id)
+    }
+
+    pub(crate) async fn insert_refresh_token(
+        &mut self,
+        family: TokenFamilyId,
+        digest: &[u8; 32],
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, |c| sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)"
+        )
+        .bind(&digest[..])
+        .bind(family.0)
+        .bind(DbTime(now()))
+        .bind(DbTime(expires_at))
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub(crate) async fn insert_access_token(
+        &mut self,
+        access: &NewAccessToken,
+        family: Option<TokenFamilyId>,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, |c| sqlx::query(
+            "INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, user_id, \
+             family_id, scope, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        )
+        .bind(access.jti)
+        .bind(access.token_digest.as_ref().map(|d| &d[..]))
+        .bind(access.tenant_id.0)
+        .bind(access.client_id.0)
+        .bind(access.user_id.map(|u| u.0))
+        .bind(family.map(|f| f.0))
+        .bind(&access.scope)
+        .bind(DbTime(now()))
+        .bind(DbTime(access.expires_at))
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub(crate) async fn audit_issue(
+        &mut self,
+        access: &NewAccessToken,
+        refresh: Option<bool>,
+        what: &str,
+        origin: &Origin,
+    ) -> Result<(), StoreError> {
+        self.audit(AuditEvent::new(
+            origin,
+            what,
+            Some(access.tenant_id),
+            Some(Target::new("client", access.client_id)),
+            json!({
+                "jti": access.jti,
+                "scope": access.scope,
+                "user_id": access.user_id,
+                "refresh": refresh.unwrap_or(false),
+            }),
+            now(),
+        ))
+        .await
+    }
 }
 
 impl Store {
@@ -96,81 +195,26 @@ impl Store {
         tx.commit().await
     }
 
-    /// Records an access token and, when `family` is given, the refresh-token family and its
-    /// first refresh token, all in one transaction with the audit row.
+    /// Records an access token and, when `family` is given, the token family (with its first
+    /// refresh token, when it has one), all in one transaction with the audit row.
     pub async fn issue_tokens(
         &self,
         access: &NewAccessToken,
         family: Option<&NewTokenFamily>,
         origin: &Origin,
     ) -> Result<Option<TokenFamilyId>, StoreError> {
-        let at = now();
         let mut tx = self.begin().await?;
         let family_id = match family {
-            Some(f) => {
-                let id = TokenFamilyId::new();
-                on_tx!(tx, |c| sqlx::query(
-                    "INSERT INTO token_families (id, tenant_id, client_id, user_id, session_id, \
-                     scope, auth_time, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                )
-                .bind(id.0)
-                .bind(f.tenant_id.0)
-                .bind(f.client_id.0)
-                .bind(f.user_id.map(|u| u.0))
-                .bind(f.session_id.map(|s| s.0))
-                .bind(&f.scope)
-                .bind(f.auth_time.map(DbTime))
-                .bind(DbTime(at))
-                .bind(DbTime(f.expires_at))
-                .execute(&mut *c)
-                .await
-                .map(|r| r.rows_affected()))?;
-                on_tx!(tx, |c| sqlx::query(
-                    "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4)"
-                )
-                .bind(&f.refresh_digest[..])
-                .bind(id.0)
-                .bind(DbTime(at))
-                .bind(DbTime(f.expires_at))
-                .execute(&mut *c)
-                .await
-                .map(|r| r.rows_affected()))?;
-                Some(id)
-            }
+            Some(f) => Some(tx.insert_family(f).await?),
             None => None,
         };
-        on_tx!(tx, |c| sqlx::query(
-            "INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, user_id, \
-             family_id, scope, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        )
-        .bind(access.jti)
-        .bind(access.token_digest.as_ref().map(|d| &d[..]))
-        .bind(access.tenant_id.0)
-        .bind(access.client_id.0)
-        .bind(access.user_id.map(|u| u.0))
-        .bind(family_id.map(|f| f.0))
-        .bind(&access.scope)
-        .bind(DbTime(at))
-        .bind(DbTime(access.expires_at))
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected()))?;
-        tx.audit(AuditEvent::new(
-            origin,
+        tx.insert_access_token(access, family_id).await?;
+        tx.audit_issue(
+            access,
+            family.map(|f| f.refresh_digest.is_some()),
             action::TOKEN_ISSUED,
-            Some(access.tenant_id),
-            Some(Target::new("client", access.client_id)),
-            json!({
-                "jti": access.jti,
-                "scope": access.scope,
-                "user_id": access.user_id,
-                "refresh": family_id.is_some(),
-            }),
-            at,
-        ))
+            origin,
+        )
         .await?;
         tx.commit().await?;
         Ok(family_id)

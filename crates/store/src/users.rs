@@ -195,6 +195,43 @@ impl Store {
         Ok(row.map(UserRow::into_user))
     }
 
+    /// Live accounts with this email that hold `control_plane:login` anywhere, in live tenants
+    /// (or none, for platform operators). The role rules keep this to one account per email.
+    pub async fn control_plane_accounts(
+        &self,
+        email_normalized: &str,
+    ) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<UserRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email_normalized = $1 AND deleted_at IS NULL \
+               AND (tenant_id IS NULL OR tenant_id IN \
+                    (SELECT id FROM tenants WHERE status = 'active')) \
+               AND id IN (SELECT ra.user_id FROM role_assignments ra \
+                          JOIN role_permissions rp ON rp.role_name = ra.role_name \
+                          WHERE rp.permission_name = 'control_plane:login' \
+                            AND ra.user_id IS NOT NULL) \
+             ORDER BY id"
+        ))
+        .bind(email_normalized)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().map(UserRow::into_user).collect())
+    }
+
+    /// A live user by id, whatever the tenant (for sessions, which carry the user id).
+    pub async fn get_user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(UserRow::into_user))
+    }
+
     /// Live users of `tenant` in id order, after `after` (exclusive).
     pub async fn list_users(
         &self,

@@ -117,7 +117,10 @@ async fn session(store: &Store, tenant: Option<TenantId>, user: UserId) -> [u8; 
         ip: None,
         user_agent: None,
     };
-    store.create_session(&new, &Origin::system()).await.unwrap();
+    store
+        .create_session(&new, None, &Origin::system())
+        .await
+        .unwrap();
     digest
 }
 
@@ -339,7 +342,7 @@ async fn deleting_a_tenant_ends_its_sessions_clients_codes_and_tokens(db: &TestD
                     scope: "openid".into(),
                     auth_time: Some(now()),
                     expires_at: now() + Duration::days(30),
-                    refresh_digest: secret::token_digest(&secret::random_token()),
+                    refresh_digest: Some(secret::token_digest(&secret::random_token())),
                 }),
                 &Origin::system(),
             )

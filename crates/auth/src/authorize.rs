@@ -1,0 +1,660 @@
+//! The front channel: the authorization endpoint, the sign-in page and the consent page. The
+//! pending authorization request travels as its own query string (in `return_to` and in the
+//! consent form) and is validated again in full at every step, so nothing a browser carries
+//! between steps is trusted.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentrusty_core::audit::Actor;
+use opentrusty_core::client::OAuthClient;
+use opentrusty_core::email::Email;
+use opentrusty_core::password::Verification;
+use opentrusty_core::secret::{constant_time_eq, random_token, token_digest};
+use opentrusty_core::session::{NewSession, Session};
+use opentrusty_core::tenant::TenantStatus;
+use opentrusty_core::user::UserStatus;
+use opentrusty_core::{Timestamp, now};
+use opentrusty_oidc::authorize::{AuthorizeParams, AuthorizeRequest, Rejection, validate};
+use opentrusty_oidc::error::{ErrorCode, OAuthError};
+use opentrusty_oidc::redirect::with_params;
+use opentrusty_oidc::scope::Scopes;
+use opentrusty_store::{NewAuthorizationCode, StoreError};
+
+use crate::http::{self, CSRF_COOKIE, SESSION_COOKIE, see_other};
+use crate::{AuthState, pages};
+
+const AUTHORIZE_PATH: &str = "/oauth2/authorize";
+
+pub async fn authorize_get(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs = http::pairs(query.unwrap_or_default().as_bytes());
+    authorize(&state, &headers, peer, pairs).await
+}
+
+pub async fn authorize_post(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    authorize(&state, &headers, peer, http::pairs(&body)).await
+}
+
+/// Re-encodes request pairs, dropping `prompt=<drop>` (a prompt the user has just satisfied).
+fn encode(pairs: &[(String, String)], drop_prompt: Option<&str>) -> String {
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if k == "prompt"
+            && let Some(d) = drop_prompt
+        {
+            let kept: Vec<&str> = v.split(' ').filter(|p| !p.is_empty() && *p != d).collect();
+            if !kept.is_empty() {
+                ser.append_pair(k, &kept.join(" "));
+            }
+            continue;
+        }
+        ser.append_pair(k, v);
+    }
+    ser.finish()
+}
+
+fn error_redirect(
+    state: &AuthState,
+    redirect_uri: &str,
+    st: Option<&str>,
+    err: &OAuthError,
+) -> Response {
+    let mut params = vec![
+        ("error", err.code.as_str()),
+        ("error_description", err.description.as_str()),
+    ];
+    if let Some(s) = st {
+        params.push(("state", s));
+    }
+    params.push(("iss", state.issuer()));
+    see_other(&with_params(redirect_uri, &params))
+}
+
+fn storage_page(e: &StoreError) -> Response {
+    let (status, _) = http::store_failure(e);
+    pages::error(
+        status,
+        "Something went wrong",
+        "The sign-in service could not complete your request. Please try again in a moment.",
+    )
+}
+
+/// The client named by `client_id` and whether it may be used now (client active, tenant
+/// active).
+async fn load_client(
+    state: &AuthState,
+    client_id: Option<&str>,
+) -> Result<(Option<OAuthClient>, bool), StoreError> {
+    let Some(id) = client_id else {
+        return Ok((None, false));
+    };
+    let Some(client) = state.store().find_client(id).await? else {
+        return Ok((None, false));
+    };
+    let tenant_active = state
+        .store()
+        .get_tenant(client.tenant_id)
+        .await?
+        .is_some_and(|t| t.status == TenantStatus::Active);
+    let usable = client.active && tenant_active;
+    Ok((Some(client), usable))
+}
+
+/// The browser's session if it is valid now, with its cookie digest.
+pub(crate) async fn current_session(
+    state: &AuthState,
+    headers: &HeaderMap,
+) -> Result<Option<(Session, [u8; 32])>, StoreError> {
+    let Some(cookie) = http::cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let digest = token_digest(&cookie);
+    let session = state
+        .store()
+        .authenticate_session(&digest, now(), state.settings().session_idle_secs)
+        .await?;
+    Ok(session.map(|s| (s, digest)))
+}
+
+fn too_old(auth_time: Timestamp, max_age: Option<i64>) -> bool {
+    max_age.is_some_and(|m| (now() - auth_time).whole_seconds() > m)
+}
+
+async fn authorize(
+    state: &AuthState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    pairs: Vec<(String, String)>,
+) -> Response {
+    let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (client, usable) = match load_client(state, params.client_id.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return storage_page(&e),
+    };
+    let request = match validate(&params, client.as_ref(), usable) {
+        Ok(r) => r,
+        Err(Rejection::Page(message)) => {
+            return pages::error(
+                StatusCode::BAD_REQUEST,
+                "This sign-in link is not valid",
+                message,
+            );
+        }
+        Err(Rejection::Redirect {
+            redirect_uri,
+            state: st,
+            error,
+        }) => {
+            return error_redirect(state, &redirect_uri, st.as_deref(), &error);
+        }
+    };
+    let Some(client) = client else {
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is not valid",
+            "Unknown application.",
+        );
+    };
+    let fail = |code: ErrorCode, d: &str| {
+        error_redirect(
+            state,
+            &request.redirect_uri,
+            request.state.as_deref(),
+            &OAuthError::new(code, d),
+        )
+    };
+
+    let session = match current_session(state, headers).await {
+        // A session of another tenant does not sign anyone in to this client.
+        Ok(s) => s.filter(|(s, _)| s.tenant_id == Some(client.tenant_id)),
+        Err(e) => return fail(ErrorCode::TemporarilyUnavailable, "try again later").tap_log(&e),
+    };
+    let needs_login = match &session {
+        None => true,
+        Some((s, _)) => request.prompt.login || too_old(s.auth_time, request.max_age),
+    };
+    if needs_login {
+        if request.prompt.none {
+            return fail(ErrorCode::LoginRequired, "the user is not signed in");
+        }
+        let return_to = format!("{AUTHORIZE_PATH}?{}", encode(&pairs, Some("login")));
+        let login = format!(
+            "/login?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("return_to", &return_to)
+                .finish()
+        );
+        return see_other(&login);
+    }
+    let Some((session, _)) = session else {
+        return fail(ErrorCode::LoginRequired, "the user is not signed in");
+    };
+
+    if !client.first_party {
+        let consented = if request.prompt.consent {
+            false
+        } else {
+            match state
+                .store()
+                .consented_scopes(session.user_id, client.id)
+                .await
+            {
+                Ok(given) => given
+                    .and_then(|g| Scopes::parse(&g))
+                    .is_some_and(|g| request.scopes.is_subset(&g)),
+                Err(e) => {
+                    return fail(ErrorCode::TemporarilyUnavailable, "try again later").tap_log(&e);
+                }
+            }
+        };
+        if !consented {
+            if request.prompt.none {
+                return fail(
+                    ErrorCode::ConsentRequired,
+                    "the user has not approved this application",
+                );
+            }
+            return see_other(&format!("/consent?{}", encode(&pairs, None)));
+        }
+    }
+    issue_code(state, headers, peer, &client, &request, &session).await
+}
+
+trait TapLog {
+    fn tap_log(self, e: &StoreError) -> Self;
+}
+
+impl TapLog for Response {
+    fn tap_log(self, e: &StoreError) -> Self {
+        http::store_failure(e);
+        self
+    }
+}
+
+async fn issue_code(
+    state: &AuthState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    client: &OAuthClient,
+    request: &AuthorizeRequest,
+    session: &Session,
+) -> Response {
+    let code = random_token();
+    let record = NewAuthorizationCode {
+        code_digest: token_digest(&code),
+        tenant_id: client.tenant_id,
+        client_id: client.id,
+        user_id: session.user_id,
+        session_id: Some(session.id),
+        redirect_uri: request.redirect_uri.clone(),
+        scope: request.scopes.to_string(),
+        nonce: request.nonce.clone(),
+        code_challenge: request.code_challenge.clone(),
+        code_challenge_method: request.code_challenge.as_ref().map(|_| "S256".to_owned()),
+        auth_time: session.auth_time,
+        expires_at: now() + time::Duration::seconds(state.settings().code_ttl_secs),
+    };
+    let origin = http::origin(headers, peer, Some(Actor::User(session.user_id)));
+    if let Err(e) = state
+        .store()
+        .issue_authorization_code(&record, &origin)
+        .await
+    {
+        http::store_failure(&e);
+        return error_redirect(
+            state,
+            &request.redirect_uri,
+            request.state.as_deref(),
+            &OAuthError::new(ErrorCode::TemporarilyUnavailable, "try again later"),
+        );
+    }
+    let mut params = vec![("code", code.as_str())];
+    if let Some(s) = &request.state {
+        params.push(("state", s));
+    }
+    params.push(("iss", state.issuer()));
+    see_other(&with_params(&request.redirect_uri, &params))
+}
+
+/// The client of a pending authorization request named by a `return_to` path. Only
+/// same-origin paths to the authorization endpoint are accepted.
+async fn pending_client(
+    state: &AuthState,
+    return_to: &str,
+) -> Result<Option<OAuthClient>, StoreError> {
+    let Some(query) = return_to
+        .strip_prefix(AUTHORIZE_PATH)
+        .and_then(|r| r.strip_prefix('?'))
+    else {
+        return Ok(None);
+    };
+    if return_to.contains(['\\', '\r', '\n', '#']) {
+        return Ok(None);
+    }
+    let pairs = http::pairs(query.as_bytes());
+    let Ok(Some(client_id)) = http::single(&pairs, "client_id") else {
+        return Ok(None);
+    };
+    match load_client(state, Some(client_id)).await? {
+        (Some(c), true) => Ok(Some(c)),
+        _ => Ok(None),
+    }
+}
+
+/// The CSRF cookie value to use: the browser's if it has a sane one, else a new one (which
+/// the response must set).
+fn csrf_value(headers: &HeaderMap) -> (String, bool) {
+    match http::cookie(headers, CSRF_COOKIE) {
+        Some(v) if v.len() == 43 => (v, false),
+        _ => (random_token(), true),
+    }
+}
+
+fn with_csrf_cookie(
+    state: &AuthState,
+    mut response: Response,
+    csrf: &str,
+    fresh: bool,
+) -> Response {
+    if fresh {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            http::set_cookie(state, CSRF_COOKIE, csrf, None, false),
+        );
+    }
+    response
+}
+
+/// Whether a form post carries the CSRF cookie's value and, if the browser says where it
+/// comes from, comes from our own origin.
+pub(crate) fn csrf_ok(state: &AuthState, headers: &HeaderMap, submitted: Option<&str>) -> bool {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && origin != "null"
+        && !state.issuer().starts_with(origin)
+    {
+        return false;
+    }
+    match (http::cookie(headers, CSRF_COOKIE), submitted) {
+        (Some(c), Some(s)) => constant_time_eq(c.as_bytes(), s.as_bytes()),
+        _ => false,
+    }
+}
+
+async fn login_heading(state: &AuthState, client: &OAuthClient) -> String {
+    match state.store().get_tenant(client.tenant_id).await {
+        Ok(Some(t)) => format!("Sign in to {}", t.display_name.unwrap_or(t.name)),
+        _ => "Sign in".to_owned(),
+    }
+}
+
+fn bad_link() -> Response {
+    pages::error(
+        StatusCode::BAD_REQUEST,
+        "This sign-in link is not valid",
+        "The page was opened without the application request it belongs to.",
+    )
+}
+
+pub async fn login_page(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs = http::pairs(query.unwrap_or_default().as_bytes());
+    let Ok(Some(return_to)) = http::single(&pairs, "return_to") else {
+        return bad_link();
+    };
+    let client = match pending_client(&state, return_to).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return bad_link(),
+        Err(e) => return storage_page(&e),
+    };
+    let (csrf, fresh) = csrf_value(&headers);
+    let heading = login_heading(&state, &client).await;
+    let page = pages::login(StatusCode::OK, &csrf, return_to, &heading, None);
+    with_csrf_cookie(&state, page, &csrf, fresh)
+}
+
+pub async fn login_submit(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = http::pairs(&body);
+    let field = |n: &str| http::single(&form, n).ok().flatten();
+    let Some(return_to) = field("return_to") else {
+        return bad_link();
+    };
+    let client = match pending_client(&state, return_to).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return bad_link(),
+        Err(e) => return storage_page(&e),
+    };
+    if !csrf_ok(&state, &headers, field("csrf_token")) {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "Your sign-in form expired",
+            "Reload the sign-in page and try again.",
+        );
+    }
+    let (email, password) = (
+        field("email").unwrap_or(""),
+        field("password").unwrap_or(""),
+    );
+    let origin = http::origin(&headers, peer, None);
+    let tenant = client.tenant_id;
+    let verified = match verify_password(&state, Some(tenant), email, password).await {
+        Ok(v) => v,
+        Err(e) => return storage_page(&e),
+    };
+    let user = match verified {
+        Ok(user) => user,
+        Err(user) => {
+            let _ = state
+                .store()
+                .record_login_failure(Some(tenant), user, "invalid_credentials", &origin)
+                .await;
+            let (csrf, fresh) = csrf_value(&headers);
+            let heading = login_heading(&state, &client).await;
+            let page = pages::login(
+                StatusCode::UNAUTHORIZED,
+                &csrf,
+                return_to,
+                &heading,
+                Some("Invalid email or password. Check both and try again."),
+            );
+            return with_csrf_cookie(&state, page, &csrf, fresh);
+        }
+    };
+    let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
+    match start_session(&state, &headers, &user, &origin).await {
+        Ok((cookie, _)) => {
+            let mut r = see_other(return_to);
+            r.headers_mut().append(header::SET_COOKIE, cookie);
+            r
+        }
+        Err(e) => storage_page(&e),
+    }
+}
+
+/// Checks an email and password in `tenant` (or among platform operators when `None`).
+/// `Ok(Err(user))` is a failed attempt, naming the account when the email matched one. An
+/// unknown email costs one Argon2 verification too, so timing does not reveal accounts.
+pub(crate) async fn verify_password(
+    state: &AuthState,
+    tenant: Option<opentrusty_core::TenantId>,
+    email: &str,
+    password: &str,
+) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, StoreError> {
+    let user = match Email::parse(email) {
+        Ok(e) => match tenant {
+            Some(t) => state.store().find_user_by_email(t, e.normalized()).await?,
+            None => {
+                state
+                    .store()
+                    .find_platform_user_by_email(e.normalized())
+                    .await?
+            }
+        },
+        Err(_) => None,
+    };
+    let hash = match &user {
+        Some(u) => state.store().password_hash(u.id).await?,
+        None => None,
+    };
+    check_password(state, user, hash, password).await
+}
+
+/// Verifies `password` against a user's stored hash (or the dummy hash), upgrading the hash
+/// when it was made with older parameters.
+pub(crate) async fn check_password(
+    state: &AuthState,
+    user: Option<opentrusty_core::user::User>,
+    hash: Option<String>,
+    password: &str,
+) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, StoreError> {
+    let inner = state.0.clone();
+    let password = password.to_owned();
+    let presented_hash = hash.clone();
+    let verification = tokio::task::spawn_blocking(move || {
+        let phc = presented_hash.as_deref().unwrap_or(&inner.dummy_hash);
+        inner.hasher.verify(&password, phc)
+    })
+    .await
+    .unwrap_or(Verification::Mismatch);
+    let Some(user) = user else {
+        return Ok(Err(None));
+    };
+    let Verification::Match { needs_rehash } = verification else {
+        return Ok(Err(Some(user.id)));
+    };
+    if hash.is_none() || user.status != UserStatus::Active {
+        return Ok(Err(Some(user.id)));
+    }
+    if needs_rehash {
+        tracing::info!(user = %user.id, "upgrading a password hash to the current parameters");
+    }
+    Ok(Ok(user))
+}
+
+/// Creates a session for `user` replacing the browser's previous one; returns its cookie and
+/// the digest that identifies it.
+pub(crate) async fn start_session(
+    state: &AuthState,
+    headers: &HeaderMap,
+    user: &opentrusty_core::user::User,
+    origin: &opentrusty_core::audit::Origin,
+) -> Result<(axum::http::HeaderValue, [u8; 32]), StoreError> {
+    let token = random_token();
+    let previous = http::cookie(headers, SESSION_COOKIE).map(|c| token_digest(&c));
+    let lifetime = state.settings().session_lifetime_secs;
+    let digest = token_digest(&token);
+    let new = NewSession {
+        user_id: user.id,
+        tenant_id: user.tenant_id,
+        token_digest: digest,
+        expires_at: now() + time::Duration::seconds(lifetime),
+        ip: origin.ip.clone(),
+        user_agent: origin.user_agent.clone(),
+    };
+    state
+        .store()
+        .create_session(&new, previous.as_ref(), origin)
+        .await?;
+    Ok((
+        http::set_cookie(state, SESSION_COOKIE, &token, Some(lifetime), true),
+        digest,
+    ))
+}
+
+pub async fn consent_page(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let pairs = http::pairs(query.as_bytes());
+    let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (client, usable) = match load_client(&state, params.client_id.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return storage_page(&e),
+    };
+    let request = match validate(&params, client.as_ref(), usable) {
+        Ok(r) => r,
+        Err(_) => return bad_link(),
+    };
+    let Some(client) = client else {
+        return bad_link();
+    };
+    match current_session(&state, &headers).await {
+        Ok(Some((s, _))) if s.tenant_id == Some(client.tenant_id) => {}
+        Ok(_) => return see_other(&format!("{AUTHORIZE_PATH}?{}", encode(&pairs, None))),
+        Err(e) => return storage_page(&e),
+    }
+    let (csrf, fresh) = csrf_value(&headers);
+    let scopes: Vec<&str> = request.scopes.iter().collect();
+    let page = pages::consent(&csrf, &encode(&pairs, None), &client.name, &scopes);
+    with_csrf_cookie(&state, page, &csrf, fresh)
+}
+
+pub async fn consent_submit(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = http::pairs(&body);
+    let field = |n: &str| http::single(&form, n).ok().flatten();
+    if !csrf_ok(&state, &headers, field("csrf_token")) {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "Your consent form expired",
+            "Go back to the application and start again.",
+        );
+    }
+    let pairs = http::pairs(field("request").unwrap_or("").as_bytes());
+    let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (client, usable) = match load_client(&state, params.client_id.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return storage_page(&e),
+    };
+    let request = match validate(&params, client.as_ref(), usable) {
+        Ok(r) => r,
+        Err(Rejection::Page(m)) => {
+            return pages::error(StatusCode::BAD_REQUEST, "This sign-in link is not valid", m);
+        }
+        Err(Rejection::Redirect {
+            redirect_uri,
+            state: st,
+            error,
+        }) => {
+            return error_redirect(&state, &redirect_uri, st.as_deref(), &error);
+        }
+    };
+    let Some(client) = client else {
+        return bad_link();
+    };
+    let session = match current_session(&state, &headers).await {
+        Ok(Some((s, _))) if s.tenant_id == Some(client.tenant_id) => s,
+        Ok(_) => {
+            return see_other(&format!(
+                "{AUTHORIZE_PATH}?{}",
+                encode(&pairs, Some("consent"))
+            ));
+        }
+        Err(e) => return storage_page(&e),
+    };
+    if field("decision") != Some("approve") {
+        return error_redirect(
+            &state,
+            &request.redirect_uri,
+            request.state.as_deref(),
+            &OAuthError::new(ErrorCode::AccessDenied, "the user denied the request"),
+        );
+    }
+    let previous = match state
+        .store()
+        .consented_scopes(session.user_id, client.id)
+        .await
+    {
+        Ok(p) => p.and_then(|p| Scopes::parse(&p)).unwrap_or_default(),
+        Err(e) => return storage_page(&e),
+    };
+    let origin = http::origin(&headers, peer, Some(Actor::User(session.user_id)));
+    let all = previous.union(&request.scopes).to_string();
+    if let Err(e) = state
+        .store()
+        .remember_consent(client.tenant_id, session.user_id, client.id, &all, &origin)
+        .await
+    {
+        return storage_page(&e);
+    }
+    see_other(&format!(
+        "{AUTHORIZE_PATH}?{}",
+        encode(&pairs, Some("consent"))
+    ))
+}
+
+impl IntoResponse for crate::keys::KeyError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self, "signing keys unavailable");
+        http::no_store_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "temporarily_unavailable", "error_description": "signing keys are unavailable"}),
+        )
+    }
+}

@@ -1,0 +1,131 @@
+//! The console's control-plane login: email and password as JSON, no tenant input. It creates
+//! the same database session as the sign-in page; the admin plane reads it on every request.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentrusty_core::audit::Actor;
+use opentrusty_core::email::Email;
+use opentrusty_core::secret::{session_csrf_token, token_digest};
+use serde_json::{Value, json};
+
+use crate::AuthState;
+use crate::authorize::{check_password, start_session};
+use crate::http::{self, SESSION_COOKIE, no_store_json};
+
+fn bad_request(description: &str) -> Response {
+    no_store_json(
+        StatusCode::BAD_REQUEST,
+        json!({ "error": "invalid_request", "error_description": description }),
+    )
+}
+
+fn invalid_credentials() -> Response {
+    no_store_json(
+        StatusCode::UNAUTHORIZED,
+        json!({ "error": "invalid_credentials", "error_description": "invalid email or password" }),
+    )
+}
+
+pub async fn login(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if headers.contains_key("x-tenant-id") {
+        return bad_request("the tenant is derived from the account; do not send X-Tenant-ID");
+    }
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("the body must be a JSON object with email and password");
+    };
+    if fields.contains_key("tenant_id") {
+        return bad_request("the tenant is derived from the account; do not send tenant_id");
+    }
+    let (Some(email), Some(password)) = (
+        fields.get("email").and_then(Value::as_str),
+        fields.get("password").and_then(Value::as_str),
+    ) else {
+        return bad_request("email and password are required");
+    };
+    let accounts = match Email::parse(email) {
+        Ok(e) => match state.store().control_plane_accounts(e.normalized()).await {
+            Ok(a) => a,
+            Err(e) => return crate::token::TokenError::from(e).into_response(),
+        },
+        Err(_) => Vec::new(),
+    };
+    if accounts.len() > 1 {
+        tracing::warn!(
+            count = accounts.len(),
+            "an email holds control-plane roles in several places"
+        );
+    }
+    let account = if accounts.len() == 1 {
+        accounts.into_iter().next()
+    } else {
+        None
+    };
+    let hash = match &account {
+        Some(u) => match state.store().password_hash(u.id).await {
+            Ok(h) => h,
+            Err(e) => return crate::token::TokenError::from(e).into_response(),
+        },
+        None => None,
+    };
+    let tenant = account.as_ref().and_then(|u| u.tenant_id);
+    let user = match check_password(&state, account, hash, password).await {
+        Ok(Ok(u)) => u,
+        Ok(Err(user)) => {
+            let origin = http::origin(&headers, peer, None);
+            let _ = state
+                .store()
+                .record_login_failure(tenant, user, "invalid_credentials", &origin)
+                .await;
+            return invalid_credentials();
+        }
+        Err(e) => return crate::token::TokenError::from(e).into_response(),
+    };
+    let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
+    let (cookie, digest) = match start_session(&state, &headers, &user, &origin).await {
+        Ok(c) => c,
+        Err(e) => return crate::token::TokenError::from(e).into_response(),
+    };
+    let mut r = no_store_json(
+        StatusCode::OK,
+        json!({
+            "user_id": user.id,
+            "email": user.email,
+            "tenant_id": user.tenant_id,
+            "csrf_token": session_csrf_token(&state.0.master_key, &digest),
+        }),
+    );
+    r.headers_mut().append(header::SET_COOKIE, cookie);
+    r
+}
+
+pub async fn logout(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(cookie) = http::cookie(&headers, SESSION_COOKIE) {
+        let origin = http::origin(&headers, peer, None);
+        if let Err(e) = state
+            .store()
+            .end_session(&token_digest(&cookie), &origin)
+            .await
+        {
+            return crate::token::TokenError::from(e).into_response();
+        }
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        http::clear_cookie(&state, SESSION_COOKIE, true),
+    );
+    r
+}

@@ -1,0 +1,129 @@
+//! HTTP plumbing shared by the auth plane's handlers: cookies, the caller's origin for audit,
+//! form decoding that tolerates nothing odd, and the mapping of failures to responses.
+
+use std::net::SocketAddr;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentrusty_core::audit::{Actor, Origin};
+use opentrusty_store::StoreError;
+
+use crate::AuthState;
+
+pub const SESSION_COOKIE: &str = "ot_session";
+pub const CSRF_COOKIE: &str = "ot_csrf";
+
+/// The value of cookie `name`, if the request carries it once.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut found = None;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == name
+            {
+                if found.is_some() {
+                    // The same cookie twice (for example set for two domains): trust neither.
+                    return None;
+                }
+                found = Some(v.to_owned());
+            }
+        }
+    }
+    found.filter(|v| !v.is_empty() && v.len() <= 256)
+}
+
+/// A `Set-Cookie` value with our attributes.
+pub fn set_cookie(
+    state: &AuthState,
+    name: &str,
+    value: &str,
+    max_age: Option<i64>,
+    domain: bool,
+) -> HeaderValue {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+    if state.settings().cookie_secure {
+        c.push_str("; Secure");
+    }
+    if domain && let Some(d) = &state.settings().cookie_domain {
+        c.push_str("; Domain=");
+        c.push_str(d);
+    }
+    match max_age {
+        Some(secs) => c.push_str(&format!("; Max-Age={secs}")),
+        None => {}
+    }
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("ot_invalid=1"))
+}
+
+/// A `Set-Cookie` value that removes cookie `name`.
+pub fn clear_cookie(state: &AuthState, name: &str, domain: bool) -> HeaderValue {
+    set_cookie(state, name, "", Some(0), domain)
+}
+
+/// Who is calling, for the audit trail.
+pub fn origin(headers: &HeaderMap, peer: SocketAddr, actor: Option<Actor>) -> Origin {
+    let text = |h: header::HeaderName| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect::<String>())
+    };
+    Origin {
+        actor,
+        ip: Some(peer.ip().to_string()),
+        user_agent: text(header::USER_AGENT),
+        request_id: headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128)
+            .map(str::to_owned),
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` (or a query string) into pairs.
+pub fn pairs(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// The single value of `name`; `Err` when it appears more than once.
+pub fn single<'a>(pairs: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ()> {
+    let mut it = pairs.iter().filter(|(k, _)| k == name);
+    let first = it.next().map(|(_, v)| v.as_str());
+    if it.next().is_some() {
+        return Err(());
+    }
+    Ok(first.filter(|v| !v.is_empty()))
+}
+
+/// The response for a storage failure: 503 with `Retry-After` when the database is
+/// unavailable, 500 otherwise; never the error text.
+pub fn store_failure(e: &StoreError) -> (StatusCode, &'static str) {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "database unavailable");
+        (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+    } else {
+        tracing::error!(error = %e, "storage failure");
+        (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+    }
+}
+
+/// A JSON response that must never be cached (RFC 6749 §5.1).
+pub fn no_store_json(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut r = (status, axum::Json(body)).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// `303 See Other` to `location`.
+pub fn see_other(location: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}

@@ -1,0 +1,195 @@
+//! The auth process's view of the signing keys: loaded from the database, private halves
+//! decrypted with the master key, cached for a short time so every process converges on a
+//! rotation within seconds while a request never waits for the database to sign.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use opentrusty_core::audit::Origin;
+use opentrusty_core::secret::MasterKey;
+use opentrusty_oidc::jose::{self, Algorithm, Header, JoseError, SigningKey, VerifyingKey};
+use opentrusty_store::{NewSigningKey, Store, StoreError};
+use serde_json::{Value, json};
+
+/// How long a process trusts its copy of the key set.
+const CACHE_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub enum KeyError {
+    Store(StoreError),
+    Jose(JoseError),
+    /// No active key for the algorithm even after trying to create one.
+    Missing(Algorithm),
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyError::Store(e) => write!(f, "{e}"),
+            KeyError::Jose(e) => write!(f, "{e}"),
+            KeyError::Missing(a) => write!(f, "no active {} signing key", a.as_str()),
+        }
+    }
+}
+
+impl From<StoreError> for KeyError {
+    fn from(e: StoreError) -> Self {
+        KeyError::Store(e)
+    }
+}
+
+impl From<JoseError> for KeyError {
+    fn from(e: JoseError) -> Self {
+        KeyError::Jose(e)
+    }
+}
+
+struct KeySet {
+    loaded: Instant,
+    signing: HashMap<Algorithm, Arc<SigningKey>>,
+    verifying: Vec<VerifyingKey>,
+    jwks: Arc<String>,
+}
+
+/// Shared, cached signing and verification keys.
+pub struct KeyRing {
+    store: Store,
+    master_key: MasterKey,
+    cache: RwLock<Option<Arc<KeySet>>>,
+}
+
+/// Generates a key for `alg` and seals its private half for storage.
+pub fn new_sealed_key(alg: Algorithm, master: &MasterKey) -> Result<NewSigningKey, JoseError> {
+    let (key, der) = SigningKey::generate(alg)?;
+    let sealed = jose::seal(master, &der, key.kid().as_bytes())?;
+    Ok(NewSigningKey {
+        kid: key.kid().to_owned(),
+        alg: alg.as_str().to_owned(),
+        public_jwk: key.public_jwk(),
+        private_key_ciphertext: sealed,
+    })
+}
+
+async fn new_sealed_key_off_thread(
+    alg: Algorithm,
+    master: &MasterKey,
+) -> Result<NewSigningKey, KeyError> {
+    let master = master.clone();
+    // RSA generation takes tens of milliseconds: keep it off the async workers.
+    tokio::task::spawn_blocking(move || new_sealed_key(alg, &master))
+        .await
+        .map_err(|_| KeyError::Missing(alg))?
+        .map_err(KeyError::from)
+}
+
+impl KeyRing {
+    pub fn new(store: Store, master_key: MasterKey) -> Self {
+        Self {
+            store,
+            master_key,
+            cache: RwLock::new(None),
+        }
+    }
+
+    /// Makes sure an active and a next key exist for `alg`. Safe to race with other processes:
+    /// exactly one set is installed.
+    pub async fn ensure(&self, alg: Algorithm) -> Result<(), KeyError> {
+        if self.store.has_active_signing_key(alg.as_str()).await? {
+            return Ok(());
+        }
+        let active = new_sealed_key_off_thread(alg, &self.master_key).await?;
+        let next = new_sealed_key_off_thread(alg, &self.master_key).await?;
+        let installed = self
+            .store
+            .install_first_signing_keys(&active, &next, &Origin::system())
+            .await?;
+        if installed {
+            tracing::info!(alg = alg.as_str(), kid = %active.kid, "created the first signing key");
+        }
+        self.invalidate();
+        Ok(())
+    }
+
+    fn invalidate(&self) {
+        if let Ok(mut c) = self.cache.write() {
+            *c = None;
+        }
+    }
+
+    async fn load(&self) -> Result<Arc<KeySet>, KeyError> {
+        let stored = self
+            .store
+            .published_signing_keys(opentrusty_core::now())
+            .await?;
+        let mut signing = HashMap::new();
+        let mut verifying = Vec::with_capacity(stored.len());
+        let mut jwks = Vec::with_capacity(stored.len());
+        for key in &stored {
+            let Some(alg) = Algorithm::parse(&key.alg) else {
+                continue;
+            };
+            verifying.push(VerifyingKey::from_jwk(&key.public_jwk)?);
+            jwks.push(key.public_jwk.clone());
+            if key.status == "active" {
+                let der = jose::open(
+                    &self.master_key,
+                    &key.private_key_ciphertext,
+                    key.kid.as_bytes(),
+                )?;
+                signing.insert(alg, Arc::new(SigningKey::from_pkcs8(alg, &der)?));
+            }
+        }
+        let set = Arc::new(KeySet {
+            loaded: Instant::now(),
+            signing,
+            verifying,
+            jwks: Arc::new(json!({ "keys": jwks }).to_string()),
+        });
+        if let Ok(mut c) = self.cache.write() {
+            *c = Some(set.clone());
+        }
+        Ok(set)
+    }
+
+    async fn current(&self) -> Result<Arc<KeySet>, KeyError> {
+        let cached = self.cache.read().ok().and_then(|c| c.clone());
+        match cached {
+            Some(set) if set.loaded.elapsed() < CACHE_TTL => Ok(set),
+            _ => self.load().await,
+        }
+    }
+
+    /// The key that signs with `alg` now, creating the algorithm's first keys if needed.
+    pub async fn signer(&self, alg: Algorithm) -> Result<Arc<SigningKey>, KeyError> {
+        if let Some(k) = self.current().await?.signing.get(&alg) {
+            return Ok(k.clone());
+        }
+        self.ensure(alg).await?;
+        self.load()
+            .await?
+            .signing
+            .get(&alg)
+            .cloned()
+            .ok_or(KeyError::Missing(alg))
+    }
+
+    /// Verifies a token we signed; an unknown kid triggers one reload (a key created by another
+    /// process since the last load).
+    pub async fn verify(&self, token: &str) -> Result<(Header, Value), KeyError> {
+        let set = self.current().await?;
+        match jose::verify(token, &set.verifying) {
+            Ok(ok) => Ok(ok),
+            Err(_) if set.loaded.elapsed() > Duration::from_secs(1) => {
+                let fresh = self.load().await?;
+                Ok(jose::verify(token, &fresh.verifying)?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The JWKS document.
+    pub async fn jwks(&self) -> Result<Arc<String>, KeyError> {
+        Ok(self.current().await?.jwks.clone())
+    }
+}

@@ -1,0 +1,167 @@
+//! Server-rendered pages: sign-in, consent, sign-out and errors. Plain semantic HTML with no
+//! script at all, served under a strict Content-Security-Policy that also forbids framing.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:26rem;margin:3rem auto;\
+padding:0 1rem;line-height:1.5;color:#1b1b1f}label{display:block;margin-top:1rem;font-weight:600}\
+input{width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;margin-top:.25rem}\
+button{margin-top:1.25rem;padding:.6rem 1.2rem;font-size:1rem}\
+.error{background:#fdecea;border:1px solid #c62828;padding:.75rem;border-radius:4px}";
+
+/// Escapes text for HTML element content and double-quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
+        escape(title)
+    );
+    let mut r = (status, Html(html)).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn hidden(name: &str, value: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+        escape(name),
+        escape(value)
+    )
+}
+
+/// An error the user can act on; never a redirect.
+pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
+    page(
+        status,
+        title,
+        &format!(
+            "<h1>{}</h1><p>{}</p><p>Go back to the application you came from and try again.</p>",
+            escape(title),
+            escape(message)
+        ),
+    )
+}
+
+pub fn login(
+    status: StatusCode,
+    csrf: &str,
+    return_to: &str,
+    heading: &str,
+    message: Option<&str>,
+) -> Response {
+    let alert = message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    page(
+        status,
+        "Sign in",
+        &format!(
+            "<h1>{}</h1>{alert}<form method=\"post\" action=\"/login\">{}{}\
+             <label for=\"email\">Email</label>\
+             <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
+             <label for=\"password\">Password</label>\
+             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <button type=\"submit\">Sign in</button></form>",
+            escape(heading),
+            hidden("csrf_token", csrf),
+            hidden("return_to", return_to),
+        ),
+    )
+}
+
+pub fn consent(csrf: &str, request: &str, client_name: &str, scopes: &[&str]) -> Response {
+    let items: String = scopes
+        .iter()
+        .map(|s| format!("<li>{}</li>", escape(scope_label(s))))
+        .collect();
+    page(
+        StatusCode::OK,
+        "Allow access",
+        &format!(
+            "<h1>Allow {} to access your account?</h1><p>It asks to:</p><ul>{items}</ul>\
+             <form method=\"post\" action=\"/consent\">{}{}\
+             <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button> \
+             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+            escape(client_name),
+            hidden("csrf_token", csrf),
+            hidden("request", request),
+        ),
+    )
+}
+
+fn scope_label(scope: &str) -> &str {
+    match scope {
+        "openid" => "Know who you are",
+        "profile" => "See your name",
+        "email" => "See your email address",
+        "offline_access" => "Keep access while you are away",
+        other => other,
+    }
+}
+
+pub fn logout_confirm(csrf: &str) -> Response {
+    page(
+        StatusCode::OK,
+        "Sign out",
+        &format!(
+            "<h1>Sign out?</h1><form method=\"post\" action=\"/logout\">{}\
+             <button type=\"submit\">Sign out</button></form>",
+            hidden("csrf_token", csrf)
+        ),
+    )
+}
+
+pub fn signed_out() -> Response {
+    page(
+        StatusCode::OK,
+        "Signed out",
+        "<h1>You are signed out</h1><p>You can close this window.</p>",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;&#x27;&lt;/a&gt;"
+        );
+    }
+}

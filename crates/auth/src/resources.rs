@@ -1,0 +1,325 @@
+//! Discovery and JWKS, and the endpoints that take a token back: UserInfo (OIDC Core §5.3,
+//! RFC 6750), revocation (RFC 7009) and introspection (RFC 7662).
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentrusty_core::audit::Actor;
+use opentrusty_core::now;
+use opentrusty_core::secret::token_digest;
+use opentrusty_core::user::UserStatus;
+use opentrusty_oidc::claims;
+use opentrusty_oidc::scope::Scopes;
+use opentrusty_store::AccessTokenRecord;
+use serde_json::{Value, json};
+
+use crate::AuthState;
+use crate::http::{self, no_store_json};
+use crate::token::{TokenError, authenticate_client};
+
+fn public_json(body: String) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    r
+}
+
+pub async fn discovery(State(state): State<AuthState>) -> Response {
+    public_json(claims::discovery(state.issuer()).to_string())
+}
+
+pub async fn jwks(State(state): State<AuthState>) -> Response {
+    match state.keys().jwks().await {
+        Ok(doc) => public_json(doc.as_ref().clone()),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Resolves a presented access token (JWT or opaque) to its record, whatever its state.
+pub(crate) async fn resolve_access_token(
+    state: &AuthState,
+    token: &str,
+) -> Result<Option<AccessTokenRecord>, TokenError> {
+    if token.contains('.') {
+        let Ok((header, claims)) = state.keys().verify(token).await else {
+            return Ok(None);
+        };
+        if header.typ.as_deref() != Some("at+jwt")
+            || claims.get("iss").and_then(Value::as_str) != Some(state.issuer())
+        {
+            return Ok(None);
+        }
+        let Some(jti) = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .and_then(|j| uuid::Uuid::parse_str(j).ok())
+        else {
+            return Ok(None);
+        };
+        Ok(state.store().find_access_token(jti, now()).await?)
+    } else {
+        Ok(state
+            .store()
+            .find_opaque_access_token(&token_digest(token), now())
+            .await?)
+    }
+}
+
+fn bearer_error(status: StatusCode, error: Option<&str>, description: &str) -> Response {
+    let challenge = match error {
+        Some(e) => format!(
+            "Bearer realm=\"opentrusty\", error=\"{e}\", error_description=\"{description}\""
+        ),
+        None => "Bearer realm=\"opentrusty\"".to_owned(),
+    };
+    let mut r = no_store_json(
+        status,
+        json!({ "error": error.unwrap_or("invalid_request"), "error_description": description }),
+    );
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+fn bearer_from_header(headers: &HeaderMap) -> Result<Option<String>, ()> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ())?;
+    let (scheme, token) = value.split_once(' ').ok_or(())?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(());
+    }
+    Ok(Some(token.trim().to_owned()))
+}
+
+pub async fn userinfo_get(State(state): State<AuthState>, headers: HeaderMap) -> Response {
+    match bearer_from_header(&headers) {
+        Ok(Some(t)) => userinfo(&state, &t).await,
+        Ok(None) => bearer_error(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "an access token is required",
+        ),
+        Err(()) => bearer_error(
+            StatusCode::BAD_REQUEST,
+            Some("invalid_request"),
+            "malformed Authorization header",
+        ),
+    }
+}
+
+pub async fn userinfo_post(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = http::pairs(&body);
+    let from_body = match http::single(&form, "access_token") {
+        Ok(v) => v.map(str::to_owned),
+        Err(()) => {
+            return bearer_error(
+                StatusCode::BAD_REQUEST,
+                Some("invalid_request"),
+                "repeated access_token",
+            );
+        }
+    };
+    match (bearer_from_header(&headers), from_body) {
+        (Ok(Some(_)), Some(_)) => bearer_error(
+            StatusCode::BAD_REQUEST,
+            Some("invalid_request"),
+            "send the token one way only",
+        ),
+        (Ok(Some(t)), None) | (Ok(None), Some(t)) => userinfo(&state, &t).await,
+        (Ok(None), None) => bearer_error(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "an access token is required",
+        ),
+        (Err(()), _) => bearer_error(
+            StatusCode::BAD_REQUEST,
+            Some("invalid_request"),
+            "malformed Authorization header",
+        ),
+    }
+}
+
+async fn userinfo(state: &AuthState, token: &str) -> Response {
+    let invalid = || {
+        bearer_error(
+            StatusCode::UNAUTHORIZED,
+            Some("invalid_token"),
+            "the access token is invalid",
+        )
+    };
+    let record = match resolve_access_token(state, token).await {
+        Ok(Some(r)) if r.active => r,
+        Ok(_) => return invalid(),
+        Err(e) => return e.into_response(),
+    };
+    let scopes = Scopes::parse(&record.scope).unwrap_or_default();
+    let Some(user_id) = record.user_id else {
+        return bearer_error(
+            StatusCode::FORBIDDEN,
+            Some("insufficient_scope"),
+            "the token has no user",
+        );
+    };
+    if !scopes.contains("openid") {
+        return bearer_error(
+            StatusCode::FORBIDDEN,
+            Some("insufficient_scope"),
+            "the openid scope is required",
+        );
+    }
+    let user = match state.store().get_user_by_id(user_id).await {
+        Ok(Some(u)) if u.status == UserStatus::Active => u,
+        Ok(_) => return invalid(),
+        Err(e) => return TokenError::from(e).into_response(),
+    };
+    no_store_json(StatusCode::OK, claims::userinfo(&user, &scopes))
+}
+
+pub async fn revoke(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = http::pairs(&body);
+    let client = match authenticate_client(&state, &headers, &form).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(Some(token)) = http::single(&form, "token") else {
+        return TokenError::new(
+            opentrusty_oidc::error::ErrorCode::InvalidRequest,
+            "token is required",
+        )
+        .into_response();
+    };
+    let origin = http::origin(&headers, peer, Some(Actor::Client(client.id)));
+    let hint = http::single(&form, "token_type_hint").ok().flatten();
+    let try_refresh = || async {
+        state
+            .store()
+            .revoke_refresh_token(&token_digest(token), client.id, &origin)
+            .await
+    };
+    let result = async {
+        if hint == Some("refresh_token") && try_refresh().await? {
+            return Ok::<(), TokenError>(());
+        }
+        if let Some(record) = resolve_access_token(&state, token).await? {
+            if record.client_id == client.id {
+                state
+                    .store()
+                    .revoke_access_token(record.jti, client.id, &origin)
+                    .await?;
+            }
+            return Ok(());
+        }
+        if hint != Some("refresh_token") {
+            try_refresh().await?;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        // RFC 7009 §2.2: unknown tokens, and tokens of other clients, are answered the same.
+        Ok(()) => no_store_json(StatusCode::OK, json!({})),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn introspect(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = http::pairs(&body);
+    let client = match authenticate_client(&state, &headers, &form).await {
+        Ok(c) if !c.token_endpoint_auth_method.is_public() => c,
+        Ok(_) => {
+            return TokenError::new(
+                opentrusty_oidc::error::ErrorCode::InvalidClient,
+                "introspection requires client authentication",
+            )
+            .into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    let Ok(Some(token)) = http::single(&form, "token") else {
+        return TokenError::new(
+            opentrusty_oidc::error::ErrorCode::InvalidRequest,
+            "token is required",
+        )
+        .into_response();
+    };
+    let inactive = || no_store_json(StatusCode::OK, json!({ "active": false }));
+    match resolve_access_token(&state, token).await {
+        Ok(Some(r)) if r.active && r.tenant_id == client.tenant_id => {
+            let sub = r
+                .user_id
+                .map_or(r.client_public_id.clone(), |u| u.to_string());
+            return no_store_json(
+                StatusCode::OK,
+                json!({
+                    "active": true,
+                    "scope": r.scope,
+                    "client_id": r.client_public_id,
+                    "sub": sub,
+                    "aud": r.client_public_id,
+                    "iss": state.issuer(),
+                    "exp": r.expires_at.unix_timestamp(),
+                    "iat": r.issued_at.unix_timestamp(),
+                    "jti": r.jti.to_string(),
+                    "token_type": "Bearer",
+                }),
+            );
+        }
+        Ok(Some(_)) => return inactive(),
+        Ok(None) => {}
+        Err(e) => return e.into_response(),
+    }
+    match state.store().find_refresh_token(&token_digest(token)).await {
+        Ok(Some(g))
+            if !g.family_revoked
+                && g.rotated_at.is_none()
+                && g.expires_at > now()
+                && g.tenant_id == client.tenant_id =>
+        {
+            let client_public_id = match state.store().get_client(g.tenant_id, g.client_id).await {
+                Ok(Some(c)) => c.client_id,
+                Ok(None) => return inactive(),
+                Err(e) => return TokenError::from(e).into_response(),
+            };
+            no_store_json(
+                StatusCode::OK,
+                json!({
+                    "active": true,
+                    "scope": g.scope,
+                    "client_id": client_public_id,
+                    "sub": g.user_id.map(|u| u.to_string()),
+                    "iss": state.issuer(),
+                    "exp": g.expires_at.unix_timestamp(),
+                    "token_type": "refresh_token",
+                }),
+            )
+        }
+        Ok(_) => inactive(),
+        Err(e) => TokenError::from(e).into_response(),
+    }
+}

@@ -1,0 +1,574 @@
+//! The token endpoint (RFC 6749 §3.2, §4.1.3, §4.4, §6) and client authentication (§2.3),
+//! shared with revocation and introspection.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use opentrusty_core::audit::{Actor, Origin};
+use opentrusty_core::client::{
+    AccessTokenFormat, OAuthClient, TokenEndpointAuthMethod, client_secret_matches,
+};
+use opentrusty_core::secret::{random_token, token_digest};
+use opentrusty_core::tenant::TenantStatus;
+use opentrusty_core::user::{User, UserStatus};
+use opentrusty_core::{UserId, now};
+use opentrusty_oidc::claims::{IdTokenClaims, access_token_claims};
+use opentrusty_oidc::error::ErrorCode;
+use opentrusty_oidc::jose::Algorithm;
+use opentrusty_oidc::pkce;
+use opentrusty_oidc::scope::Scopes;
+use opentrusty_store::{NewAccessToken, NewTokenFamily, Redemption, Rotation, StoreError};
+use serde_json::{Value, json};
+
+use crate::AuthState;
+use crate::http::{self, no_store_json};
+
+/// An error answered by the token, revocation or introspection endpoint.
+#[derive(Debug)]
+pub struct TokenError {
+    pub code: ErrorCode,
+    pub description: &'static str,
+    pub status: StatusCode,
+}
+
+impl TokenError {
+    pub fn new(code: ErrorCode, description: &'static str) -> Self {
+        let status = match code {
+            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self {
+            code,
+            description,
+            status,
+        }
+    }
+
+    fn invalid_client() -> Self {
+        Self::new(ErrorCode::InvalidClient, "client authentication failed")
+    }
+}
+
+impl From<StoreError> for TokenError {
+    fn from(e: StoreError) -> Self {
+        let (status, _) = http::store_failure(&e);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            Self::new(ErrorCode::TemporarilyUnavailable, "try again later")
+        } else {
+            Self::new(ErrorCode::ServerError, "the request could not be completed")
+        }
+    }
+}
+
+impl From<crate::keys::KeyError> for TokenError {
+    fn from(e: crate::keys::KeyError) -> Self {
+        tracing::error!(error = %e, "signing keys unavailable");
+        Self::new(
+            ErrorCode::TemporarilyUnavailable,
+            "signing keys are unavailable",
+        )
+    }
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        let mut r = no_store_json(
+            self.status,
+            json!({ "error": self.code.as_str(), "error_description": self.description }),
+        );
+        if self.code == ErrorCode::InvalidClient {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"opentrusty\""),
+            );
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        r
+    }
+}
+
+type Form = Vec<(String, String)>;
+
+fn param<'a>(form: &'a Form, name: &str) -> Result<Option<&'a str>, TokenError> {
+    http::single(form, name)
+        .map_err(|()| TokenError::new(ErrorCode::InvalidRequest, "a parameter was repeated"))
+}
+
+fn form_urldecode(s: &str) -> Option<String> {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Authenticates the calling client by the method it is registered with. Public clients
+/// identify themselves with `client_id` alone.
+pub(crate) async fn authenticate_client(
+    state: &AuthState,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<OAuthClient, TokenError> {
+    let basic = match headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(value) => {
+            let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return Err(TokenError::invalid_client());
+            }
+            let decoded = STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(TokenError::invalid_client)?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(TokenError::invalid_client)?;
+            // RFC 6749 §2.3.1: both parts are form-encoded before Base64.
+            Some((
+                form_urldecode(id).ok_or_else(TokenError::invalid_client)?,
+                form_urldecode(secret).ok_or_else(TokenError::invalid_client)?,
+            ))
+        }
+        None => None,
+    };
+    let body_id = param(form, "client_id")?;
+    let body_secret = param(form, "client_secret")?;
+    let (client_id, secret, method) = match (&basic, body_id, body_secret) {
+        (Some(_), _, Some(_)) => {
+            return Err(TokenError::new(
+                ErrorCode::InvalidRequest,
+                "use one client authentication method",
+            ));
+        }
+        (Some((id, secret)), body, None) => {
+            if body.is_some_and(|b| b != id) {
+                return Err(TokenError::invalid_client());
+            }
+            (
+                id.as_str(),
+                Some(secret.as_str()),
+                TokenEndpointAuthMethod::ClientSecretBasic,
+            )
+        }
+        (None, Some(id), Some(secret)) => {
+            (id, Some(secret), TokenEndpointAuthMethod::ClientSecretPost)
+        }
+        (None, Some(id), None) => (id, None, TokenEndpointAuthMethod::None),
+        (None, None, _) => return Err(TokenError::invalid_client()),
+    };
+    let client = state
+        .store()
+        .find_client(client_id)
+        .await?
+        .filter(|c| c.active)
+        .ok_or_else(TokenError::invalid_client)?;
+    if client.token_endpoint_auth_method != method {
+        return Err(TokenError::invalid_client());
+    }
+    if let Some(secret) = secret {
+        let stored = state.store().client_secret_hash(client.id).await?;
+        if !stored.is_some_and(|h| client_secret_matches(secret, &h)) {
+            return Err(TokenError::invalid_client());
+        }
+    }
+    let tenant_active = state
+        .store()
+        .get_tenant(client.tenant_id)
+        .await?
+        .is_some_and(|t| t.status == TenantStatus::Active);
+    if !tenant_active {
+        return Err(TokenError::invalid_client());
+    }
+    Ok(client)
+}
+
+fn allows_grant(client: &OAuthClient, grant: &str) -> bool {
+    client.grant_types.iter().any(|g| g == grant)
+}
+
+/// A freshly minted access token and its record.
+struct Minted {
+    token: String,
+    record: NewAccessToken,
+    expires_in: i64,
+}
+
+async fn mint_access_token(
+    state: &AuthState,
+    client: &OAuthClient,
+    subject: &str,
+    user: Option<UserId>,
+    scope: &str,
+) -> Result<Minted, TokenError> {
+    let jti = uuid::Uuid::now_v7();
+    let iat = now();
+    let expires_in = client.access_token_ttl_secs;
+    let exp = iat + time::Duration::seconds(expires_in);
+    let (token, digest) = match client.access_token_format {
+        AccessTokenFormat::Jwt => {
+            let claims = access_token_claims(
+                state.issuer(),
+                subject,
+                &client.client_id,
+                scope,
+                &jti.to_string(),
+                iat.unix_timestamp(),
+                exp.unix_timestamp(),
+            );
+            let key = state.keys().signer(Algorithm::RS256).await?;
+            let token = key
+                .sign(Some("at+jwt"), &claims)
+                .map_err(|_| TokenError::new(ErrorCode::ServerError, "signing failed"))?;
+            (token, None)
+        }
+        AccessTokenFormat::Opaque => {
+            let token = random_token();
+            let digest = token_digest(&token);
+            (token, Some(digest))
+        }
+    };
+    Ok(Minted {
+        token,
+        record: NewAccessToken {
+            jti,
+            token_digest: digest,
+            tenant_id: client.tenant_id,
+            client_id: client.id,
+            user_id: user,
+            scope: scope.to_owned(),
+            expires_at: exp,
+        },
+        expires_in,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn mint_id_token(
+    state: &AuthState,
+    client: &OAuthClient,
+    user: &User,
+    scopes: &Scopes,
+    nonce: Option<&str>,
+    auth_time: i64,
+    session: Option<String>,
+    access_token: &str,
+) -> Result<String, TokenError> {
+    let alg = Algorithm::parse(&client.id_token_signed_response_alg).unwrap_or(Algorithm::RS256);
+    let key = state.keys().signer(alg).await?;
+    let iat = now().unix_timestamp();
+    let at_hash = alg.half_hash(access_token);
+    let subject = user.id.to_string();
+    let claims = IdTokenClaims {
+        issuer: state.issuer(),
+        subject: &subject,
+        client_id: &client.client_id,
+        nonce,
+        auth_time,
+        issued_at: iat,
+        expires_at: iat + client.id_token_ttl_secs,
+        at_hash: Some(&at_hash),
+        session_id: session.as_deref(),
+        user,
+        scopes,
+    };
+    key.sign(Some("JWT"), &claims.to_json())
+        .map_err(|_| TokenError::new(ErrorCode::ServerError, "signing failed"))
+}
+
+/// The user a grant speaks for, if still allowed to get tokens for `client`.
+async fn grant_user(
+    state: &AuthState,
+    client: &OAuthClient,
+    id: UserId,
+) -> Result<User, TokenError> {
+    state
+        .store()
+        .get_user_by_id(id)
+        .await?
+        .filter(|u| u.status == UserStatus::Active && u.tenant_id == Some(client.tenant_id))
+        .ok_or(TokenError::new(
+            ErrorCode::InvalidGrant,
+            "the user can no longer sign in",
+        ))
+}
+
+fn token_response(
+    minted: &Minted,
+    scope: &str,
+    id_token: Option<String>,
+    refresh: Option<String>,
+) -> Response {
+    let mut body = json!({
+        "access_token": minted.token,
+        "token_type": "Bearer",
+        "expires_in": minted.expires_in,
+        "scope": scope,
+    });
+    let map = body.as_object_mut().expect("a JSON object literal");
+    if let Some(t) = id_token {
+        map.insert("id_token".into(), Value::String(t));
+    }
+    if let Some(r) = refresh {
+        map.insert("refresh_token".into(), Value::String(r));
+    }
+    no_store_json(StatusCode::OK, body)
+}
+
+pub async fn token(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = http::pairs(&body);
+    match token_inner(&state, &headers, peer, &form).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn token_inner(
+    state: &AuthState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    form: &Form,
+) -> Result<Response, TokenError> {
+    let grant_type = param(form, "grant_type")?
+        .ok_or(TokenError::new(
+            ErrorCode::InvalidRequest,
+            "grant_type is required",
+        ))?
+        .to_owned();
+    if !matches!(
+        grant_type.as_str(),
+        "authorization_code" | "refresh_token" | "client_credentials"
+    ) {
+        return Err(TokenError::new(
+            ErrorCode::UnsupportedGrantType,
+            "the grant type is not supported",
+        ));
+    }
+    let client = authenticate_client(state, headers, form).await?;
+    if !allows_grant(&client, &grant_type) {
+        return Err(TokenError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client may not use this grant type",
+        ));
+    }
+    let origin = http::origin(headers, peer, Some(Actor::Client(client.id)));
+    match grant_type.as_str() {
+        "authorization_code" => authorization_code(state, &client, form, &origin).await,
+        "refresh_token" => refresh_token(state, &client, form, &origin).await,
+        _ => client_credentials(state, &client, form, &origin).await,
+    }
+}
+
+async fn authorization_code(
+    state: &AuthState,
+    client: &OAuthClient,
+    form: &Form,
+    origin: &Origin,
+) -> Result<Response, TokenError> {
+    let invalid = || TokenError::new(ErrorCode::InvalidGrant, "the authorization code is invalid");
+    let code = param(form, "code")?.ok_or(TokenError::new(
+        ErrorCode::InvalidRequest,
+        "code is required",
+    ))?;
+    let digest = token_digest(code);
+    let grant = state
+        .store()
+        .find_authorization_code(&digest)
+        .await?
+        .ok_or_else(invalid)?;
+    if grant.used {
+        state.store().revoke_replayed_code(&digest, origin).await?;
+        return Err(invalid());
+    }
+    if grant.client_id != client.id || grant.expires_at <= now() {
+        return Err(invalid());
+    }
+    if param(form, "redirect_uri")? != Some(grant.redirect_uri.as_str()) {
+        return Err(TokenError::new(
+            ErrorCode::InvalidGrant,
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    let verifier = param(form, "code_verifier")?;
+    match (&grant.code_challenge, verifier) {
+        (Some(challenge), Some(v)) if pkce::verify_s256(v, challenge) => {}
+        (None, None) => {}
+        _ => {
+            return Err(TokenError::new(
+                ErrorCode::InvalidGrant,
+                "PKCE verification failed",
+            ));
+        }
+    }
+    let user = grant_user(state, client, grant.user_id).await?;
+    let scopes = Scopes::parse(&grant.scope).unwrap_or_default();
+    let scope = scopes.to_string();
+    let subject = user.id.to_string();
+    let minted = mint_access_token(state, client, &subject, Some(user.id), &scope).await?;
+    let id_token = if scopes.contains("openid") {
+        Some(
+            mint_id_token(
+                state,
+                client,
+                &user,
+                &scopes,
+                grant.nonce.as_deref(),
+                grant.auth_time.unix_timestamp(),
+                grant.session_id.map(|s| s.to_string()),
+                &minted.token,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let refresh = allows_grant(client, "refresh_token").then(random_token);
+    let family = NewTokenFamily {
+        tenant_id: client.tenant_id,
+        client_id: client.id,
+        user_id: Some(user.id),
+        session_id: grant.session_id,
+        scope: scope.clone(),
+        auth_time: Some(grant.auth_time),
+        expires_at: now() + time::Duration::seconds(client.refresh_token_ttl_secs),
+        refresh_digest: refresh.as_deref().map(token_digest),
+    };
+    match state
+        .store()
+        .redeem_authorization_code(&digest, &minted.record, &family, origin)
+        .await?
+    {
+        Redemption::Issued(_) => Ok(token_response(&minted, &scope, id_token, refresh)),
+        Redemption::Replayed | Redemption::Invalid => Err(invalid()),
+    }
+}
+
+async fn refresh_token(
+    state: &AuthState,
+    client: &OAuthClient,
+    form: &Form,
+    origin: &Origin,
+) -> Result<Response, TokenError> {
+    let invalid = || TokenError::new(ErrorCode::InvalidGrant, "the refresh token is invalid");
+    let presented = param(form, "refresh_token")?.ok_or(TokenError::new(
+        ErrorCode::InvalidRequest,
+        "refresh_token is required",
+    ))?;
+    let digest = token_digest(presented);
+    let grant = state
+        .store()
+        .find_refresh_token(&digest)
+        .await?
+        .ok_or_else(invalid)?;
+    if grant.client_id != client.id || grant.family_revoked || grant.expires_at <= now() {
+        return Err(invalid());
+    }
+    let granted = Scopes::parse(&grant.scope).unwrap_or_default();
+    let scopes = match param(form, "scope")? {
+        None => granted,
+        Some(s) => {
+            let asked = Scopes::parse(s).ok_or(TokenError::new(
+                ErrorCode::InvalidScope,
+                "the scope is malformed",
+            ))?;
+            if !asked.is_subset(&granted) {
+                return Err(TokenError::new(
+                    ErrorCode::InvalidScope,
+                    "a refresh cannot widen the granted scope",
+                ));
+            }
+            asked
+        }
+    };
+    let user_id = grant.user_id.ok_or_else(invalid)?;
+    let user = grant_user(state, client, user_id).await?;
+    let scope = scopes.to_string();
+    let minted =
+        mint_access_token(state, client, &user.id.to_string(), Some(user.id), &scope).await?;
+    let id_token = if scopes.contains("openid") {
+        Some(
+            mint_id_token(
+                state,
+                client,
+                &user,
+                &scopes,
+                None,
+                grant.auth_time.map_or(0, |t| t.unix_timestamp()),
+                grant.session_id.map(|s| s.to_string()),
+                &minted.token,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let next = random_token();
+    match state
+        .store()
+        .rotate_refresh_token(
+            &digest,
+            &token_digest(&next),
+            &minted.record,
+            state.settings().refresh_grace_secs,
+            origin,
+        )
+        .await?
+    {
+        Rotation::Rotated => Ok(token_response(&minted, &scope, id_token, Some(next))),
+        Rotation::Reused | Rotation::Invalid => Err(invalid()),
+    }
+}
+
+async fn client_credentials(
+    state: &AuthState,
+    client: &OAuthClient,
+    form: &Form,
+    origin: &Origin,
+) -> Result<Response, TokenError> {
+    if client.token_endpoint_auth_method.is_public() {
+        return Err(TokenError::new(
+            ErrorCode::UnauthorizedClient,
+            "public clients cannot use client_credentials",
+        ));
+    }
+    // User-facing scopes mean nothing without a user.
+    let allowed = Scopes::from_list(&client.allowed_scopes).without(&["openid", "offline_access"]);
+    let scopes = match param(form, "scope")? {
+        None => allowed,
+        Some(s) => {
+            let asked = Scopes::parse(s).ok_or(TokenError::new(
+                ErrorCode::InvalidScope,
+                "the scope is malformed",
+            ))?;
+            if !asked.is_subset(&allowed) {
+                return Err(TokenError::new(
+                    ErrorCode::InvalidScope,
+                    "the requested scope exceeds what the client may ask for",
+                ));
+            }
+            asked
+        }
+    };
+    let scope = scopes.to_string();
+    let minted = mint_access_token(state, client, &client.client_id, None, &scope).await?;
+    state
+        .store()
+        .issue_tokens(&minted.record, None, origin)
+        .await?;
+    Ok(token_response(&minted, &scope, None, None))
+}

@@ -1,0 +1,504 @@
+//! Redeeming grants: authorization codes (single use, by one atomic statement; a replay revokes
+//! what the code issued), refresh-token rotation with reuse detection, revocation, and the
+//! lookups that introspection and userinfo need. Each decision that matters across processes is
+//! a single conditional UPDATE, so two processes can never both win.
+
+use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
+use opentrusty_core::ids::TokenFamilyId;
+use opentrusty_core::{ClientId, SessionId, TenantId, Timestamp, UserId, now};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::rows::DbTime;
+use crate::tokens::{NewAccessToken, NewTokenFamily};
+use crate::{Store, StoreError, Tx, on_pool, on_tx};
+
+/// An authorization code as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeGrant {
+    pub tenant_id: TenantId,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    pub session_id: Option<SessionId>,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+    /// Already redeemed once.
+    pub used: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct CodeRow {
+    tenant_id: Uuid,
+    client_id: Uuid,
+    user_id: Uuid,
+    session_id: Option<Uuid>,
+    redirect_uri: String,
+    scope: String,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    auth_time: DbTime,
+    expires_at: DbTime,
+    used_at: Option<DbTime>,
+}
+
+/// What redeeming a code did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redemption {
+    /// This call redeemed the code; the tokens are recorded in this family.
+    Issued(TokenFamilyId),
+    /// The code had been redeemed already: what it issued is now revoked.
+    Replayed,
+    /// No such code, or it expired.
+    Invalid,
+}
+
+/// A refresh token as stored, with its family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshGrant {
+    pub family_id: TokenFamilyId,
+    pub tenant_id: TenantId,
+    pub client_id: ClientId,
+    pub user_id: Option<UserId>,
+    pub session_id: Option<SessionId>,
+    pub scope: String,
+    pub auth_time: Option<Timestamp>,
+    pub expires_at: Timestamp,
+    pub rotated_at: Option<Timestamp>,
+    pub family_revoked: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    family_id: Uuid,
+    tenant_id: Uuid,
+    client_id: Uuid,
+    user_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+    scope: String,
+    auth_time: Option<DbTime>,
+    expires_at: DbTime,
+    rotated_at: Option<DbTime>,
+    revoked_at: Option<DbTime>,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was spent and its successor recorded.
+    Rotated,
+    /// The token had been spent already (outside the grace period): the family is revoked.
+    Reused,
+    /// Unknown, expired, or its family is revoked.
+    Invalid,
+}
+
+/// An access token as recorded, with what introspection and userinfo report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenRecord {
+    pub jti: Uuid,
+    pub tenant_id: TenantId,
+    pub client_id: ClientId,
+    /// The client's public identifier.
+    pub client_public_id: String,
+    pub user_id: Option<UserId>,
+    pub scope: String,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Unexpired, unrevoked, family unrevoked, client and tenant live and active.
+    pub active: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct AccessRow {
+    jti: Uuid,
+    tenant_id: Uuid,
+    client_id: Uuid,
+    client_public_id: String,
+    user_id: Option<Uuid>,
+    scope: String,
+    created_at: DbTime,
+    expires_at: DbTime,
+    usable: bool,
+}
+
+macro_rules! access_select {
+    ($where:literal) => {
+        concat!(
+            "SELECT a.jti, a.tenant_id, a.client_id, c.client_id AS client_public_id, a.user_id, \
+             a.scope, a.created_at, a.expires_at, \
+             (a.revoked_at IS NULL AND a.expires_at > $2 AND f.revoked_at IS NULL \
+              AND c.deleted_at IS NULL AND c.active AND t.status = 'active') AS usable \
+             FROM access_tokens a \
+             JOIN oauth_clients c ON c.id = a.client_id \
+             JOIN tenants t ON t.id = a.tenant_id \
+             LEFT JOIN token_families f ON f.id = a.family_id WHERE ",
+            $where
+        )
+    };
+}
+
+impl AccessRow {
+    fn into_record(self) -> AccessTokenRecord {
+        AccessTokenRecord {
+            jti: self.jti,
+            tenant_id: TenantId(self.tenant_id),
+            client_id: ClientId(self.client_id),
+            client_public_id: self.client_public_id,
+            user_id: self.user_id.map(UserId),
+            scope: self.scope,
+            issued_at: self.created_at.0,
+            expires_at: self.expires_at.0,
+            active: self.usable,
+        }
+    }
+}
+
+impl Tx {
+    /// Revokes a family (and so every access token in it) unless it is revoked already.
+    async fn revoke_family(
+        &mut self,
+        family: Uuid,
+        reason: &str,
+        at: DbTime,
+    ) -> Result<bool, StoreError> {
+        let n = on_tx!(self, |c| sqlx::query(
+            "UPDATE token_families SET revoked_at = $2, revoked_reason = $3 \
+             WHERE id = $1 AND revoked_at IS NULL"
+        )
+        .bind(family)
+        .bind(at)
+        .bind(reason)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+}
+
+impl Store {
+    /// The code with this digest, used or not (expired ones included: the caller decides).
+    pub async fn find_authorization_code(
+        &self,
+        code_digest: &[u8; 32],
+    ) -> Result<Option<CodeGrant>, StoreError> {
+        let row: Option<CodeRow> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT tenant_id, client_id, user_id, session_id, redirect_uri, scope, nonce, \
+             code_challenge, code_challenge_method, auth_time, expires_at, used_at \
+             FROM authorization_codes WHERE code_hash = $1"
+        )
+        .bind(&code_digest[..])
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(|r| CodeGrant {
+            tenant_id: TenantId(r.tenant_id),
+            client_id: ClientId(r.client_id),
+            user_id: UserId(r.user_id),
+            session_id: r.session_id.map(SessionId),
+            redirect_uri: r.redirect_uri,
+            scope: r.scope,
+            nonce: r.nonce,
+            code_challenge: r.code_challenge,
+            code_challenge_method: r.code_challenge_method,
+            auth_time: r.auth_time.0,
+            expires_at: r.expires_at.0,
+            used: r.used_at.is_some(),
+        }))
+    }
+
+    /// Redeems a code and records what it issues, atomically: exactly one caller can redeem a
+    /// code. A call that finds the code already redeemed revokes the family the winner
+    /// created (and so its access and refresh tokens) and records the replay.
+    pub async fn redeem_authorization_code(
+        &self,
+        code_digest: &[u8; 32],
+        access: &NewAccessToken,
+        family: &NewTokenFamily,
+        origin: &Origin,
+    ) -> Result<Redemption, StoreError> {
+        let at = DbTime(now());
+        let mut tx = self.begin().await?;
+        let claimed = on_tx!(tx, |c| sqlx::query(
+            "UPDATE authorization_codes SET used_at = $2 \
+             WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2"
+        )
+        .bind(&code_digest[..])
+        .bind(at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        if claimed == 1 {
+            let family_id = tx.insert_family(family).await?;
+            on_tx!(tx, |c| sqlx::query(
+                "UPDATE authorization_codes SET family_id = $2 WHERE code_hash = $1"
+            )
+            .bind(&code_digest[..])
+            .bind(family_id.0)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+            tx.insert_access_token(access, Some(family_id)).await?;
+            tx.audit_issue(
+                access,
+                Some(family.refresh_digest.is_some()),
+                action::TOKEN_ISSUED,
+                origin,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Redemption::Issued(family_id));
+        }
+        // Not claimable: a replay of a redeemed code, or an unknown or expired one.
+        drop(tx);
+        self.revoke_replayed_code(code_digest, origin).await
+    }
+
+    /// Handles a code presented after it was redeemed: revokes the family its redemption
+    /// created (and so every token it issued) and records the replay. `Invalid` when the code
+    /// is unknown or was never redeemed.
+    pub async fn revoke_replayed_code(
+        &self,
+        code_digest: &[u8; 32],
+        origin: &Origin,
+    ) -> Result<Redemption, StoreError> {
+        let at = DbTime(now());
+        let mut tx = self.begin().await?;
+        let used: Option<(Option<Uuid>, Uuid, Uuid)> = on_tx!(tx, |c| sqlx::query_as(
+            "SELECT family_id, tenant_id, client_id FROM authorization_codes \
+             WHERE code_hash = $1 AND used_at IS NOT NULL"
+        )
+        .bind(&code_digest[..])
+        .fetch_optional(&mut *c)
+        .await)?;
+        let Some((family_id, tenant, client)) = used else {
+            return Ok(Redemption::Invalid);
+        };
+        let revoked = match family_id {
+            Some(f) => tx.revoke_family(f, "authorization_code_replay", at).await?,
+            None => false,
+        };
+        tx.audit(AuditEvent::new(
+            origin,
+            action::AUTHORIZATION_CODE_REPLAYED,
+            Some(TenantId(tenant)),
+            Some(Target::new("client", ClientId(client))),
+            json!({ "family_id": family_id, "revoked": revoked }),
+            at.0,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(Redemption::Replayed)
+    }
+
+    /// The refresh token with this digest and its family.
+    pub async fn find_refresh_token(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<RefreshGrant>, StoreError> {
+        let row: Option<RefreshRow> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT r.family_id, f.tenant_id, f.client_id, f.user_id, f.session_id, f.scope, \
+             f.auth_time, r.expires_at, r.rotated_at, f.revoked_at \
+             FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
+             WHERE r.token_hash = $1"
+        )
+        .bind(&digest[..])
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(|r| RefreshGrant {
+            family_id: TokenFamilyId(r.family_id),
+            tenant_id: TenantId(r.tenant_id),
+            client_id: ClientId(r.client_id),
+            user_id: r.user_id.map(UserId),
+            session_id: r.session_id.map(SessionId),
+            scope: r.scope,
+            auth_time: r.auth_time.map(|t| t.0),
+            expires_at: r.expires_at.0,
+            rotated_at: r.rotated_at.map(|t| t.0),
+            family_revoked: r.revoked_at.is_some(),
+        }))
+    }
+
+    /// Spends the refresh token `old` and records its successor `new` and a new access token,
+    /// atomically. A token spent before, more than `grace_secs` ago, revokes its family.
+    pub async fn rotate_refresh_token(
+        &self,
+        old: &[u8; 32],
+        new: &[u8; 32],
+        access: &NewAccessToken,
+        grace_secs: i64,
+        origin: &Origin,
+    ) -> Result<Rotation, StoreError> {
+        let at = now();
+        let mut tx = self.begin().await?;
+        let spent: Option<Uuid> = on_tx!(tx, |c| sqlx::query_scalar(
+            "UPDATE refresh_tokens SET rotated_at = $2 \
+             WHERE token_hash = $1 AND rotated_at IS NULL AND expires_at > $2 \
+               AND family_id IN (SELECT id FROM token_families WHERE revoked_at IS NULL) \
+             RETURNING family_id"
+        )
+        .bind(&old[..])
+        .bind(DbTime(at))
+        .fetch_optional(&mut *c)
+        .await)?;
+        let family = match spent {
+            Some(f) => f,
+            None => {
+                let row: Option<(Uuid, Option<DbTime>, DbTime, Option<DbTime>, Uuid)> =
+                    on_tx!(tx, |c| sqlx::query_as(
+                        "SELECT r.family_id, r.rotated_at, r.expires_at, f.revoked_at, f.tenant_id \
+                         FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
+                         WHERE r.token_hash = $1"
+                    )
+                    .bind(&old[..])
+                    .fetch_optional(&mut *c)
+                    .await)?;
+                let Some((family, Some(rotated_at), expires_at, None, tenant)) = row else {
+                    return Ok(Rotation::Invalid);
+                };
+                if expires_at.0 <= at {
+                    return Ok(Rotation::Invalid);
+                }
+                let within_grace =
+                    grace_secs > 0 && (at - rotated_at.0).whole_seconds() < grace_secs;
+                if !within_grace {
+                    tx.revoke_family(family, "refresh_token_reuse", DbTime(at))
+                        .await?;
+                    tx.audit(AuditEvent::new(
+                        origin,
+                        action::REFRESH_TOKEN_REUSED,
+                        Some(TenantId(tenant)),
+                        Some(Target::new("token_family", family)),
+                        json!({ "client_id": access.client_id }),
+                        at,
+                    ))
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(Rotation::Reused);
+                }
+                family
+            }
+        };
+        let family = TokenFamilyId(family);
+        let family_expires: DbTime = on_tx!(tx, |c| sqlx::query_scalar(
+            "SELECT expires_at FROM token_families WHERE id = $1"
+        )
+        .bind(family.0)
+        .fetch_one(&mut *c)
+        .await)?;
+        tx.insert_refresh_token(family, new, family_expires.0)
+            .await?;
+        tx.insert_access_token(access, Some(family)).await?;
+        tx.audit_issue(access, Some(true), action::TOKEN_REFRESHED, origin)
+            .await?;
+        tx.commit().await?;
+        Ok(Rotation::Rotated)
+    }
+
+    /// Looks an access token up by `jti` (JWT) and reports whether it is usable at `at`.
+    pub async fn find_access_token(
+        &self,
+        jti: Uuid,
+        at: Timestamp,
+    ) -> Result<Option<AccessTokenRecord>, StoreError> {
+        let row: Option<AccessRow> =
+            on_pool!(self, |pool| sqlx::query_as(access_select!("a.jti = $1"))
+                .bind(jti)
+                .bind(DbTime(at))
+                .fetch_optional(pool)
+                .await)?;
+        Ok(row.map(AccessRow::into_record))
+    }
+
+    /// Looks an opaque access token up by its digest.
+    pub async fn find_opaque_access_token(
+        &self,
+        digest: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<Option<AccessTokenRecord>, StoreError> {
+        let row: Option<AccessRow> = on_pool!(self, |pool| sqlx::query_as(access_select!(
+            "a.token_hash = $1"
+        ))
+        .bind(&digest[..])
+        .bind(DbTime(at))
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(AccessRow::into_record))
+    }
+
+    /// Revokes one access token of `client`; `false` if it is not that client's.
+    pub async fn revoke_access_token(
+        &self,
+        jti: Uuid,
+        client: ClientId,
+        origin: &Origin,
+    ) -> Result<bool, StoreError> {
+        let at = now();
+        let mut tx = self.begin().await?;
+        let tenant: Option<Uuid> = on_tx!(tx, |c| sqlx::query_scalar(
+            "UPDATE access_tokens SET revoked_at = $3 \
+             WHERE jti = $1 AND client_id = $2 AND revoked_at IS NULL RETURNING tenant_id"
+        )
+        .bind(jti)
+        .bind(client.0)
+        .bind(DbTime(at))
+        .fetch_optional(&mut *c)
+        .await)?;
+        let Some(tenant) = tenant else {
+            return Ok(false);
+        };
+        tx.audit(AuditEvent::new(
+            origin,
+            action::TOKEN_REVOKED,
+            Some(TenantId(tenant)),
+            Some(Target::new("access_token", jti)),
+            json!({ "kind": "access_token" }),
+            at,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Revokes the family of a refresh token of `client` (and so all its tokens); `false` if
+    /// the token is not that client's or already revoked.
+    pub async fn revoke_refresh_token(
+        &self,
+        digest: &[u8; 32],
+        client: ClientId,
+        origin: &Origin,
+    ) -> Result<bool, StoreError> {
+        let at = DbTime(now());
+        let mut tx = self.begin().await?;
+        let family: Option<(Uuid, Uuid)> = on_tx!(tx, |c| sqlx::query_as(
+            "SELECT f.id, f.tenant_id FROM refresh_tokens r \
+             JOIN token_families f ON f.id = r.family_id \
+             WHERE r.token_hash = $1 AND f.client_id = $2"
+        )
+        .bind(&digest[..])
+        .bind(client.0)
+        .fetch_optional(&mut *c)
+        .await)?;
+        let Some((family, tenant)) = family else {
+            return Ok(false);
+        };
+        if !tx.revoke_family(family, "revoked_by_client", at).await? {
+            return Ok(false);
+        }
+        tx.audit(AuditEvent::new(
+            origin,
+            action::TOKEN_REVOKED,
+            Some(TenantId(tenant)),
+            Some(Target::new("token_family", family)),
+            json!({ "kind": "refresh_token" }),
+            at.0,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
