@@ -49,9 +49,8 @@ pub fn set_cookie(
         c.push_str("; Domain=");
         c.push_str(d);
     }
-    match max_age {
-        Some(secs) => c.push_str(&format!("; Max-Age={secs}")),
-        None => {}
+    if let Some(secs) = max_age {
+        c.push_str(&format!("; Max-Age={secs}"));
     }
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("ot_invalid=1"))
 }

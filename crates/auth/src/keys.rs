@@ -13,7 +13,7 @@ use opentrusty_store::{NewSigningKey, Store, StoreError};
 use serde_json::{Value, json};
 
 /// How long a process trusts its copy of the key set.
-const CACHE_TTL: Duration = Duration::from_secs(30);
+const CACHE_TTL: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub enum KeyError {

@@ -91,10 +91,18 @@ pub async fn list_keys(store: &Store, out: &mut dyn Write) -> Result<(), crate::
         .await
         .map_err(|e| Failure(format!("cannot read the signing keys: {e}")))?;
     let date = |t: Option<opentrusty_core::Timestamp>| {
-        t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-            .unwrap_or_else(|| "-".to_owned())
+        t.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".to_owned())
     };
-    writeln!(out, "{:<44} {:<6} {:<8} {:<28} {:<28} PUBLISHED UNTIL", "KID", "ALG", "STATUS", "CREATED", "ACTIVATED").map_err(io)?;
+    writeln!(
+        out,
+        "{:<44} {:<6} {:<8} {:<28} {:<28} PUBLISHED UNTIL",
+        "KID", "ALG", "STATUS", "CREATED", "ACTIVATED"
+    )
+    .map_err(io)?;
     for k in &keys {
         writeln!(
             out,
@@ -144,8 +152,13 @@ pub async fn rotate_keys(
         .rotate_signing_keys(&next, until, &Origin::system())
         .await
         .map_err(|e| Failure(format!("rotation failed: {e}")))?;
-    writeln!(out, "rotated {} keys: {active} now signs; {} is next", alg.as_str(), next.kid)
-        .map_err(|e| Failure(format!("cannot write output: {e}")))?;
+    writeln!(
+        out,
+        "rotated {} keys: {active} now signs; {} is next",
+        alg.as_str(),
+        next.kid
+    )
+    .map_err(|e| Failure(format!("cannot write output: {e}")))?;
     Ok(())
 }
 

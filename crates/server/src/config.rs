@@ -440,28 +440,38 @@ fn auth(
                 ));
             }
             if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-                return Err(error(&g.name, "must not carry a query, a fragment or credentials"));
+                return Err(error(
+                    &g.name,
+                    "must not carry a query, a fragment or credentials",
+                ));
             }
             value
         }
     };
     let cookie_secure = !issuer.starts_with("http://");
-    let cookie_domain =
-        match given(env, "--cookie-domain", "OPENTRUSTY_COOKIE_DOMAIN", &args.cookie_domain)? {
-            None => None,
-            Some(g) => {
-                let d = g.value.trim().trim_start_matches('.').to_ascii_lowercase();
-                let valid = !d.is_empty()
-                    && d.len() <= 253
-                    && d.split('.').all(|l| {
-                        !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    });
-                if !valid {
-                    return Err(error(&g.name, format!("{:?} is not a domain name", g.value)));
-                }
-                Some(d)
+    let cookie_domain = match given(
+        env,
+        "--cookie-domain",
+        "OPENTRUSTY_COOKIE_DOMAIN",
+        &args.cookie_domain,
+    )? {
+        None => None,
+        Some(g) => {
+            let d = g.value.trim().trim_start_matches('.').to_ascii_lowercase();
+            let valid = !d.is_empty()
+                && d.len() <= 253
+                && d.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                return Err(error(
+                    &g.name,
+                    format!("{:?} is not a domain name", g.value),
+                ));
             }
-        };
+            Some(d)
+        }
+    };
     let seconds = |flag: &str, var: &str, cli: &Option<String>, default: i64, max: i64| {
         parse_number(
             given(env, flag, var, cli)?,
@@ -624,15 +634,32 @@ mod tests {
         assert_eq!(s.issuer, "https://auth.example.com");
         assert!(s.cookie_secure);
         assert!(!ok("http://127.0.0.1:8080").unwrap().cookie_secure);
-        for bad in ["http://auth.example.com", "auth.example.com", "https://a.example/?x=1", "https://a.example/#f"] {
+        for bad in [
+            "http://auth.example.com",
+            "auth.example.com",
+            "https://a.example/?x=1",
+            "https://a.example/#f",
+        ] {
             assert_eq!(ok(bad).unwrap_err().name, "OPENTRUSTY_ISSUER", "{bad}");
         }
         let e = env(&[]);
-        assert_eq!(serve(&e, Mode::All, db(&e), &no_flags()).unwrap().auth.issuer, "http://localhost:8080");
+        assert_eq!(
+            serve(&e, Mode::All, db(&e), &no_flags())
+                .unwrap()
+                .auth
+                .issuer,
+            "http://localhost:8080"
+        );
         let e = env(&[("OPENTRUSTY_COOKIE_DOMAIN", "bad domain")]);
-        assert_eq!(serve(&e, Mode::All, db(&e), &no_flags()).unwrap_err().name, "OPENTRUSTY_COOKIE_DOMAIN");
+        assert_eq!(
+            serve(&e, Mode::All, db(&e), &no_flags()).unwrap_err().name,
+            "OPENTRUSTY_COOKIE_DOMAIN"
+        );
         let e = env(&[("OPENTRUSTY_AUTH_CODE_TTL", "601")]);
-        assert_eq!(serve(&e, Mode::All, db(&e), &no_flags()).unwrap_err().name, "OPENTRUSTY_AUTH_CODE_TTL");
+        assert_eq!(
+            serve(&e, Mode::All, db(&e), &no_flags()).unwrap_err().name,
+            "OPENTRUSTY_AUTH_CODE_TTL"
+        );
     }
 
     fn db(e: &MapEnv) -> DatabaseSettings {

@@ -90,11 +90,20 @@ async fn run(cli: Cli) -> Result<(), Exit> {
             let result = async {
                 commands::require_current_schema(&store).await?;
                 match command {
-                    cli::KeysCommand::List => commands::list_keys(&store, &mut std::io::stdout()).await,
+                    cli::KeysCommand::List => {
+                        commands::list_keys(&store, &mut std::io::stdout()).await
+                    }
                     cli::KeysCommand::Rotate(args) => {
-                        let master_key = match config::secret(&env, Mode::All, &database, args.secret_key_file.clone())? {
+                        let master_key = match config::secret(
+                            &env,
+                            Mode::All,
+                            &database,
+                            args.secret_key_file.clone(),
+                        )? {
                             config::SecretSource::Configured(k) => k,
-                            config::SecretSource::DevelopmentFile(p) if p.exists() => serve::development_key(&p)?,
+                            config::SecretSource::DevelopmentFile(p) if p.exists() => {
+                                serve::development_key(&p)?
+                            }
                             config::SecretSource::DevelopmentFile(_) => {
                                 return Err(Exit::Config(ConfigError {
                                     name: "OPENTRUSTY_SECRET_KEY".to_owned(),
@@ -102,7 +111,13 @@ async fn run(cli: Cli) -> Result<(), Exit> {
                                 }));
                             }
                         };
-                        commands::rotate_keys(&store, &master_key, &args.alg, &mut std::io::stdout()).await
+                        commands::rotate_keys(
+                            &store,
+                            &master_key,
+                            &args.alg,
+                            &mut std::io::stdout(),
+                        )
+                        .await
                     }
                 }
             }

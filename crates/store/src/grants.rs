@@ -98,6 +98,10 @@ pub enum Rotation {
     Invalid,
 }
 
+/// A refresh token that could not be spent: (family, rotated_at, expires_at, family revoked_at,
+/// tenant).
+type SpentRow = (Uuid, Option<DbTime>, DbTime, Option<DbTime>, Uuid);
+
 /// An access token as recorded, with what introspection and userinfo report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessTokenRecord {
@@ -348,15 +352,14 @@ impl Store {
         let family = match spent {
             Some(f) => f,
             None => {
-                let row: Option<(Uuid, Option<DbTime>, DbTime, Option<DbTime>, Uuid)> =
-                    on_tx!(tx, |c| sqlx::query_as(
-                        "SELECT r.family_id, r.rotated_at, r.expires_at, f.revoked_at, f.tenant_id \
+                let row: Option<SpentRow> = on_tx!(tx, |c| sqlx::query_as(
+                    "SELECT r.family_id, r.rotated_at, r.expires_at, f.revoked_at, f.tenant_id \
                          FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
                          WHERE r.token_hash = $1"
-                    )
-                    .bind(&old[..])
-                    .fetch_optional(&mut *c)
-                    .await)?;
+                )
+                .bind(&old[..])
+                .fetch_optional(&mut *c)
+                .await)?;
                 let Some((family, Some(rotated_at), expires_at, None, tenant)) = row else {
                     return Ok(Rotation::Invalid);
                 };

@@ -1,0 +1,863 @@
+//! Shared support for the end-to-end tests of the auth plane: the real binary started on a
+//! seeded throwaway database, a cookie-keeping "browser" that walks the sign-in and consent
+//! pages, a parser for the pages' hidden inputs, and raw HTTP helpers for the JSON endpoints.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use opentrusty_core::audit::Origin;
+use opentrusty_core::client::{
+    AccessTokenFormat, NewClient, TokenEndpointAuthMethod, client_secret_digest,
+};
+use opentrusty_core::password::{HashParams, PasswordHasher};
+use opentrusty_core::tenant::TenantName;
+use opentrusty_core::user::NewUser;
+use opentrusty_core::{TenantId, UserId};
+use opentrusty_store::Store;
+use opentrusty_testkit::TestDb;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+
+pub const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// The one redirect URI of every browser-flow client. Nothing listens there: tests read the
+/// `Location` header and never follow it.
+pub const CALLBACK: &str = "http://127.0.0.1:9/callback";
+/// The registered post-logout redirect URI of the confidential client.
+pub const SIGNED_OUT: &str = "http://127.0.0.1:9/signed-out";
+
+/// The password of every seeded user.
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const ALICE: &str = "alice@acme.example";
+pub const BOB: &str = "bob@globex.example";
+
+/// A seeded OAuth client: its public id and, for confidential clients, its secret.
+#[derive(Debug, Clone, Copy)]
+pub struct TestClient {
+    pub client_id: &'static str,
+    pub secret: Option<&'static str>,
+}
+
+/// Tenant A: confidential, `client_secret_basic`, authorization_code + refresh_token.
+pub const CONFIDENTIAL: TestClient = TestClient {
+    client_id: "acme-web",
+    secret: Some("acme-web-secret-4f1d8a0c2b7e"),
+};
+/// Tenant A: public (auth method `none`).
+pub const PUBLIC: TestClient = TestClient {
+    client_id: "acme-spa",
+    secret: None,
+};
+/// Tenant A: confidential, client_credentials only, scopes `api:read api:write`.
+pub const SERVICE: TestClient = TestClient {
+    client_id: "acme-batch",
+    secret: Some("acme-batch-secret-9e3b71c5d2a4"),
+};
+/// Tenant A: confidential and first-party (no consent page).
+pub const FIRST_PARTY: TestClient = TestClient {
+    client_id: "acme-portal",
+    secret: Some("acme-portal-secret-27c4e9b1f3d8"),
+};
+/// Tenant A: confidential, opaque access tokens.
+pub const OPAQUE: TestClient = TestClient {
+    client_id: "acme-legacy",
+    secret: Some("acme-legacy-secret-c18f5e2a7b90"),
+};
+/// Tenant A: confidential, ID tokens signed ES256.
+pub const ES256: TestClient = TestClient {
+    client_id: "acme-mobile-backend",
+    secret: Some("acme-es256-secret-5d0a9c3e81f2"),
+};
+/// Tenant B: confidential, `client_secret_basic`.
+pub const OTHER_TENANT: TestClient = TestClient {
+    client_id: "globex-web",
+    secret: Some("globex-web-secret-b62e0f4d9a17"),
+};
+
+/// What the seed created.
+#[derive(Debug, Clone, Copy)]
+pub struct Seed {
+    pub tenant_a: TenantId,
+    pub tenant_b: TenantId,
+    pub alice: UserId,
+    pub bob: UserId,
+}
+
+/// A fast Argon2id hash (the server verifies with the parameters recorded in the hash).
+pub fn fast_hash(password: &str) -> String {
+    PasswordHasher::new(HashParams {
+        memory_kib: 8192,
+        iterations: 1,
+        parallelism: 1,
+    })
+    .unwrap()
+    .hash(password)
+}
+
+fn new_client(tenant: TenantId, c: TestClient) -> NewClient {
+    let method = if c.secret.is_some() {
+        TokenEndpointAuthMethod::ClientSecretBasic
+    } else {
+        TokenEndpointAuthMethod::None
+    };
+    let mut new = NewClient::new(
+        tenant,
+        c.client_id,
+        &format!("{} app", c.client_id),
+        method,
+        c.secret.map(client_secret_digest),
+    );
+    new.redirect_uris = vec![CALLBACK.to_owned()];
+    new
+}
+
+/// Two tenants, a user in each, and the clients above.
+pub async fn seed(store: &Store) -> Seed {
+    let origin = Origin::system();
+    let tenant_a = store
+        .create_tenant(&TenantName::parse("acme").unwrap(), Some("ACME"), &origin)
+        .await
+        .unwrap()
+        .id;
+    let tenant_b = store
+        .create_tenant(
+            &TenantName::parse("globex").unwrap(),
+            Some("Globex"),
+            &origin,
+        )
+        .await
+        .unwrap()
+        .id;
+    let hash = fast_hash(PASSWORD);
+    let alice = store
+        .create_user(
+            &NewUser::new(Some(tenant_a), ALICE, Some("Alice"), Some("Liddell")).unwrap(),
+            Some(&hash),
+            &origin,
+        )
+        .await
+        .unwrap()
+        .id;
+    let bob = store
+        .create_user(
+            &NewUser::new(Some(tenant_b), BOB, Some("Bob"), Some("Builder")).unwrap(),
+            Some(&hash),
+            &origin,
+        )
+        .await
+        .unwrap()
+        .id;
+
+    let mut confidential = new_client(tenant_a, CONFIDENTIAL);
+    confidential.post_logout_redirect_uris = vec![SIGNED_OUT.to_owned()];
+    let public = new_client(tenant_a, PUBLIC);
+    let mut service = new_client(tenant_a, SERVICE);
+    service.redirect_uris = Vec::new();
+    service.grant_types = vec!["client_credentials".into()];
+    service.allowed_scopes = vec!["api:read".into(), "api:write".into()];
+    let mut first_party = new_client(tenant_a, FIRST_PARTY);
+    first_party.first_party = true;
+    let mut opaque = new_client(tenant_a, OPAQUE);
+    opaque.access_token_format = AccessTokenFormat::Opaque;
+    let mut es256 = new_client(tenant_a, ES256);
+    es256.id_token_signed_response_alg = "ES256".into();
+    let other = new_client(tenant_b, OTHER_TENANT);
+    for client in [
+        confidential,
+        public,
+        service,
+        first_party,
+        opaque,
+        es256,
+        other,
+    ] {
+        store.create_client(&client, &origin).await.unwrap();
+    }
+    Seed {
+        tenant_a,
+        tenant_b,
+        alice,
+        bob,
+    }
+}
+
+/// The binary with a clean `OPENTRUSTY_*` environment, run in `dir`.
+pub fn opentrusty(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opentrusty"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OPENTRUSTY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(dir).stdin(Stdio::null());
+    cmd
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `opentrusty serve auth`, killed when dropped. Its output goes to a file (a pipe
+/// nobody reads would fill up and stall the server); the file is printed when a test fails.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `serve auth` on `port` against `db_url`, with the issuer `http://127.0.0.1:<port>`.
+    pub fn auth(dir: &Path, db_url: &str, port: u16) -> Server {
+        let log = dir.join(format!("server-{port}.log"));
+        let out = File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = opentrusty(dir)
+            .args(["serve", "auth"])
+            .env("OPENTRUSTY_DATABASE_URL", db_url)
+            .env("OPENTRUSTY_SECRET_KEY", SECRET_KEY)
+            .env("OPENTRUSTY_AUTH_PORT", port.to_string())
+            .env("OPENTRUSTY_BIND_ADDRESS", "127.0.0.1")
+            .env("OPENTRUSTY_ISSUER", format!("http://127.0.0.1:{port}"))
+            .env("OPENTRUSTY_ARGON2_MEMORY_KIB", "8192")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn opentrusty");
+        Server {
+            child: Some(child),
+            port,
+            log,
+        }
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `/health` answers, failing with the server's output if it exits first.
+    pub async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(r) = http.get(self.url("/health")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                panic!(
+                    "server exited with {status} before answering:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not become healthy:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let out = self.output();
+            let lines: Vec<&str> = out.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "--- last lines of the server on port {} ---\n{}",
+                self.port,
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+/// A seeded database and the auth plane serving it. Fields drop in order: the server stops
+/// before its database goes away.
+pub struct Idp {
+    pub server: Server,
+    pub store: Store,
+    pub seed: Seed,
+    pub db: TestDb,
+    pub dir: tempfile::TempDir,
+}
+
+impl Idp {
+    /// Seeds `db` and starts `serve auth` on it.
+    pub async fn start(db: TestDb) -> Idp {
+        let store = db.store().await;
+        let seed = seed(&store).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::auth(dir.path(), db.url(), free_port());
+        server.wait_healthy().await;
+        Idp {
+            server,
+            store,
+            seed,
+            db,
+            dir,
+        }
+    }
+
+    /// On a fresh migrated SQLite database.
+    pub async fn sqlite() -> Idp {
+        Idp::start(TestDb::sqlite(true).await).await
+    }
+
+    pub fn issuer(&self) -> String {
+        self.server.issuer()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+
+    /// `/oauth2/authorize` with these query parameters.
+    pub fn authorize_url(&self, params: &[(&str, &str)]) -> Url {
+        Url::parse_with_params(&self.url("/oauth2/authorize"), params).unwrap()
+    }
+
+    /// Runs the CLI against this database (`keys rotate`, `keys list`, ...).
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = opentrusty(self.dir.path())
+            .args(args)
+            .env("OPENTRUSTY_DATABASE_URL", self.db.url())
+            .env("OPENTRUSTY_SECRET_KEY", SECRET_KEY)
+            .output()
+            .expect("run opentrusty");
+        (
+            out.status.success(),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
+    }
+}
+
+/// A random S256 PKCE pair: (challenge, verifier).
+pub fn pkce() -> (String, String) {
+    let (challenge, verifier) = openidconnect::PkceCodeChallenge::new_random_sha256();
+    (challenge.as_str().to_owned(), verifier.secret().clone())
+}
+
+/// Standard authorize parameters for `client` (code flow, S256 PKCE with `challenge`).
+pub fn code_params<'a>(
+    client: TestClient,
+    scope: &'a str,
+    state: &'a str,
+    challenge: &'a str,
+) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("client_id", client.client_id),
+        ("redirect_uri", CALLBACK),
+        ("response_type", "code"),
+        ("scope", scope),
+        ("state", state),
+        ("nonce", "n-0S6_WzA2Mj"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML
+
+/// Undoes the escaping the pages apply to attribute values.
+pub fn html_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let Some(end) = rest.find(';').filter(|e| *e <= 10) else {
+            out.push('&');
+            rest = &rest[1..];
+            continue;
+        };
+        let entity = &rest[1..end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "apos" => Some('\''),
+            _ => {
+                if let Some(hex) = entity
+                    .strip_prefix("#x")
+                    .or_else(|| entity.strip_prefix("#X"))
+                {
+                    u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)
+                } else if let Some(dec) = entity.strip_prefix('#') {
+                    dec.parse().ok().and_then(char::from_u32)
+                } else {
+                    None
+                }
+            }
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The attributes of one tag body (what follows the tag name, up to `>`).
+fn attributes(tag: &str) -> HashMap<String, String> {
+    let mut attrs = HashMap::new();
+    let bytes = tag.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && (bytes[i].is_ascii_whitespace() || bytes[i] == b'/') {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len()
+            && !bytes[i].is_ascii_whitespace()
+            && bytes[i] != b'='
+            && bytes[i] != b'/'
+        {
+            i += 1;
+        }
+        if start == i {
+            i += 1;
+            continue;
+        }
+        let name = tag[start..i].to_ascii_lowercase();
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i < bytes.len() && bytes[i] == b'=' {
+            i += 1;
+            while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            let value = if i < bytes.len() && (bytes[i] == b'"' || bytes[i] == b'\'') {
+                let quote = bytes[i];
+                i += 1;
+                let vstart = i;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += 1;
+                }
+                let v = &tag[vstart..i];
+                i += 1;
+                v
+            } else {
+                let vstart = i;
+                while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                &tag[vstart..i]
+            };
+            attrs.insert(name, html_unescape(value));
+        } else {
+            attrs.insert(name, String::new());
+        }
+    }
+    attrs
+}
+
+/// `name` → `value` of every `<input>` with a name in `html` (attribute order free, values
+/// unescaped).
+pub fn inputs(html: &str) -> HashMap<String, String> {
+    let mut found = HashMap::new();
+    let lower = html.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(pos) = lower[from..].find("<input") {
+        let start = from + pos + "<input".len();
+        // Attribute values are escaped, so the first '>' closes the tag.
+        let end = lower[start..].find('>').map_or(html.len(), |e| start + e);
+        let attrs = attributes(&html[start..end]);
+        if let Some(name) = attrs.get("name") {
+            found.insert(
+                name.clone(),
+                attrs.get("value").cloned().unwrap_or_default(),
+            );
+        }
+        from = end;
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+/// A raw answer: status, headers, body, and the body as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub json: Value,
+}
+
+impl Reply {
+    pub async fn read(r: reqwest::Response) -> Reply {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = r.text().await.unwrap();
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            json,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn location(&self) -> Option<&str> {
+        self.header(LOCATION.as_str())
+    }
+
+    /// The `error` member of a JSON error.
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("<no error member>")
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Whether the answer is an HTML page.
+    pub fn is_html(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|c| c.starts_with("text/html"))
+    }
+
+    /// Asserts the status, showing the body otherwise.
+    #[track_caller]
+    pub fn expect_status(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; headers {:?}\nbody: {}",
+            self.headers,
+            self.body
+        );
+        self
+    }
+}
+
+/// A client that follows no redirect and keeps no cookie.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// How a raw request authenticates its client.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientAuth<'a> {
+    /// HTTP Basic with this id and secret.
+    Basic(&'a str, &'a str),
+    /// `client_id` in the body only (public clients).
+    Public(&'a str),
+}
+
+impl<'a> ClientAuth<'a> {
+    /// The registered method of a seeded client.
+    pub fn of(c: TestClient) -> ClientAuth<'static> {
+        match c.secret {
+            Some(s) => ClientAuth::Basic(c.client_id, s),
+            None => ClientAuth::Public(c.client_id),
+        }
+    }
+}
+
+/// POSTs a form to `path` with client authentication.
+pub async fn post_form(
+    idp: &Idp,
+    path: &str,
+    auth: ClientAuth<'_>,
+    form: &[(&str, &str)],
+) -> Reply {
+    let mut form: Vec<(&str, &str)> = form.to_vec();
+    let mut req = http().post(idp.url(path));
+    match auth {
+        ClientAuth::Basic(id, secret) => req = req.basic_auth(id, Some(secret)),
+        ClientAuth::Public(id) => form.push(("client_id", id)),
+    }
+    Reply::read(req.form(&form).send().await.unwrap()).await
+}
+
+pub async fn token_request(idp: &Idp, auth: ClientAuth<'_>, form: &[(&str, &str)]) -> Reply {
+    post_form(idp, "/oauth2/token", auth, form).await
+}
+
+pub async fn introspect(idp: &Idp, auth: ClientAuth<'_>, token: &str) -> Reply {
+    post_form(idp, "/oauth2/introspect", auth, &[("token", token)]).await
+}
+
+pub async fn userinfo(idp: &Idp, access_token: &str) -> Reply {
+    Reply::read(
+        http()
+            .get(idp.url("/oauth2/userinfo"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// Exchanges a code at the token endpoint.
+pub async fn exchange_code(
+    idp: &Idp,
+    client: TestClient,
+    code: &str,
+    verifier: Option<&str>,
+) -> Reply {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", CALLBACK),
+    ];
+    if let Some(v) = verifier {
+        form.push(("code_verifier", v));
+    }
+    token_request(idp, ClientAuth::of(client), &form).await
+}
+
+pub async fn refresh(idp: &Idp, client: TestClient, token: &str, scope: Option<&str>) -> Reply {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    token_request(idp, ClientAuth::of(client), &form).await
+}
+
+/// The query parameters of a URL.
+pub fn query(url: &Url) -> HashMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+/// Whether `url` points at the (never contacted) relying party on 127.0.0.1:9.
+pub fn at_relying_party(url: &Url) -> bool {
+    url.host_str() == Some("127.0.0.1") && url.port() == Some(9)
+}
+
+/// The decoded JSON header and payload of a JWS compact token (no verification).
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    use base64::Engine as _;
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "not a JWS: {token}");
+    let decode = |p: &str| -> Value {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (decode(parts[0]), decode(parts[1]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The browser
+
+/// Where a browser journey ended and what it went through.
+#[derive(Debug)]
+pub struct Journey {
+    /// The URL at the relying party the browser was finally sent to.
+    pub callback: Url,
+    pub saw_login: bool,
+    pub saw_consent: bool,
+}
+
+impl Journey {
+    pub fn params(&self) -> HashMap<String, String> {
+        query(&self.callback)
+    }
+
+    #[track_caller]
+    pub fn code(&self) -> String {
+        let p = self.params();
+        p.get("code")
+            .unwrap_or_else(|| panic!("no code in {}", self.callback))
+            .clone()
+    }
+}
+
+/// A user agent: keeps cookies, follows no redirect by itself.
+pub struct Browser {
+    pub http: reqwest::Client,
+    base: Url,
+}
+
+impl Browser {
+    pub fn new(idp: &Idp) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .cookie_store(true)
+                .build()
+                .unwrap(),
+            base: Url::parse(&idp.url("/")).unwrap(),
+        }
+    }
+
+    pub fn resolve(&self, location: &str) -> Url {
+        self.base.join(location).unwrap()
+    }
+
+    pub async fn get(&self, url: &str) -> Reply {
+        Reply::read(self.http.get(url).send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, url: &str, form: &[(&str, &str)]) -> Reply {
+        Reply::read(self.http.post(url).form(form).send().await.unwrap()).await
+    }
+
+    /// A 303's target, resolved.
+    #[track_caller]
+    pub fn see_other(&self, r: &Reply) -> Url {
+        r.expect_status(303);
+        self.resolve(r.location().expect("a 303 carries a Location"))
+    }
+
+    /// GETs the sign-in page at `url` and returns it with its hidden inputs.
+    pub async fn login_page(&self, url: &str) -> (Reply, HashMap<String, String>) {
+        let page = self.get(url).await;
+        page.expect_status(200);
+        assert!(page.is_html(), "{:?}", page.headers);
+        let fields = inputs(&page.body);
+        assert!(fields.contains_key("csrf_token"), "{}", page.body);
+        assert!(fields.contains_key("return_to"), "{}", page.body);
+        (page, fields)
+    }
+
+    /// Submits the sign-in form found at `url` with these credentials.
+    pub async fn submit_login(&self, url: &str, email: &str, password: &str) -> Reply {
+        let (_, fields) = self.login_page(url).await;
+        self.post(
+            self.resolve("/login").as_str(),
+            &[
+                ("email", email),
+                ("password", password),
+                ("csrf_token", &fields["csrf_token"]),
+                ("return_to", &fields["return_to"]),
+            ],
+        )
+        .await
+    }
+
+    /// Walks from `start` through redirects, the sign-in page (with `credentials`) and the
+    /// consent page (approving) until the browser is sent to the relying party.
+    pub async fn journey(&self, start: Url, credentials: Option<(&str, &str)>) -> Journey {
+        let mut url = start;
+        let (mut saw_login, mut saw_consent) = (false, false);
+        for _ in 0..12 {
+            if at_relying_party(&url) {
+                return Journey {
+                    callback: url,
+                    saw_login,
+                    saw_consent,
+                };
+            }
+            match url.path() {
+                "/login" => {
+                    saw_login = true;
+                    let (email, password) =
+                        credentials.unwrap_or_else(|| panic!("unexpected sign-in page: {url}"));
+                    let (_, fields) = self.login_page(url.as_str()).await;
+                    let r = self
+                        .post(
+                            self.resolve("/login").as_str(),
+                            &[
+                                ("email", email),
+                                ("password", password),
+                                ("csrf_token", &fields["csrf_token"]),
+                                ("return_to", &fields["return_to"]),
+                            ],
+                        )
+                        .await;
+                    let next = self.see_other(&r);
+                    assert_eq!(
+                        next,
+                        self.resolve(&fields["return_to"]),
+                        "sign-in sends the browser to return_to"
+                    );
+                    assert!(
+                        r.set_cookies().iter().any(|c| c.starts_with("ot_session=")),
+                        "sign-in sets a session cookie: {:?}",
+                        r.headers
+                    );
+                    url = next;
+                }
+                "/consent" => {
+                    saw_consent = true;
+                    let page = self.get(url.as_str()).await;
+                    page.expect_status(200);
+                    let fields = inputs(&page.body);
+                    let (Some(csrf), Some(request)) =
+                        (fields.get("csrf_token"), fields.get("request"))
+                    else {
+                        panic!("consent page without csrf_token/request: {}", page.body);
+                    };
+                    let r = self
+                        .post(
+                            self.resolve("/consent").as_str(),
+                            &[
+                                ("csrf_token", csrf.as_str()),
+                                ("request", request.as_str()),
+                                ("decision", "approve"),
+                            ],
+                        )
+                        .await;
+                    let next = self.see_other(&r);
+                    assert_eq!(next.path(), "/oauth2/authorize", "{next}");
+                    url = next;
+                }
+                _ => {
+                    let r = self.get(url.as_str()).await;
+                    url = self.see_other(&r);
+                }
+            }
+        }
+        panic!("too many redirects, last at {url}");
+    }
+}
