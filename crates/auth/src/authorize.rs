@@ -489,6 +489,7 @@ pub(crate) async fn check_password(
 ) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, StoreError> {
     let inner = state.0.clone();
     let password = password.to_owned();
+    let password_for_rehash = password.clone();
     let presented_hash = hash.clone();
     let verification = tokio::task::spawn_blocking(move || {
         let phc = presented_hash.as_deref().unwrap_or(&inner.dummy_hash);
@@ -506,7 +507,29 @@ pub(crate) async fn check_password(
         return Ok(Err(Some(user.id)));
     }
     if needs_rehash {
-        tracing::info!(user = %user.id, "upgrading a password hash to the current parameters");
+        // The hash predates the current Argon2 parameters: replace it while the password is
+        // known. A failure here does not fail the sign-in; the next one tries again.
+        let inner = state.0.clone();
+        let password = password_for_rehash;
+        let upgraded = tokio::task::spawn_blocking(move || inner.hasher.hash(&password)).await;
+        if let Ok(phc) = upgraded {
+            let origin = opentrusty_core::audit::Origin {
+                actor: Some(Actor::User(user.id)),
+                ..opentrusty_core::audit::Origin::system()
+            };
+            match state
+                .store()
+                .set_password_hash(user.id, &phc, &origin)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(user = %user.id, "upgraded a password hash to the current parameters")
+                }
+                Err(e) => {
+                    tracing::warn!(user = %user.id, error = %e, "could not upgrade a password hash")
+                }
+            }
+        }
     }
     Ok(Ok(user))
 }

@@ -1937,3 +1937,96 @@ fn the_hidden_input_parser_takes_any_attribute_order_and_unescapes_values() {
         "a & b &unknown; &"
     );
 }
+
+#[tokio::test]
+async fn prompt_login_forces_a_new_sign_in_and_a_newer_auth_time() {
+    let idp = Idp::sqlite().await;
+    let rp = Rp::discover(&idp, CONFIDENTIAL).await;
+    let browser = Browser::new(&idp);
+    let first = rp.sign_in(&idp, &browser, &["profile"], &[]).await;
+    assert!(first.journey.saw_login);
+    let first_auth = first
+        .claims
+        .auth_time()
+        .expect("auth_time is always present");
+    // auth_time has one-second resolution.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = rp.sign_in(&idp, &browser, &["profile"], &[]).await;
+    assert!(
+        !again.journey.saw_login,
+        "the session is reused without prompt=login"
+    );
+    assert_eq!(again.claims.auth_time(), Some(first_auth));
+    let forced = rp
+        .sign_in(&idp, &browser, &["profile"], &[("prompt", "login")])
+        .await;
+    assert!(
+        forced.journey.saw_login,
+        "prompt=login shows the sign-in page"
+    );
+    assert!(forced.claims.auth_time().unwrap() > first_auth);
+}
+
+#[tokio::test]
+async fn max_age_older_than_the_session_forces_a_new_sign_in() {
+    let idp = Idp::sqlite().await;
+    let rp = Rp::discover(&idp, CONFIDENTIAL).await;
+    let browser = Browser::new(&idp);
+    let first = rp.sign_in(&idp, &browser, &["profile"], &[]).await;
+    assert!(first.journey.saw_login);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let recent_enough = rp
+        .sign_in(&idp, &browser, &["profile"], &[("max_age", "3600")])
+        .await;
+    assert!(
+        !recent_enough.journey.saw_login,
+        "a one-hour max_age accepts the session"
+    );
+    let too_old = rp
+        .sign_in(&idp, &browser, &["profile"], &[("max_age", "1")])
+        .await;
+    assert!(
+        too_old.journey.saw_login,
+        "max_age=1 refuses a two-second-old session"
+    );
+    assert!(too_old.claims.auth_time().unwrap() > first.claims.auth_time().unwrap());
+}
+
+#[tokio::test]
+async fn an_idle_session_ends_after_the_idle_timeout() {
+    let idp = Idp::start_with(
+        TestDb::sqlite(true).await,
+        &[("OPENTRUSTY_SESSION_IDLE_TIMEOUT", "1")],
+    )
+    .await;
+    let rp = Rp::discover(&idp, CONFIDENTIAL).await;
+    let browser = Browser::new(&idp);
+    assert!(rp.sign_in(&idp, &browser, &[], &[]).await.journey.saw_login);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let later = rp.sign_in(&idp, &browser, &[], &[]).await;
+    assert!(
+        later.journey.saw_login,
+        "the idle session no longer signs the user in"
+    );
+}
+
+#[tokio::test]
+async fn a_hash_made_with_older_parameters_is_upgraded_at_sign_in() {
+    let idp = Idp::sqlite().await;
+    let alice = idp.seed.alice;
+    let before = idp.store.password_hash(alice).await.unwrap().unwrap();
+    assert!(
+        before.contains("t=1"),
+        "the seed hashes with one pass: {before}"
+    );
+    let rp = Rp::discover(&idp, CONFIDENTIAL).await;
+    rp.sign_in(&idp, &Browser::new(&idp), &[], &[]).await;
+    let after = idp.store.password_hash(alice).await.unwrap().unwrap();
+    assert!(
+        after.starts_with("$argon2id$v=19$m=8192,t=2,p=1$"),
+        "{after}"
+    );
+    // The upgraded hash still signs Alice in.
+    let again = rp.sign_in(&idp, &Browser::new(&idp), &[], &[]).await;
+    assert!(again.journey.saw_login);
+}

@@ -223,10 +223,19 @@ pub struct Server {
 impl Server {
     /// Starts `serve auth` on `port` against `db_url`, with the issuer `http://127.0.0.1:<port>`.
     pub fn auth(dir: &Path, db_url: &str, port: u16) -> Server {
+        Server::auth_with(dir, db_url, port, &[])
+    }
+
+    /// As [`Server::auth`], with extra environment variables.
+    pub fn auth_with(dir: &Path, db_url: &str, port: u16, env: &[(&str, &str)]) -> Server {
         let log = dir.join(format!("server-{port}.log"));
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
-        let child = opentrusty(dir)
+        let mut cmd = opentrusty(dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .args(["serve", "auth"])
             .env("OPENTRUSTY_DATABASE_URL", db_url)
             .env("OPENTRUSTY_SECRET_KEY", SECRET_KEY)
@@ -316,10 +325,15 @@ pub struct Idp {
 impl Idp {
     /// Seeds `db` and starts `serve auth` on it.
     pub async fn start(db: TestDb) -> Idp {
+        Idp::start_with(db, &[]).await
+    }
+
+    /// As [`Idp::start`], with extra environment variables for the server.
+    pub async fn start_with(db: TestDb, env: &[(&str, &str)]) -> Idp {
         let store = db.store().await;
         let seed = seed(&store).await;
         let dir = tempfile::tempdir().unwrap();
-        let mut server = Server::auth(dir.path(), db.url(), free_port());
+        let mut server = Server::auth_with(dir.path(), db.url(), free_port(), env);
         server.wait_healthy().await;
         Idp {
             server,
