@@ -316,14 +316,14 @@ async fn pending_client(
 
 /// The CSRF cookie value to use: the browser's if it has a sane one, else a new one (which
 /// the response must set).
-fn csrf_value(headers: &HeaderMap) -> (String, bool) {
+pub(crate) fn csrf_value(headers: &HeaderMap) -> (String, bool) {
     match http::cookie(headers, CSRF_COOKIE) {
         Some(v) if v.len() == 43 => (v, false),
         _ => (random_token(), true),
     }
 }
 
-fn with_csrf_cookie(
+pub(crate) fn with_csrf_cookie(
     state: &AuthState,
     mut response: Response,
     csrf: &str,

@@ -7,12 +7,12 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use opentrusty_core::secret::{random_token, token_digest};
+use opentrusty_core::secret::token_digest;
 use opentrusty_oidc::redirect::with_params;
 use serde_json::Value;
 
-use crate::authorize::csrf_ok;
-use crate::http::{self, CSRF_COOKIE, SESSION_COOKIE, see_other};
+use crate::authorize::{csrf_ok, csrf_value, with_csrf_cookie};
+use crate::http::{self, SESSION_COOKIE, see_other};
 use crate::{AuthState, pages};
 
 pub async fn logout_page(State(state): State<AuthState>, headers: HeaderMap) -> Response {
@@ -20,18 +20,8 @@ pub async fn logout_page(State(state): State<AuthState>, headers: HeaderMap) -> 
 }
 
 fn confirm_page(state: &AuthState, headers: &HeaderMap) -> Response {
-    let (csrf, fresh) = match http::cookie(headers, CSRF_COOKIE) {
-        Some(v) if v.len() == 43 => (v, false),
-        _ => (random_token(), true),
-    };
-    let mut page = pages::logout_confirm(&csrf);
-    if fresh {
-        page.headers_mut().append(
-            header::SET_COOKIE,
-            http::set_cookie(state, CSRF_COOKIE, &csrf, None, false),
-        );
-    }
-    page
+    let (csrf, fresh) = csrf_value(headers);
+    with_csrf_cookie(state, pages::logout_confirm(&csrf), &csrf, fresh)
 }
 
 /// Ends the browser's session (if any) and returns the header that clears its cookie.

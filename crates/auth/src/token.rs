@@ -193,6 +193,25 @@ pub(crate) async fn authenticate_client(
     Ok(client)
 }
 
+/// The `scope` parameter when given (it must stay within `ceiling`), else `ceiling` itself.
+fn requested_scope(
+    form: &Form,
+    ceiling: Scopes,
+    too_wide: &'static str,
+) -> Result<Scopes, TokenError> {
+    let Some(asked) = param(form, "scope")? else {
+        return Ok(ceiling);
+    };
+    let asked = Scopes::parse(asked).ok_or(TokenError::new(
+        ErrorCode::InvalidScope,
+        "the scope is malformed",
+    ))?;
+    if !asked.is_subset(&ceiling) {
+        return Err(TokenError::new(ErrorCode::InvalidScope, too_wide));
+    }
+    Ok(asked)
+}
+
 fn allows_grant(client: &OAuthClient, grant: &str) -> bool {
     client.grant_types.iter().any(|g| g == grant)
 }
@@ -479,22 +498,7 @@ async fn refresh_token(
         return Err(invalid());
     }
     let granted = Scopes::parse(&grant.scope).unwrap_or_default();
-    let scopes = match param(form, "scope")? {
-        None => granted,
-        Some(s) => {
-            let asked = Scopes::parse(s).ok_or(TokenError::new(
-                ErrorCode::InvalidScope,
-                "the scope is malformed",
-            ))?;
-            if !asked.is_subset(&granted) {
-                return Err(TokenError::new(
-                    ErrorCode::InvalidScope,
-                    "a refresh cannot widen the granted scope",
-                ));
-            }
-            asked
-        }
-    };
+    let scopes = requested_scope(form, granted, "a refresh cannot widen the granted scope")?;
     let user_id = grant.user_id.ok_or_else(invalid)?;
     let user = grant_user(state, client, user_id).await?;
     let scope = scopes.to_string();
@@ -548,22 +552,11 @@ async fn client_credentials(
     }
     // User-facing scopes mean nothing without a user.
     let allowed = Scopes::from_list(&client.allowed_scopes).without(&["openid", "offline_access"]);
-    let scopes = match param(form, "scope")? {
-        None => allowed,
-        Some(s) => {
-            let asked = Scopes::parse(s).ok_or(TokenError::new(
-                ErrorCode::InvalidScope,
-                "the scope is malformed",
-            ))?;
-            if !asked.is_subset(&allowed) {
-                return Err(TokenError::new(
-                    ErrorCode::InvalidScope,
-                    "the requested scope exceeds what the client may ask for",
-                ));
-            }
-            asked
-        }
-    };
+    let scopes = requested_scope(
+        form,
+        allowed,
+        "the requested scope exceeds what the client may ask for",
+    )?;
     let scope = scopes.to_string();
     let minted = mint_access_token(state, client, &client.client_id, None, &scope).await?;
     state
