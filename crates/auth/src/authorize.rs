@@ -343,7 +343,7 @@ pub(crate) fn with_csrf_cookie(
 pub(crate) fn csrf_ok(state: &AuthState, headers: &HeaderMap, submitted: Option<&str>) -> bool {
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
         && origin != "null"
-        && !state.issuer().starts_with(origin)
+        && origin != state.issuer_origin()
     {
         return false;
     }

@@ -46,6 +46,7 @@ struct Inner {
     settings: AuthSettings,
     keys: KeyRing,
     hasher: PasswordHasher,
+    issuer_origin: String,
     /// A hash that no password matches, verified when the email is unknown so that unknown and
     /// known emails cost the same time.
     dummy_hash: String,
@@ -64,7 +65,11 @@ impl AuthState {
     ) -> Self {
         let keys = KeyRing::new(store.clone(), master_key.clone());
         let dummy_hash = hasher.hash(&opentrusty_core::secret::random_token());
+        let issuer_origin = url::Url::parse(&settings.issuer)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
         Self(Arc::new(Inner {
+            issuer_origin,
             store,
             master_key,
             settings,
@@ -88,6 +93,11 @@ impl AuthState {
 
     fn issuer(&self) -> &str {
         &self.0.settings.issuer
+    }
+
+    /// The issuer's origin (`scheme://host[:port]`), what browsers send in `Origin`.
+    fn issuer_origin(&self) -> &str {
+        &self.0.issuer_origin
     }
 }
 

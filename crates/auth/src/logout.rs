@@ -74,8 +74,10 @@ pub async fn rp_logout(
     // The hint proves which client asks; an expired hint still does.
     let hinted_client = match field("id_token_hint") {
         Some(hint) => match state.keys().verify(hint).await {
-            Ok((_, claims))
-                if claims.get("iss").and_then(Value::as_str) == Some(state.issuer()) =>
+            // Only an ID token is a hint; an access token (typ at+jwt) is not.
+            Ok((header, claims))
+                if header.typ.as_deref() != Some("at+jwt")
+                    && claims.get("iss").and_then(Value::as_str) == Some(state.issuer()) =>
             {
                 claims.get("aud").and_then(|a| match a {
                     Value::String(s) => Some(s.clone()),

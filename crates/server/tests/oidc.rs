@@ -2030,3 +2030,75 @@ async fn a_hash_made_with_older_parameters_is_upgraded_at_sign_in() {
     let again = rp.sign_in(&idp, &Browser::new(&idp), &[], &[]).await;
     assert!(again.journey.saw_login);
 }
+
+#[tokio::test]
+async fn login_refuses_a_post_from_another_origin_even_with_the_right_csrf_token() {
+    let idp = Idp::sqlite().await;
+    let browser = Browser::new(&idp);
+    let (challenge, _) = pkce();
+    let start = idp.authorize_url(&code_params(CONFIDENTIAL, "openid", "st", &challenge));
+    let r = browser.get(start.as_str()).await;
+    let (_, fields) = browser.login_page(browser.see_other(&r).as_str()).await;
+    let form = [
+        ("email", ALICE),
+        ("password", PASSWORD),
+        ("csrf_token", fields["csrf_token"].as_str()),
+        ("return_to", fields["return_to"].as_str()),
+    ];
+    // Same host, other port: a prefix of the issuer but another origin.
+    let port = idp.issuer().rsplit(':').next().unwrap().to_owned();
+    for origin in [
+        "https://evil.example",
+        &format!("http://127.0.0.1:{}", &port[..port.len() - 1]),
+    ] {
+        let r = Reply::read(
+            browser
+                .http
+                .post(idp.url("/login"))
+                .header("Origin", origin)
+                .form(&form)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        r.expect_status(403);
+        assert!(r.location().is_none(), "{origin}");
+    }
+    let r = Reply::read(
+        browser
+            .http
+            .post(idp.url("/login"))
+            .header("Origin", idp.issuer())
+            .form(&form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.expect_status(303);
+}
+
+#[tokio::test]
+async fn an_access_token_is_not_accepted_as_an_id_token_hint() {
+    let idp = Idp::sqlite().await;
+    let rp = Rp::discover(&idp, CONFIDENTIAL).await;
+    let browser = Browser::new(&idp);
+    let signed_in = rp.sign_in(&idp, &browser, &[], &[]).await;
+    let access_token = signed_in.token.access_token().secret().clone();
+    let url = Url::parse_with_params(
+        &idp.url("/oauth2/logout"),
+        [
+            ("id_token_hint", access_token.as_str()),
+            ("post_logout_redirect_uri", SIGNED_OUT),
+            ("state", "bye"),
+        ],
+    )
+    .unwrap();
+    let r = browser.get(url.as_str()).await;
+    r.expect_status(200);
+    assert!(
+        r.location().is_none(),
+        "no redirect without a valid ID token hint"
+    );
+}
