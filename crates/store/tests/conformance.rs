@@ -63,6 +63,8 @@ conformance!(
     failed_changes_leave_no_audit_row,
     tenant_scoped_queries_never_return_other_tenants_rows,
     sessions_are_found_by_digest_until_they_expire,
+    concurrent_redemptions_of_one_code_issue_exactly_once,
+    concurrent_refreshes_of_one_token_rotate_exactly_once,
 );
 
 fn admin_origin() -> Origin {
@@ -920,4 +922,140 @@ async fn sessions_are_found_by_digest_until_they_expire(db: &TestDb) {
     );
     let unknown = secret::token_digest("not a session");
     assert!(store.find_session(&unknown, now()).await.unwrap().is_none());
+}
+
+/// A user, a client and an unredeemed code for them; returns what the redemption needs.
+async fn pending_code(store: &Store) -> ([u8; 32], TenantId, ClientId, UserId) {
+    let t = tenant(store, "Racing").await;
+    let u = user(store, t, "racer@example.com").await;
+    let c = client(store, t, "racer").await;
+    let code = secret::token_digest(&secret::random_token());
+    store
+        .issue_authorization_code(
+            &NewAuthorizationCode {
+                code_digest: code,
+                tenant_id: t,
+                client_id: c,
+                user_id: u,
+                session_id: None,
+                redirect_uri: "https://app.example.com/cb".into(),
+                scope: "openid".into(),
+                nonce: None,
+                code_challenge: None,
+                code_challenge_method: None,
+                auth_time: now(),
+                expires_at: now() + Duration::seconds(60),
+            },
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    (code, t, c, u)
+}
+
+fn access(t: TenantId, c: ClientId, u: UserId) -> NewAccessToken {
+    NewAccessToken {
+        jti: uuid::Uuid::now_v7(),
+        token_digest: None,
+        tenant_id: t,
+        client_id: c,
+        user_id: Some(u),
+        scope: "openid".into(),
+        expires_at: now() + Duration::minutes(15),
+    }
+}
+
+fn family(t: TenantId, c: ClientId, u: UserId, refresh: [u8; 32]) -> NewTokenFamily {
+    NewTokenFamily {
+        tenant_id: t,
+        client_id: c,
+        user_id: Some(u),
+        session_id: None,
+        scope: "openid".into(),
+        auth_time: Some(now()),
+        expires_at: now() + Duration::days(1),
+        refresh_digest: Some(refresh),
+    }
+}
+
+async fn concurrent_redemptions_of_one_code_issue_exactly_once(db: &TestDb) {
+    use opentrusty_store::Redemption;
+    let store = db.store().await;
+    let (code, t, c, u) = pending_code(&store).await;
+    let mut racers = Vec::new();
+    for pool in futures_join(db).await {
+        for _ in 0..3 {
+            let pool = pool.clone();
+            racers.push(tokio::spawn(async move {
+                let a = access(t, c, u);
+                let f = family(t, c, u, secret::token_digest(&secret::random_token()));
+                let r = pool
+                    .redeem_authorization_code(&code, &a, &f, &Origin::system())
+                    .await
+                    .unwrap();
+                (r, a.jti)
+            }));
+        }
+    }
+    let mut winners = Vec::new();
+    for r in racers {
+        match r.await.unwrap() {
+            (Redemption::Issued(f), jti) => winners.push((f, jti)),
+            (Redemption::Replayed, _) => {}
+            (Redemption::Invalid, _) => panic!("a redeemed code is a replay, not unknown"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of 24 redemptions wins");
+    let (family_id, jti) = winners[0];
+    // The replays revoked what the winner received.
+    assert_eq!(
+        store.token_family_revoked(family_id).await.unwrap(),
+        Some(true)
+    );
+    assert!(!store.access_token_active(jti, now()).await.unwrap());
+}
+
+async fn concurrent_refreshes_of_one_token_rotate_exactly_once(db: &TestDb) {
+    use opentrusty_store::Rotation;
+    let store = db.store().await;
+    let (code, t, c, u) = pending_code(&store).await;
+    let first = secret::token_digest(&secret::random_token());
+    let family_id = match store
+        .redeem_authorization_code(
+            &code,
+            &access(t, c, u),
+            &family(t, c, u, first),
+            &Origin::system(),
+        )
+        .await
+        .unwrap()
+    {
+        opentrusty_store::Redemption::Issued(f) => f,
+        other => panic!("{other:?}"),
+    };
+    let mut racers = Vec::new();
+    for pool in futures_join(db).await {
+        for _ in 0..3 {
+            let pool = pool.clone();
+            racers.push(tokio::spawn(async move {
+                let next = secret::token_digest(&secret::random_token());
+                pool.rotate_refresh_token(&first, &next, &access(t, c, u), 0, &Origin::system())
+                    .await
+                    .unwrap()
+            }));
+        }
+    }
+    let mut rotated = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Rotation::Rotated => rotated += 1,
+            Rotation::Reused | Rotation::Invalid => {}
+        }
+    }
+    assert_eq!(rotated, 1, "exactly one of 24 refreshes rotates");
+    // Without a grace period the losers count as reuse: the family is revoked.
+    assert_eq!(
+        store.token_family_revoked(family_id).await.unwrap(),
+        Some(true)
+    );
 }
