@@ -92,7 +92,6 @@ pub mod action {
     pub const ROLE_ASSIGNED: &str = "role.assigned";
     pub const ROLE_REVOKED: &str = "role.revoked";
     pub const CLIENT_CREATED: &str = "client.created";
-    pub const SESSION_CREATED: &str = "session.created";
     pub const TOKEN_ISSUED: &str = "token.issued";
     pub const TOKEN_REFRESHED: &str = "token.refreshed";
     pub const TOKEN_REVOKED: &str = "token.revoked";
