@@ -168,6 +168,16 @@ async fn authorize(
             "Unknown application.",
         );
     };
+    // The database failing mid-flow is reported to the client as temporarily_unavailable.
+    let unavailable = |e: &StoreError| {
+        http::store_failure(e);
+        error_redirect(
+            state,
+            &request.redirect_uri,
+            request.state.as_deref(),
+            &OAuthError::new(ErrorCode::TemporarilyUnavailable, "try again later"),
+        )
+    };
     let fail = |code: ErrorCode, d: &str| {
         error_redirect(
             state,
@@ -180,7 +190,7 @@ async fn authorize(
     let session = match current_session(state, headers).await {
         // A session of another tenant does not sign anyone in to this client.
         Ok(s) => s.filter(|(s, _)| s.tenant_id == Some(client.tenant_id)),
-        Err(e) => return fail(ErrorCode::TemporarilyUnavailable, "try again later").tap_log(&e),
+        Err(e) => return unavailable(&e),
     };
     let needs_login = match &session {
         None => true,
@@ -215,9 +225,7 @@ async fn authorize(
                 Ok(given) => given
                     .and_then(|g| Scopes::parse(&g))
                     .is_some_and(|g| request.scopes.is_subset(&g)),
-                Err(e) => {
-                    return fail(ErrorCode::TemporarilyUnavailable, "try again later").tap_log(&e);
-                }
+                Err(e) => return unavailable(&e),
             }
         };
         if !consented {
@@ -231,17 +239,6 @@ async fn authorize(
         }
     }
     issue_code(state, headers, peer, &client, &request, &session).await
-}
-
-trait TapLog {
-    fn tap_log(self, e: &StoreError) -> Self;
-}
-
-impl TapLog for Response {
-    fn tap_log(self, e: &StoreError) -> Self {
-        http::store_failure(e);
-        self
-    }
 }
 
 async fn issue_code(
