@@ -15,7 +15,6 @@ use opentrusty_core::email::Email;
 use opentrusty_core::password::Verification;
 use opentrusty_core::secret::{constant_time_eq, random_token, token_digest};
 use opentrusty_core::session::{NewSession, Session};
-use opentrusty_core::tenant::TenantStatus;
 use opentrusty_core::user::UserStatus;
 use opentrusty_core::{Timestamp, now};
 use opentrusty_oidc::authorize::{AuthorizeParams, AuthorizeRequest, Rejection, validate};
@@ -101,16 +100,10 @@ async fn load_client(
     let Some(id) = client_id else {
         return Ok((None, false));
     };
-    let Some(client) = state.store().find_client(id).await? else {
-        return Ok((None, false));
-    };
-    let tenant_active = state
-        .store()
-        .get_tenant(client.tenant_id)
-        .await?
-        .is_some_and(|t| t.status == TenantStatus::Active);
-    let usable = client.active && tenant_active;
-    Ok((Some(client), usable))
+    Ok(match state.store().find_client_for_request(id).await? {
+        Some(access) => (Some(access.client), access.usable),
+        None => (None, false),
+    })
 }
 
 /// The browser's session if it is valid now, with its cookie digest.

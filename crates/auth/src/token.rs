@@ -14,7 +14,6 @@ use opentrusty_core::client::{
     AccessTokenFormat, OAuthClient, TokenEndpointAuthMethod, client_secret_matches,
 };
 use opentrusty_core::secret::{random_token, token_digest};
-use opentrusty_core::tenant::TenantStatus;
 use opentrusty_core::user::{User, UserStatus};
 use opentrusty_core::{UserId, now};
 use opentrusty_oidc::claims::{IdTokenClaims, access_token_claims};
@@ -167,30 +166,23 @@ pub(crate) async fn authenticate_client(
         (None, Some(id), None) => (id, None, TokenEndpointAuthMethod::None),
         (None, None, _) => return Err(TokenError::invalid_client()),
     };
-    let client = state
+    let access = state
         .store()
-        .find_client(client_id)
+        .find_client_for_request(client_id)
         .await?
-        .filter(|c| c.active)
+        .filter(|a| a.usable)
         .ok_or_else(TokenError::invalid_client)?;
-    if client.token_endpoint_auth_method != method {
+    if access.client.token_endpoint_auth_method != method {
         return Err(TokenError::invalid_client());
     }
-    if let Some(secret) = secret {
-        let stored = state.store().client_secret_hash(client.id).await?;
-        if !stored.is_some_and(|h| client_secret_matches(secret, &h)) {
-            return Err(TokenError::invalid_client());
-        }
-    }
-    let tenant_active = state
-        .store()
-        .get_tenant(client.tenant_id)
-        .await?
-        .is_some_and(|t| t.status == TenantStatus::Active);
-    if !tenant_active {
+    if let Some(secret) = secret
+        && !access
+            .secret_hash
+            .is_some_and(|h| client_secret_matches(secret, &h))
+    {
         return Err(TokenError::invalid_client());
     }
-    Ok(client)
+    Ok(access.client)
 }
 
 /// The `scope` parameter when given (it must stay within `ceiling`), else `ceiling` itself.

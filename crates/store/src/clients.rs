@@ -34,6 +34,24 @@ struct ClientRow {
     created_at: DbTime,
 }
 
+/// A client as the protocol endpoints need it.
+#[derive(Debug, Clone)]
+pub struct ClientAccess {
+    pub client: OAuthClient,
+    /// Digest of the secret; `None` for public clients.
+    pub secret_hash: Option<String>,
+    /// Client active and tenant active.
+    pub usable: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientAccessRow {
+    secret_hash: Option<String>,
+    usable: bool,
+    #[sqlx(flatten)]
+    client: ClientRow,
+}
+
 impl ClientRow {
     fn into_client(self) -> OAuthClient {
         OAuthClient {
@@ -178,15 +196,27 @@ impl Store {
         Ok(row.map(ClientRow::into_client))
     }
 
-    /// The stored digest of a client's secret (`None` for public clients).
-    pub async fn client_secret_hash(&self, id: ClientId) -> Result<Option<String>, StoreError> {
-        let hash: Option<Option<String>> = on_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT secret_hash FROM oauth_clients WHERE id = $1 AND deleted_at IS NULL"
-        )
-        .bind(id.0)
+    /// A live client by public `client_id` with what authenticating it needs, in one round
+    /// trip: its secret digest (`None` for public clients) and whether it may be used now
+    /// (client active and its tenant active).
+    pub async fn find_client_for_request(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<ClientAccess>, StoreError> {
+        let row: Option<ClientAccessRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT secret_hash, COALESCE(active AND (SELECT tenants.status = 'active' \
+             FROM tenants WHERE tenants.id = oauth_clients.tenant_id), FALSE) AS usable, ",
+            client_columns!(),
+            " FROM oauth_clients WHERE client_id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(client_id)
         .fetch_optional(pool)
         .await)?;
-        Ok(hash.flatten())
+        Ok(row.map(|r| ClientAccess {
+            secret_hash: r.secret_hash,
+            usable: r.usable,
+            client: r.client.into_client(),
+        }))
     }
 
     /// Live clients of `tenant` in id order.

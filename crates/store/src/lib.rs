@@ -27,6 +27,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use audit::AuditQuery;
 pub use bootstrap::BootstrapOutcome;
+pub use clients::ClientAccess;
 pub use error::StoreError;
 pub use grants::{AccessTokenRecord, CodeGrant, Redemption, RefreshGrant, Rotation};
 pub use keys::{NewSigningKey, StoredKey};

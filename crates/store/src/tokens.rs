@@ -223,20 +223,10 @@ impl Store {
     /// Whether the access token `jti` is usable at `at`: recorded, unexpired, not revoked, its
     /// family (if any) not revoked, its client and tenant not deleted.
     pub async fn access_token_active(&self, jti: Uuid, at: Timestamp) -> Result<bool, StoreError> {
-        let found: Option<i32> = on_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT 1 FROM access_tokens a \
-             JOIN oauth_clients c ON c.id = a.client_id \
-             JOIN tenants t ON t.id = a.tenant_id \
-             LEFT JOIN token_families f ON f.id = a.family_id \
-             WHERE a.jti = $1 AND a.revoked_at IS NULL AND a.expires_at > $2 \
-               AND f.revoked_at IS NULL AND c.deleted_at IS NULL AND c.active \
-               AND t.status = 'active'"
-        )
-        .bind(jti)
-        .bind(DbTime(at))
-        .fetch_optional(pool)
-        .await)?;
-        Ok(found.is_some())
+        Ok(self
+            .find_access_token(jti, at)
+            .await?
+            .is_some_and(|r| r.active))
     }
 
     /// Whether a refresh-token family is revoked; `None` if there is no such family.
