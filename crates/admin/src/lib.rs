@@ -1,22 +1,307 @@
 //! The admin plane's HTTP surface: the management REST API under `/api/v1` used by the console and
-//! by automation. It never handles passwords and never signs tokens.
+//! by automation. It never handles passwords and never signs tokens: it has no dependency on the
+//! protocol crate, provisions users with single-use enrollment links, and resolves bearer tokens
+//! by their digest in the database.
+
+mod caller;
+mod handlers;
+mod input;
+mod openapi;
+mod problem;
+mod views;
+
+use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use opentrusty_core::secret::MasterKey;
 use opentrusty_store::Store;
+
+pub use caller::Caller;
+pub use openapi::openapi_json;
+pub use problem::{ApiError, Problem};
 
 /// The name this plane reports in probes and logs.
 pub const SERVICE: &str = "opentrusty-admin";
 
-/// Everything the admin plane's handlers share.
+/// Operator settings of the admin plane.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Origins (`scheme://host[:port]`) of the admin console: the only origins whose
+    /// cookie-authenticated requests are accepted, and the only ones CORS admits.
+    pub console_origins: Vec<String>,
+    /// A session unused this long no longer authenticates (the auth plane's setting).
+    pub session_idle_secs: i64,
+    /// Public base URL of the auth plane (the issuer), for enrollment links.
+    pub auth_base_url: String,
+    /// How long an enrollment or reset link works.
+    pub enrollment_ttl_secs: i64,
+}
+
+struct Inner {
+    store: Store,
+    master_key: MasterKey,
+    settings: AdminSettings,
+}
+
+/// Everything the admin plane's handlers share; cheap to clone.
 #[derive(Clone)]
-pub struct AdminState {
-    pub store: Store,
-    /// The installation's master key, from which keys for data at rest are derived.
-    pub master_key: MasterKey,
+pub struct AdminState(Arc<Inner>);
+
+impl AdminState {
+    pub fn new(store: Store, master_key: MasterKey, settings: AdminSettings) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            master_key,
+            settings,
+        }))
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub(crate) fn master_key(&self) -> &MasterKey {
+        &self.0.master_key
+    }
+
+    pub(crate) fn settings(&self) -> &AdminSettings {
+        &self.0.settings
+    }
+}
+
+/// Every route of the admin plane: method, path and handler. The router, the route table and
+/// the tests that compare it with the OpenAPI document all start here.
+fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
+    use handlers as h;
+    vec![
+        (Method::GET, "/api/v1/openapi.json", get(openapi::serve)),
+        (Method::GET, "/api/v1/auth/me", get(h::me)),
+        (Method::GET, "/api/v1/tenants", get(h::list_tenants)),
+        (Method::POST, "/api/v1/tenants", post(h::create_tenant)),
+        (
+            Method::GET,
+            "/api/v1/tenants/{tenant_id}",
+            get(h::get_tenant),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/tenants/{tenant_id}",
+            patch(h::update_tenant),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/tenants/{tenant_id}",
+            delete(h::delete_tenant),
+        ),
+        (
+            Method::GET,
+            "/api/v1/tenants/{tenant_id}/users",
+            get(h::list_users),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/users",
+            post(h::create_user),
+        ),
+        (
+            Method::GET,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}",
+            get(h::get_user),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}",
+            patch(h::update_user),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}",
+            delete(h::delete_user),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}/password-reset",
+            post(h::password_reset),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}/unlock",
+            post(h::unlock_user),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}/roles",
+            post(h::grant_user_role),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}/roles/{role}",
+            delete(h::revoke_user_role),
+        ),
+        (
+            Method::GET,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}/sessions",
+            get(h::list_sessions),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}/sessions",
+            delete(h::end_sessions),
+        ),
+        (
+            Method::GET,
+            "/api/v1/tenants/{tenant_id}/clients",
+            get(h::list_clients),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/clients",
+            post(h::create_client),
+        ),
+        (
+            Method::GET,
+            "/api/v1/tenants/{tenant_id}/clients/{client_id}",
+            get(h::get_client),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/tenants/{tenant_id}/clients/{client_id}",
+            patch(h::update_client),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/tenants/{tenant_id}/clients/{client_id}",
+            delete(h::delete_client),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/clients/{client_id}/secret",
+            post(h::rotate_client_secret),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/clients/{client_id}/roles",
+            post(h::grant_client_role),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/tenants/{tenant_id}/clients/{client_id}/roles/{role}",
+            delete(h::revoke_client_role),
+        ),
+        (
+            Method::GET,
+            "/api/v1/tenants/{tenant_id}/audit",
+            get(h::tenant_audit),
+        ),
+        (Method::GET, "/api/v1/audit", get(h::platform_audit)),
+        (Method::GET, "/api/v1/keys", get(h::list_keys)),
+        (Method::POST, "/api/v1/keys/rotate", post(h::rotate_keys)),
+    ]
+}
+
+/// The admin plane's route table: `(method, path)` of every route it serves.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    endpoints().into_iter().map(|(m, p, _)| (m, p)).collect()
 }
 
 /// The admin plane's routes (probes are added by the listener that serves them).
 pub fn router(state: AdminState) -> Router {
-    Router::new().with_state(state)
+    let mut router = Router::new();
+    for (_, path, handler) in endpoints() {
+        router = router.route(path, handler);
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
+        .with_state(state)
+}
+
+const ALLOWED_METHODS: &str = "GET, POST, PATCH, DELETE";
+const ALLOWED_HEADERS: &str = "content-type, x-csrf-token, authorization, x-request-id";
+
+/// Around every admin route: CORS for the console's origins (with credentials, never `*`),
+/// `Cache-Control: no-store`, and problem documents for requests no route accepts.
+async fn edge(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+    let allowed_origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|o| {
+            o.to_str()
+                .is_ok_and(|o| state.settings().console_origins.iter().any(|c| c == o))
+        })
+        .cloned();
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        match &allowed_origin {
+            Some(_) => {
+                let mut r = StatusCode::NO_CONTENT.into_response();
+                let h = r.headers_mut();
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static(ALLOWED_METHODS),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static(ALLOWED_HEADERS),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("600"),
+                );
+                r
+            }
+            None => ApiError::Forbidden("this origin may not call the admin API").into_response(),
+        }
+    } else {
+        let r = next.run(req).await;
+        if r.status() == StatusCode::METHOD_NOT_ALLOWED {
+            method_not_allowed(r)
+        } else {
+            r
+        }
+    };
+    let h = response.headers_mut();
+    if let Some(origin) = allowed_origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("retry-after, www-authenticate"),
+        );
+    }
+    h.append(header::VARY, HeaderValue::from_static("origin"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A problem document for a method the path does not take, keeping the `Allow` header.
+fn method_not_allowed(original: Response) -> Response {
+    let allow = original.headers().get(header::ALLOW).cloned();
+    let problem = Problem {
+        kind: "urn:opentrusty:problem:method-not-allowed".to_owned(),
+        title: "Method not allowed".to_owned(),
+        status: 405,
+        detail: "this path does not accept this method".to_owned(),
+        field: None,
+    };
+    let mut r = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        serde_json::to_vec(&problem).unwrap_or_default(),
+    )
+        .into_response();
+    if let Some(a) = allow {
+        r.headers_mut().insert(header::ALLOW, a);
+    }
+    r
 }

@@ -10,28 +10,10 @@ use opentrusty_store::StoreError;
 
 use crate::AuthState;
 
-pub const SESSION_COOKIE: &str = "ot_session";
+pub use opentrusty_web::SESSION_COOKIE;
 pub const CSRF_COOKIE: &str = "ot_csrf";
 
-/// The value of cookie `name`, if the request carries it once.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    let mut found = None;
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
-        for pair in text.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=')
-                && k == name
-            {
-                if found.is_some() {
-                    // The same cookie twice (for example set for two domains): trust neither.
-                    return None;
-                }
-                found = Some(v.to_owned());
-            }
-        }
-    }
-    found.filter(|v| !v.is_empty() && v.len() <= 256)
-}
+pub use opentrusty_web::cookie;
 
 /// A `Set-Cookie` value with our attributes.
 pub fn set_cookie(

@@ -3,6 +3,7 @@
 //! rotation within seconds while a request never waits for the database to sign.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,8 @@ pub struct KeyRing {
     store: Store,
     master_key: MasterKey,
     cache: RwLock<Option<Arc<KeySet>>>,
+    /// Set while this process prepares a next key in the background.
+    preparing_next: Arc<AtomicBool>,
 }
 
 /// Generates a key for `alg` and seals its private half for storage.
@@ -89,6 +92,7 @@ impl KeyRing {
             store,
             master_key,
             cache: RwLock::new(None),
+            preparing_next: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -123,6 +127,7 @@ impl KeyRing {
             .published_signing_keys(opentrusty_core::now())
             .await?;
         let mut signing = HashMap::new();
+        let mut with_next = Vec::new();
         let mut verifying = Vec::with_capacity(stored.len());
         let mut jwks = Vec::with_capacity(stored.len());
         for key in &stored {
@@ -131,6 +136,9 @@ impl KeyRing {
             };
             verifying.push(VerifyingKey::from_jwk(&key.public_jwk)?);
             jwks.push(key.public_jwk.clone());
+            if key.status == "next" {
+                with_next.push(alg);
+            }
             if key.status == "active" {
                 let der = jose::open(
                     &self.master_key,
@@ -139,6 +147,14 @@ impl KeyRing {
                 )?;
                 signing.insert(alg, Arc::new(SigningKey::from_pkcs8(alg, &der)?));
             }
+        }
+        let without_next: Vec<Algorithm> = signing
+            .keys()
+            .filter(|a| !with_next.contains(a))
+            .copied()
+            .collect();
+        if !without_next.is_empty() {
+            self.prepare_next_keys(without_next);
         }
         let set = Arc::new(KeySet {
             loaded: Instant::now(),
@@ -150,6 +166,44 @@ impl KeyRing {
             *c = Some(set.clone());
         }
         Ok(set)
+    }
+
+    /// After a rotation promoted the next key, prepares a new next key for each algorithm in
+    /// the background, so it is published ahead of the rotation that will activate it. At most
+    /// one preparation runs per process; the store keeps one next key per algorithm.
+    fn prepare_next_keys(&self, algs: Vec<Algorithm>) {
+        if self.preparing_next.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (store, master, flag) = (
+            self.store.clone(),
+            self.master_key.clone(),
+            self.preparing_next.clone(),
+        );
+        tokio::spawn(async move {
+            for alg in algs {
+                let stored = match new_sealed_key_off_thread(alg, &master).await {
+                    Ok(next) => store
+                        .install_next_signing_key(&next, &Origin::system())
+                        .await
+                        .map(|installed| installed.then_some(next.kid)),
+                    Err(e) => {
+                        tracing::error!(alg = alg.as_str(), error = %e, "could not prepare a next key");
+                        continue;
+                    }
+                };
+                match stored {
+                    Ok(Some(kid)) => {
+                        tracing::info!(alg = alg.as_str(), %kid, "prepared the next signing key")
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(alg = alg.as_str(), error = %e, "could not store a next key")
+                    }
+                }
+            }
+            flag.store(false, Ordering::Release);
+        });
     }
 
     async fn current(&self) -> Result<Arc<KeySet>, KeyError> {

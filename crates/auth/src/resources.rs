@@ -70,7 +70,7 @@ pub(crate) async fn resolve_access_token(
     } else {
         Ok(state
             .store()
-            .find_opaque_access_token(&token_digest(token), now())
+            .find_access_token_by_digest(&token_digest(token), now())
             .await?)
     }
 }

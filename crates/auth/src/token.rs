@@ -241,7 +241,10 @@ async fn mint_access_token(
             let token = key
                 .sign(Some("at+jwt"), &claims)
                 .map_err(|_| TokenError::new(ErrorCode::ServerError, "signing failed"))?;
-            (token, None)
+            // Recorded for JWTs too, so a plane without keys (admin) can resolve a bearer token
+            // by its digest alone.
+            let digest = token_digest(&token);
+            (token, Some(digest))
         }
         AccessTokenFormat::Opaque => {
             let token = random_token();

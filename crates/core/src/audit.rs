@@ -83,15 +83,23 @@ impl Target {
 /// Names of audited actions. Dotted, `<thing>.<past tense>`, stable: operators filter on them.
 pub mod action {
     pub const TENANT_CREATED: &str = "tenant.created";
-    pub const TENANT_RENAMED: &str = "tenant.renamed";
     pub const TENANT_SUSPENDED: &str = "tenant.suspended";
     pub const TENANT_ACTIVATED: &str = "tenant.activated";
     pub const TENANT_DELETED: &str = "tenant.deleted";
+    pub const TENANT_UPDATED: &str = "tenant.updated";
     pub const USER_CREATED: &str = "user.created";
     pub const USER_PASSWORD_SET: &str = "user.password_set";
+    pub const USER_UPDATED: &str = "user.updated";
+    pub const USER_DELETED: &str = "user.deleted";
+    pub const USER_UNLOCKED: &str = "user.unlocked";
+    pub const ENROLLMENT_LINK_ISSUED: &str = "enrollment_link.issued";
+    pub const SESSIONS_REVOKED: &str = "sessions.revoked";
     pub const ROLE_ASSIGNED: &str = "role.assigned";
     pub const ROLE_REVOKED: &str = "role.revoked";
     pub const CLIENT_CREATED: &str = "client.created";
+    pub const CLIENT_UPDATED: &str = "client.updated";
+    pub const CLIENT_DELETED: &str = "client.deleted";
+    pub const CLIENT_SECRET_ROTATED: &str = "client.secret_rotated";
     pub const TOKEN_ISSUED: &str = "token.issued";
     pub const TOKEN_REFRESHED: &str = "token.refreshed";
     pub const TOKEN_REVOKED: &str = "token.revoked";
@@ -189,8 +197,33 @@ pub fn redact(value: Value) -> Value {
     }
 }
 
+/// The fields that differ between two JSON objects, as `{"field": {"from": …, "to": …}}`, for
+/// the before/after record of a change. Redact the result (as [`AuditEvent::new`] does).
+pub fn changes(before: &Value, after: &Value) -> Value {
+    let empty = serde_json::Map::new();
+    let b = before.as_object().unwrap_or(&empty);
+    let a = after.as_object().unwrap_or(&empty);
+    let mut out = serde_json::Map::new();
+    for (k, to) in a {
+        let from = b.get(k).unwrap_or(&Value::Null);
+        if from != to {
+            out.insert(k.clone(), serde_json::json!({ "from": from, "to": to }));
+        }
+    }
+    Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn changes_list_only_differing_fields() {
+        let out = changes(
+            &json!({"name": "a", "status": "active", "n": 1}),
+            &json!({"name": "b", "status": "active", "n": 1}),
+        );
+        assert_eq!(out, json!({"name": {"from": "a", "to": "b"}}));
+    }
+
     use super::*;
     use serde_json::json;
 

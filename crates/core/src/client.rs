@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ClientId, TenantId, Timestamp};
+use crate::{ClientId, DomainError, TenantId, Timestamp};
 
 /// How a client proves its identity at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,8 +171,318 @@ impl NewClient {
     }
 }
 
+/// Grant types a client may be registered for.
+pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+/// ID-token signing algorithms a client may ask for.
+pub const ID_TOKEN_ALGS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
+/// Bounds on lifetimes, in seconds: `(shortest, longest)`.
+pub const ACCESS_TOKEN_TTL_BOUNDS: (i64, i64) = (60, 24 * 3600);
+pub const ID_TOKEN_TTL_BOUNDS: (i64, i64) = (60, 24 * 3600);
+pub const REFRESH_TOKEN_TTL_BOUNDS: (i64, i64) = (60, 365 * 24 * 3600);
+/// Longest client name, URI, and number of URIs or scopes accepted.
+pub const MAX_CLIENT_NAME_CHARS: usize = 100;
+pub const MAX_URI_CHARS: usize = 2000;
+pub const MAX_LIST_LEN: usize = 50;
+
+/// Everything about a client that its administrators choose and may change later (its id,
+/// tenant and authentication method are fixed at registration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub allowed_scopes: Vec<String>,
+    pub first_party: bool,
+    pub access_token_format: AccessTokenFormat,
+    pub id_token_signed_response_alg: String,
+    pub require_pkce: bool,
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+}
+
+impl ClientSettings {
+    /// The defaults of a new client called `name` (see [`NewClient::new`]).
+    pub fn defaults(name: &str) -> Self {
+        NewClient::new(
+            TenantId(uuid::Uuid::nil()),
+            "",
+            name,
+            TokenEndpointAuthMethod::ClientSecretBasic,
+            None,
+        )
+        .settings()
+    }
+
+    /// Checks the settings for a client authenticating with `method`, normalising what has one
+    /// obvious form (trimmed name, de-duplicated lists). Each failure names its field.
+    pub fn validate(mut self, method: TokenEndpointAuthMethod) -> Result<Self, DomainError> {
+        self.name = self.name.trim().to_owned();
+        if self.name.is_empty() {
+            return Err(DomainError::new("client_name", "is required"));
+        }
+        if self.name.chars().count() > MAX_CLIENT_NAME_CHARS
+            || self.name.chars().any(char::is_control)
+        {
+            return Err(DomainError::new(
+                "client_name",
+                format!(
+                    "must be at most {MAX_CLIENT_NAME_CHARS} characters, without control characters"
+                ),
+            ));
+        }
+        dedup(&mut self.grant_types);
+        dedup(&mut self.allowed_scopes);
+        dedup(&mut self.redirect_uris);
+        dedup(&mut self.post_logout_redirect_uris);
+        if self.grant_types.is_empty() {
+            return Err(DomainError::new(
+                "grant_types",
+                "must name at least one grant type",
+            ));
+        }
+        if let Some(g) = self
+            .grant_types
+            .iter()
+            .find(|g| !GRANT_TYPES.contains(&g.as_str()))
+        {
+            return Err(DomainError::new(
+                "grant_types",
+                format!("{g:?} is not supported; use {}", GRANT_TYPES.join(", ")),
+            ));
+        }
+        let has = |g: &str| self.grant_types.iter().any(|x| x == g);
+        if has("refresh_token") && !has("authorization_code") {
+            return Err(DomainError::new(
+                "grant_types",
+                "refresh_token needs authorization_code",
+            ));
+        }
+        if has("client_credentials") && method.is_public() {
+            return Err(DomainError::new(
+                "grant_types",
+                "a public client (token_endpoint_auth_method none) cannot use client_credentials",
+            ));
+        }
+        if has("authorization_code") && self.redirect_uris.is_empty() {
+            return Err(DomainError::new(
+                "redirect_uris",
+                "authorization_code needs at least one redirect URI",
+            ));
+        }
+        for (field, uris) in [
+            ("redirect_uris", &self.redirect_uris),
+            ("post_logout_redirect_uris", &self.post_logout_redirect_uris),
+        ] {
+            if uris.len() > MAX_LIST_LEN {
+                return Err(DomainError::new(
+                    field,
+                    format!("at most {MAX_LIST_LEN} URIs"),
+                ));
+            }
+            if let Some(bad) = uris
+                .iter()
+                .find(|u| u.len() > MAX_URI_CHARS || !crate::uri::is_registrable(u))
+            {
+                return Err(DomainError::new(
+                    field,
+                    format!(
+                        "{:?} is not allowed: use an absolute https URI (http only on a loopback \
+                         host) without fragment or credentials",
+                        bad.chars().take(100).collect::<String>()
+                    ),
+                ));
+            }
+        }
+        if self.allowed_scopes.is_empty() || self.allowed_scopes.len() > MAX_LIST_LEN {
+            return Err(DomainError::new(
+                "allowed_scopes",
+                format!("must list between 1 and {MAX_LIST_LEN} scopes"),
+            ));
+        }
+        if let Some(bad) = self.allowed_scopes.iter().find(|s| !is_scope_token(s)) {
+            return Err(DomainError::new(
+                "allowed_scopes",
+                format!(
+                    "{:?} is not a scope token (RFC 6749 §3.3)",
+                    bad.chars().take(100).collect::<String>()
+                ),
+            ));
+        }
+        if !ID_TOKEN_ALGS.contains(&self.id_token_signed_response_alg.as_str()) {
+            return Err(DomainError::new(
+                "id_token_signed_response_alg",
+                format!("use one of {}", ID_TOKEN_ALGS.join(", ")),
+            ));
+        }
+        if method.is_public() && !self.require_pkce {
+            return Err(DomainError::new(
+                "require_pkce",
+                "a public client must use PKCE",
+            ));
+        }
+        for (field, value, (lo, hi)) in [
+            (
+                "access_token_ttl",
+                self.access_token_ttl_secs,
+                ACCESS_TOKEN_TTL_BOUNDS,
+            ),
+            (
+                "refresh_token_ttl",
+                self.refresh_token_ttl_secs,
+                REFRESH_TOKEN_TTL_BOUNDS,
+            ),
+            ("id_token_ttl", self.id_token_ttl_secs, ID_TOKEN_TTL_BOUNDS),
+        ] {
+            if !(lo..=hi).contains(&value) {
+                return Err(DomainError::new(
+                    field,
+                    format!("must be between {lo} and {hi} seconds"),
+                ));
+            }
+        }
+        Ok(self)
+    }
+}
+
+fn dedup(list: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    list.retain(|x| seen.insert(x.clone()));
+}
+
+/// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )` (RFC 6749 §3.3), at most 100 characters.
+fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+impl NewClient {
+    /// A client to register from validated `settings`.
+    pub fn with_settings(
+        tenant_id: TenantId,
+        client_id: &str,
+        token_endpoint_auth_method: TokenEndpointAuthMethod,
+        secret_hash: Option<String>,
+        settings: ClientSettings,
+    ) -> Self {
+        Self {
+            tenant_id,
+            client_id: client_id.to_owned(),
+            name: settings.name,
+            token_endpoint_auth_method,
+            secret_hash,
+            redirect_uris: settings.redirect_uris,
+            post_logout_redirect_uris: settings.post_logout_redirect_uris,
+            grant_types: settings.grant_types,
+            allowed_scopes: settings.allowed_scopes,
+            first_party: settings.first_party,
+            access_token_format: settings.access_token_format,
+            id_token_signed_response_alg: settings.id_token_signed_response_alg,
+            require_pkce: settings.require_pkce,
+            access_token_ttl_secs: settings.access_token_ttl_secs,
+            refresh_token_ttl_secs: settings.refresh_token_ttl_secs,
+            id_token_ttl_secs: settings.id_token_ttl_secs,
+        }
+    }
+
+    fn settings(self) -> ClientSettings {
+        ClientSettings {
+            name: self.name,
+            redirect_uris: self.redirect_uris,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            grant_types: self.grant_types,
+            allowed_scopes: self.allowed_scopes,
+            first_party: self.first_party,
+            access_token_format: self.access_token_format,
+            id_token_signed_response_alg: self.id_token_signed_response_alg,
+            require_pkce: self.require_pkce,
+            access_token_ttl_secs: self.access_token_ttl_secs,
+            refresh_token_ttl_secs: self.refresh_token_ttl_secs,
+            id_token_ttl_secs: self.id_token_ttl_secs,
+        }
+    }
+}
+
+impl OAuthClient {
+    /// The client's changeable settings as they are now.
+    pub fn settings(&self) -> ClientSettings {
+        ClientSettings {
+            name: self.name.clone(),
+            redirect_uris: self.redirect_uris.clone(),
+            post_logout_redirect_uris: self.post_logout_redirect_uris.clone(),
+            grant_types: self.grant_types.clone(),
+            allowed_scopes: self.allowed_scopes.clone(),
+            first_party: self.first_party,
+            access_token_format: self.access_token_format,
+            id_token_signed_response_alg: self.id_token_signed_response_alg.clone(),
+            require_pkce: self.require_pkce,
+            access_token_ttl_secs: self.access_token_ttl_secs,
+            refresh_token_ttl_secs: self.refresh_token_ttl_secs,
+            id_token_ttl_secs: self.id_token_ttl_secs,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    fn valid() -> ClientSettings {
+        let mut s = ClientSettings::defaults("App");
+        s.redirect_uris = vec!["https://app.example/cb".into()];
+        s
+    }
+
+    #[test]
+    fn settings_validate_and_name_the_field() {
+        let m = TokenEndpointAuthMethod::ClientSecretBasic;
+        assert!(valid().validate(m).is_ok());
+        let field = |s: ClientSettings, m| s.validate(m).unwrap_err().field;
+        let mut s = valid();
+        s.redirect_uris = vec!["http://app.example/cb".into()];
+        assert_eq!(field(s, m), "redirect_uris");
+        let mut s = valid();
+        s.redirect_uris = vec!["https://app.example/cb#x".into()];
+        assert_eq!(field(s, m), "redirect_uris");
+        let mut s = valid();
+        s.redirect_uris.clear();
+        assert_eq!(field(s, m), "redirect_uris");
+        let mut s = valid();
+        s.grant_types = vec!["password".into()];
+        assert_eq!(field(s, m), "grant_types");
+        let mut s = valid();
+        s.grant_types = vec!["client_credentials".into()];
+        assert_eq!(
+            field(s.clone(), TokenEndpointAuthMethod::None),
+            "grant_types"
+        );
+        s.redirect_uris.clear();
+        assert!(
+            s.validate(m).is_ok(),
+            "a service account needs no redirect URI"
+        );
+        let mut s = valid();
+        s.allowed_scopes = vec!["bad scope".into()];
+        assert_eq!(field(s, m), "allowed_scopes");
+        let mut s = valid();
+        s.id_token_signed_response_alg = "none".into();
+        assert_eq!(field(s, m), "id_token_signed_response_alg");
+        let mut s = valid();
+        s.require_pkce = false;
+        assert!(s.clone().validate(m).is_ok());
+        assert_eq!(field(s, TokenEndpointAuthMethod::None), "require_pkce");
+        let mut s = valid();
+        s.access_token_ttl_secs = 0;
+        assert_eq!(field(s, m), "access_token_ttl");
+        let mut s = valid();
+        s.name = "  ".into();
+        assert_eq!(field(s, m), "client_name");
+        let mut s = valid();
+        s.post_logout_redirect_uris = vec!["javascript:alert(1)".into()];
+        assert_eq!(field(s, m), "post_logout_redirect_uris");
+    }
+
     use super::*;
 
     #[test]

@@ -12,6 +12,7 @@ pub mod rbac;
 pub mod secret;
 pub mod session;
 pub mod tenant;
+pub mod uri;
 pub mod user;
 
 pub use error::DomainError;

@@ -45,6 +45,9 @@ pub struct User {
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub status: UserStatus,
+    /// Set while sign-in is locked after repeated failures.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub locked_until: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
@@ -73,6 +76,33 @@ impl NewUser {
             email: Email::parse(email)?,
             given_name: person_name("given_name", given_name)?,
             family_name: person_name("family_name", family_name)?,
+        })
+    }
+}
+
+/// A change to a user; `None` leaves a field as it is, `Some(None)` clears a name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPatch {
+    pub given_name: Option<Option<String>>,
+    pub family_name: Option<Option<String>>,
+    pub status: Option<UserStatus>,
+}
+
+impl UserPatch {
+    /// Validates the parts of a change.
+    pub fn new(
+        given_name: Option<Option<&str>>,
+        family_name: Option<Option<&str>>,
+        status: Option<UserStatus>,
+    ) -> Result<Self, DomainError> {
+        Ok(Self {
+            given_name: given_name
+                .map(|n| person_name("given_name", n))
+                .transpose()?,
+            family_name: family_name
+                .map(|n| person_name("family_name", n))
+                .transpose()?,
+            status,
         })
     }
 }

@@ -155,6 +155,24 @@ pub struct ServeOptions {
 
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// Settings of the admin plane.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Comma-separated origins of the admin console (https://console.example.com): the only
+    /// origins whose cookie-authenticated requests and CORS calls are accepted
+    /// [env: OPENTRUSTY_CONSOLE_ORIGINS] [default: none]
+    #[arg(long, value_name = "ORIGINS")]
+    pub console_origins: Option<String>,
+
+    /// Seconds an enrollment or password-reset link works [env: OPENTRUSTY_ENROLLMENT_TTL]
+    /// [default: 259200 (72 h)]
+    #[arg(long, value_name = "SECONDS")]
+    pub enrollment_ttl: Option<String>,
 }
 
 /// Settings of the auth plane.

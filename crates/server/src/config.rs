@@ -11,7 +11,9 @@ use opentrusty_core::password::{self, HashParams, PasswordHasher};
 use opentrusty_core::secret::MasterKey;
 use opentrusty_store::{Backend, ConnectOptions};
 
-use crate::cli::{AuthArgs, BootstrapArgs, DatabaseArgs, HashingArgs, ModeArg, ServeOptions};
+use crate::cli::{
+    AdminArgs, AuthArgs, BootstrapArgs, DatabaseArgs, HashingArgs, ModeArg, ServeOptions,
+};
 
 /// The embedded default: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://opentrusty.db";
@@ -312,6 +314,84 @@ pub struct ServeSettings {
     pub hasher: PasswordHasher,
     pub bootstrap: Option<BootstrapSettings>,
     pub auth: opentrusty_auth::AuthSettings,
+    pub admin: AdminConfig,
+}
+
+/// The admin plane's own settings (it also reads the issuer and session idle timeout).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub console_origins: Vec<String>,
+    pub enrollment_ttl_secs: i64,
+}
+
+impl ServeSettings {
+    /// What the admin plane is given.
+    pub fn admin_settings(&self) -> opentrusty_admin::AdminSettings {
+        opentrusty_admin::AdminSettings {
+            console_origins: self.admin.console_origins.clone(),
+            session_idle_secs: self.auth.session_idle_secs,
+            auth_base_url: self.auth.issuer.clone(),
+            enrollment_ttl_secs: self.admin.enrollment_ttl_secs,
+        }
+    }
+}
+
+/// The admin plane's settings.
+fn admin(env: &dyn Env, args: &AdminArgs) -> Result<AdminConfig, ConfigError> {
+    let console_origins = match given(
+        env,
+        "--console-origins",
+        "OPENTRUSTY_CONSOLE_ORIGINS",
+        &args.console_origins,
+    )? {
+        None => Vec::new(),
+        Some(g) => {
+            let mut origins = Vec::new();
+            for item in g.value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                origins.push(console_origin(item).ok_or_else(|| {
+                    error(
+                        &g.name,
+                        format!(
+                            "{item:?} is not an origin: write scheme://host[:port] with https \
+                             (http only on a loopback host) and no path"
+                        ),
+                    )
+                })?);
+            }
+            origins
+        }
+    };
+    let enrollment_ttl_secs = parse_number(
+        given(
+            env,
+            "--enrollment-ttl",
+            "OPENTRUSTY_ENROLLMENT_TTL",
+            &args.enrollment_ttl,
+        )?,
+        72 * 3600,
+        "a number of seconds from 300 to 2592000 (30 days)",
+        |v| (300..=30 * 86400).contains(v),
+    )?;
+    Ok(AdminConfig {
+        console_origins,
+        enrollment_ttl_secs,
+    })
+}
+
+/// The exact text browsers send in `Origin` for `item`, if it is an acceptable console origin.
+fn console_origin(item: &str) -> Option<String> {
+    let url = url::Url::parse(item).ok()?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    let scheme_ok = url.scheme() == "https"
+        || (url.scheme() == "http" && opentrusty_oidc::redirect::is_loopback(&url));
+    if !bare
+        || !scheme_ok
+        || !url.username().is_empty()
+        || item.trim_end_matches('/').len() != url.origin().ascii_serialization().len()
+    {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
 }
 
 fn port(
@@ -416,6 +496,7 @@ pub fn serve(
         bootstrap: bootstrap(env, &options.bootstrap)?,
         database,
         auth,
+        admin: admin(env, &options.admin)?,
     })
 }
 
@@ -613,6 +694,10 @@ mod tests {
                 argon2_parallelism: None,
             },
             bootstrap: BootstrapArgs { email: None },
+            admin: AdminArgs {
+                console_origins: None,
+                enrollment_ttl: None,
+            },
             auth: AuthArgs {
                 issuer: None,
                 cookie_domain: None,

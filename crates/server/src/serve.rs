@@ -59,12 +59,16 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
     };
 
     let listeners = bind(&settings).await?;
+    let admin_settings = settings.admin_settings();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut servers = tokio::task::JoinSet::new();
-    for (addr, listener, app) in listeners
-        .into_iter()
-        .map(|(a, l, plane)| (a, l, app_for(plane, &store, &master_key, auth.as_ref())))
-    {
+    for (addr, listener, app) in listeners.into_iter().map(|(a, l, plane)| {
+        (
+            a,
+            l,
+            app_for(plane, &store, &master_key, auth.as_ref(), &admin_settings),
+        )
+    }) {
         tracing::info!(mode = settings.mode.as_str(), %addr, "listening");
         let mut stop = stop_rx.clone();
         servers.spawn(async move {
@@ -137,16 +141,18 @@ fn app_for(
     store: &Store,
     master_key: &MasterKey,
     auth: Option<&opentrusty_auth::AuthState>,
+    admin_settings: &opentrusty_admin::AdminSettings,
 ) -> Router {
     let auth = || match auth {
         Some(state) => opentrusty_auth::router(state.clone()),
         None => Router::new(),
     };
     let admin = || {
-        opentrusty_admin::router(opentrusty_admin::AdminState {
-            store: store.clone(),
-            master_key: master_key.clone(),
-        })
+        opentrusty_admin::router(opentrusty_admin::AdminState::new(
+            store.clone(),
+            master_key.clone(),
+            admin_settings.clone(),
+        ))
     };
     let (routes, service) = match planes {
         Planes::Auth => (auth(), opentrusty_auth::SERVICE),

@@ -299,6 +299,7 @@ async fn bootstrap_twice_creates_one_admin_and_one_audit_row() {
             .list_audit(&AuditQuery {
                 tenant: None,
                 limit: 100,
+                ..Default::default()
             })
             .await
             .unwrap();

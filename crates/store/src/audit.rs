@@ -3,18 +3,31 @@
 
 use opentrusty_core::audit::{Actor, AuditEvent, Target};
 use opentrusty_core::ids::AuditEventId;
-use opentrusty_core::{ClientId, TenantId, UserId};
+use opentrusty_core::{ClientId, TenantId, Timestamp, UserId};
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::rows::DbTime;
 use crate::{Store, StoreError, Tx, on_pool, on_tx};
 
-/// Which events to read.
+/// Which events to read. Every filter that is set must match.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     /// `Some`: that tenant's events only. `None`: every event (platform view).
     pub tenant: Option<TenantId>,
+    /// The action, exactly (`user.created`).
+    pub action: Option<String>,
+    /// The actor's id (a user or a client).
+    pub actor: Option<uuid::Uuid>,
+    /// The target's id, exactly.
+    pub target: Option<String>,
+    /// Events at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Events before this instant.
+    pub until: Option<Timestamp>,
+    /// Events strictly older than this position (`occurred_at`, `id`): the cursor of the
+    /// previous page. Positions are stable, so pages stay correct while events arrive.
+    pub before: Option<(Timestamp, AuditEventId)>,
     /// At most this many, newest first.
     pub limit: u32,
 }
@@ -100,29 +113,36 @@ impl Tx {
 }
 
 impl Store {
-    /// Reads events newest first, limited to one tenant when the query names one.
+    /// Reads events newest first, filtered by `query`.
     pub async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
         let limit = i64::from(query.limit.clamp(1, 1000));
-        let rows: Vec<AuditRow> = match query.tenant {
-            Some(tenant) => on_pool!(self, |pool| sqlx::query_as(concat!(
-                "SELECT ",
-                audit_columns!(),
-                " FROM audit_events WHERE tenant_id = $1 \
-                 ORDER BY occurred_at DESC, id DESC LIMIT $2"
-            ))
-            .bind(tenant.0)
-            .bind(limit)
-            .fetch_all(pool)
-            .await)?,
-            None => on_pool!(self, |pool| sqlx::query_as(concat!(
-                "SELECT ",
-                audit_columns!(),
-                " FROM audit_events ORDER BY occurred_at DESC, id DESC LIMIT $1"
-            ))
-            .bind(limit)
-            .fetch_all(pool)
-            .await)?,
+        let (before_at, before_id) = match query.before {
+            Some((at, id)) => (Some(DbTime(at)), Some(id.0)),
+            None => (None, None),
         };
+        let rows: Vec<AuditRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit_events WHERE ($1 IS NULL OR tenant_id = $1) \
+               AND ($2 IS NULL OR action = $2) \
+               AND ($3 IS NULL OR actor_id = $3) \
+               AND ($4 IS NULL OR target_id = $4) \
+               AND ($5 IS NULL OR occurred_at >= $5) \
+               AND ($6 IS NULL OR occurred_at < $6) \
+               AND ($7 IS NULL OR occurred_at < $7 OR (occurred_at = $7 AND id < $8)) \
+             ORDER BY occurred_at DESC, id DESC LIMIT $9"
+        ))
+        .bind(query.tenant.map(|t| t.0))
+        .bind(&query.action)
+        .bind(query.actor)
+        .bind(&query.target)
+        .bind(query.since.map(DbTime))
+        .bind(query.until.map(DbTime))
+        .bind(before_at)
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
         Ok(rows.into_iter().map(AuditRow::into_event).collect())
     }
 }

@@ -2,15 +2,17 @@
 //! `client_id` (the auth plane's entry point) returns the client's tenant with it.
 
 use opentrusty_core::DomainError;
-use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
-use opentrusty_core::client::{AccessTokenFormat, NewClient, OAuthClient, TokenEndpointAuthMethod};
+use opentrusty_core::audit::{AuditEvent, Origin, Target, action, changes};
+use opentrusty_core::client::{
+    AccessTokenFormat, ClientSettings, NewClient, OAuthClient, TokenEndpointAuthMethod,
+};
 use opentrusty_core::{ClientId, TenantId, now};
 use serde_json::json;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::rows::DbTime;
-use crate::{Store, StoreError, on_pool, on_tx};
+use crate::{Store, StoreError, Tx, TxInner, on_pool, on_tx};
 
 #[derive(sqlx::FromRow)]
 struct ClientRow {
@@ -239,5 +241,227 @@ impl Store {
         .fetch_all(pool)
         .await)?;
         Ok(rows.into_iter().map(ClientRow::into_client).collect())
+    }
+}
+
+/// The fields of a client an audit record compares.
+fn audit_view(c: &OAuthClient) -> serde_json::Value {
+    json!({
+        "name": c.name,
+        "redirect_uris": c.redirect_uris,
+        "post_logout_redirect_uris": c.post_logout_redirect_uris,
+        "grant_types": c.grant_types,
+        "allowed_scopes": c.allowed_scopes,
+        "first_party": c.first_party,
+        "access_token_format": c.access_token_format.as_str(),
+        "id_token_signed_response_alg": c.id_token_signed_response_alg,
+        "require_pkce": c.require_pkce,
+        "access_token_ttl": c.access_token_ttl_secs,
+        "refresh_token_ttl": c.refresh_token_ttl_secs,
+        "id_token_ttl": c.id_token_ttl_secs,
+    })
+}
+
+impl Tx {
+    /// A live client of `tenant`, locked against concurrent changes until the transaction ends
+    /// (SQLite's write transaction already excludes other writers).
+    async fn lock_client(
+        &mut self,
+        tenant: TenantId,
+        id: ClientId,
+    ) -> Result<OAuthClient, StoreError> {
+        let row: Option<ClientRow> =
+            match &mut self.inner {
+                TxInner::Postgres(t) => sqlx::query_as(concat!(
+                    "SELECT ",
+                    client_columns!(),
+                    " FROM oauth_clients WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL \
+                 FOR UPDATE"
+                ))
+                .bind(id.0)
+                .bind(tenant.0)
+                .fetch_optional(&mut **t)
+                .await?,
+                TxInner::Sqlite(t) => sqlx::query_as(concat!(
+                    "SELECT ",
+                    client_columns!(),
+                    " FROM oauth_clients WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"
+                ))
+                .bind(id.0)
+                .bind(tenant.0)
+                .fetch_optional(&mut **t)
+                .await?,
+            };
+        row.map(ClientRow::into_client).ok_or(StoreError::NotFound)
+    }
+}
+
+impl Store {
+    /// Changes a live client of `tenant`: `change` receives the client as it is (read under a
+    /// lock) and returns its new, validated settings. Audits the fields that changed.
+    pub async fn update_client(
+        &self,
+        tenant: TenantId,
+        id: ClientId,
+        change: impl FnOnce(&OAuthClient) -> Result<ClientSettings, DomainError>,
+        origin: &Origin,
+    ) -> Result<OAuthClient, StoreError> {
+        let at = now();
+        let mut tx = self.begin().await?;
+        let before = tx.lock_client(tenant, id).await?;
+        let s = change(&before)?;
+        let row: ClientRow = on_tx!(tx, |c| sqlx::query_as(concat!(
+            "UPDATE oauth_clients SET name = $2, redirect_uris = $3, \
+             post_logout_redirect_uris = $4, grant_types = $5, allowed_scopes = $6, \
+             first_party = $7, access_token_format = $8, id_token_signed_response_alg = $9, \
+             require_pkce = $10, access_token_ttl_secs = $11, refresh_token_ttl_secs = $12, \
+             id_token_ttl_secs = $13, updated_at = $14 WHERE id = $1 RETURNING ",
+            client_columns!()
+        ))
+        .bind(id.0)
+        .bind(&s.name)
+        .bind(Json(&s.redirect_uris))
+        .bind(Json(&s.post_logout_redirect_uris))
+        .bind(Json(&s.grant_types))
+        .bind(Json(&s.allowed_scopes))
+        .bind(s.first_party)
+        .bind(s.access_token_format.as_str())
+        .bind(&s.id_token_signed_response_alg)
+        .bind(s.require_pkce)
+        .bind(ttl(s.access_token_ttl_secs)?)
+        .bind(ttl(s.refresh_token_ttl_secs)?)
+        .bind(ttl(s.id_token_ttl_secs)?)
+        .bind(DbTime(at))
+        .fetch_one(&mut *c)
+        .await)?;
+        let after = row.into_client();
+        let changed = changes(&audit_view(&before), &audit_view(&after));
+        if changed.as_object().is_none_or(|m| m.is_empty()) {
+            return Ok(before);
+        }
+        tx.audit(AuditEvent::new(
+            origin,
+            action::CLIENT_UPDATED,
+            Some(tenant),
+            Some(Target::new("client", id)),
+            json!({ "changes": changed }),
+            at,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Replaces the secret of a live confidential client of `tenant` with one whose digest is
+    /// `secret_hash`. Tokens already issued stay valid until they expire.
+    pub async fn rotate_client_secret(
+        &self,
+        tenant: TenantId,
+        id: ClientId,
+        secret_hash: &str,
+        origin: &Origin,
+    ) -> Result<OAuthClient, StoreError> {
+        let at = now();
+        let mut tx = self.begin().await?;
+        let client = tx.lock_client(tenant, id).await?;
+        if client.token_endpoint_auth_method.is_public() {
+            return Err(DomainError::new(
+                "token_endpoint_auth_method",
+                "a public client has no secret to rotate",
+            )
+            .into());
+        }
+        on_tx!(tx, |c| sqlx::query(
+            "UPDATE oauth_clients SET secret_hash = $2, updated_at = $3 WHERE id = $1"
+        )
+        .bind(id.0)
+        .bind(secret_hash)
+        .bind(DbTime(at))
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::CLIENT_SECRET_ROTATED,
+            Some(tenant),
+            Some(Target::new("client", id)),
+            json!({ "client_id": client.client_id }),
+            at,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(client)
+    }
+
+    /// Soft-deletes a live client of `tenant` and, in the same transaction, revokes everything
+    /// it was issued (token families, access tokens), deletes its pending codes, consents and
+    /// the role assignments it held or that were scoped to it. Users are never touched.
+    pub async fn delete_client(
+        &self,
+        tenant: TenantId,
+        id: ClientId,
+        origin: &Origin,
+    ) -> Result<(), StoreError> {
+        let at = DbTime(now());
+        let mut tx = self.begin().await?;
+        let client = tx.lock_client(tenant, id).await?;
+        on_tx!(tx, |c| {
+            sqlx::query(
+            "UPDATE oauth_clients SET active = FALSE, deleted_at = $2, updated_at = $2 WHERE id = $1"
+        )
+        .bind(id.0)
+        .bind(at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        let mut counts = serde_json::Map::new();
+        for (what, sql, timed) in [
+            (
+                "token_families",
+                "UPDATE token_families SET revoked_at = $2, revoked_reason = 'client_deleted' \
+                 WHERE client_id = $1 AND revoked_at IS NULL",
+                true,
+            ),
+            (
+                "access_tokens",
+                "UPDATE access_tokens SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL",
+                true,
+            ),
+            (
+                "authorization_codes",
+                "DELETE FROM authorization_codes WHERE client_id = $1",
+                false,
+            ),
+            (
+                "consents",
+                "DELETE FROM consents WHERE client_id = $1",
+                false,
+            ),
+            (
+                "role_assignments",
+                "DELETE FROM role_assignments WHERE client_id = $1 OR scope_client_id = $1",
+                false,
+            ),
+        ] {
+            let n = on_tx!(tx, |c| {
+                let mut q = sqlx::query(sql).bind(id.0);
+                if timed {
+                    q = q.bind(at);
+                }
+                q.execute(&mut *c).await.map(|r| r.rows_affected())
+            })?;
+            counts.insert(what.to_owned(), n.into());
+        }
+        tx.audit(AuditEvent::new(
+            origin,
+            action::CLIENT_DELETED,
+            Some(tenant),
+            Some(Target::new("client", id)),
+            json!({ "client_id": client.client_id, "ended": counts }),
+            at.0,
+        ))
+        .await?;
+        tx.commit().await
     }
 }

@@ -10,6 +10,10 @@ pub enum StoreError {
     /// A uniqueness rule was broken; names the thing that already exists.
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// The change conflicts with the current state (the last owner of a tenant, a key that is
+    /// not ready); the text says why, in words meant for the caller.
+    #[error("{0}")]
+    Refused(String),
     /// The caller asked for something the domain rules forbid.
     #[error(transparent)]
     Invalid(#[from] opentrusty_core::DomainError),

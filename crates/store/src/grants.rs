@@ -417,8 +417,8 @@ impl Store {
         Ok(row.map(AccessRow::into_record))
     }
 
-    /// Looks an opaque access token up by its digest.
-    pub async fn find_opaque_access_token(
+    /// Looks an access token (opaque or JWT) up by the digest of its text.
+    pub async fn find_access_token_by_digest(
         &self,
         digest: &[u8; 32],
         at: Timestamp,

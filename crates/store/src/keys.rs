@@ -246,6 +246,119 @@ impl Store {
         Ok(active)
     }
 
+    /// Stores `next` as the next key of its algorithm when that algorithm has an active key and
+    /// no next one (after a rotation promoted it); returns whether it was stored. Auth processes
+    /// call this so that a rotation always has a key published ahead of use.
+    pub async fn install_next_signing_key(
+        &self,
+        next: &NewSigningKey,
+        origin: &Origin,
+    ) -> Result<bool, StoreError> {
+        let at = now();
+        let mut tx = self.begin().await?;
+        tx.lock_keys().await?;
+        let has_next: Option<String> = on_tx!(tx, |c| sqlx::query_scalar(
+            "SELECT kid FROM signing_keys WHERE alg = $1 AND status = 'next'"
+        )
+        .bind(&next.alg)
+        .fetch_optional(&mut *c)
+        .await)?;
+        if has_next.is_some() || tx.active_kid(&next.alg).await?.is_none() {
+            return Ok(false);
+        }
+        tx.insert_key(next, "next", DbTime(at)).await?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::SIGNING_KEY_CREATED,
+            None,
+            Some(Target::new("signing_key", &next.kid)),
+            json!({ "alg": next.alg, "status": "next" }),
+            at,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Rotates without generating key material: for `alg` (or every algorithm with an active
+    /// key), the published next key becomes active and the active one is retired, published
+    /// until `publish_retired_until`. Refused when an algorithm has no next key yet; auth
+    /// processes prepare one within seconds of a rotation. Returns `(alg, retired, active)`.
+    pub async fn promote_next_signing_keys(
+        &self,
+        alg: Option<&str>,
+        publish_retired_until: Timestamp,
+        origin: &Origin,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let at = DbTime(now());
+        let mut tx = self.begin().await?;
+        tx.lock_keys().await?;
+        let algs: Vec<String> = match alg {
+            Some(a) => vec![a.to_owned()],
+            None => on_tx!(tx, |c| sqlx::query_scalar(
+                "SELECT alg FROM signing_keys WHERE status = 'active' ORDER BY alg"
+            )
+            .fetch_all(&mut *c)
+            .await)?,
+        };
+        if algs.is_empty() {
+            return Err(StoreError::Refused(
+                "there is no active signing key to rotate yet".to_owned(),
+            ));
+        }
+        let mut rotated = Vec::new();
+        for alg in algs {
+            let Some(old) = tx.active_kid(&alg).await? else {
+                return Err(StoreError::Refused(format!(
+                    "there is no active {alg} key to rotate"
+                )));
+            };
+            let next: Option<String> = on_tx!(tx, |c| sqlx::query_scalar(
+                "SELECT kid FROM signing_keys WHERE alg = $1 AND status = 'next' \
+                 ORDER BY created_at LIMIT 1"
+            )
+            .bind(&alg)
+            .fetch_optional(&mut *c)
+            .await)?;
+            let Some(next) = next else {
+                return Err(StoreError::Refused(format!(
+                    "the next {alg} key is not ready yet; an auth process prepares it within \
+                     seconds of the last rotation, retry shortly"
+                )));
+            };
+            on_tx!(tx, |c| sqlx::query(
+                "UPDATE signing_keys SET status = 'retired', retired_at = $2, publish_until = $3 \
+                 WHERE kid = $1"
+            )
+            .bind(&old)
+            .bind(at)
+            .bind(DbTime(publish_retired_until))
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+            on_tx!(tx, |c| sqlx::query(
+                "UPDATE signing_keys SET status = 'active', activated_at = $2 WHERE kid = $1"
+            )
+            .bind(&next)
+            .bind(at)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+            tx.audit(AuditEvent::new(
+                origin,
+                action::SIGNING_KEY_ROTATED,
+                None,
+                Some(Target::new("signing_key", &next)),
+                json!({ "alg": alg, "retired": old, "active": next }),
+                at.0,
+            ))
+            .await?;
+            rotated.push((alg, old, next));
+        }
+        tx.commit().await?;
+        Ok(rotated)
+    }
+
     /// The longest access- or ID-token lifetime any live client has, in seconds: how long a
     /// retired key must stay published.
     pub async fn longest_token_lifetime_secs(&self) -> Result<i64, StoreError> {

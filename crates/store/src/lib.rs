@@ -7,6 +7,7 @@ mod audit;
 mod bootstrap;
 mod clients;
 mod consents;
+mod enrollment;
 mod error;
 mod grants;
 mod keys;
@@ -28,12 +29,14 @@ use sqlx::{PgPool, SqlitePool};
 pub use audit::AuditQuery;
 pub use bootstrap::BootstrapOutcome;
 pub use clients::ClientAccess;
+pub use enrollment::{EnrollmentPurpose, NewEnrollmentLink};
 pub use error::StoreError;
 pub use grants::{AccessTokenRecord, CodeGrant, Redemption, RefreshGrant, Rotation};
 pub use keys::{NewSigningKey, StoredKey};
 pub use migrate::{AppliedMigration, MIGRATIONS, Migration, MigrationStatus, schema_fingerprint};
 pub use rbac::Subject;
 pub use tokens::{NewAccessToken, NewAuthorizationCode, NewTokenFamily};
+pub use users::UserFilter;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::rows::DbTime;
-use crate::{Store, StoreError, Tx, on_pool, on_tx};
+use crate::{Store, StoreError, Tx, TxInner, on_pool, on_tx};
 
 /// Who holds a role: a user, or a client acting as a service account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,74 @@ fn scope_parts(scope: &Scope) -> (Option<Uuid>, Option<Uuid>) {
     }
 }
 
+/// Why removing a tenant's last owner is refused.
+pub(crate) const LAST_OWNER: &str =
+    "a tenant keeps at least one owner: make another user tenant_owner first";
+
+/// Arbitrary constant naming the console-account lock among PostgreSQL advisory locks (the
+/// email's hash is the second key).
+const PG_CONSOLE_EMAIL_LOCK: i32 = 0x4f54_4345; // "OTCE"
+
 impl Tx {
+    /// Whether `user` holds `tenant_owner` in `tenant` and no other live, active user does.
+    pub(crate) async fn is_last_owner(
+        &mut self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<bool, StoreError> {
+        let owners: Vec<Uuid> = on_tx!(self, |c| sqlx::query_scalar(
+            "SELECT ra.user_id FROM role_assignments ra JOIN users u ON u.id = ra.user_id \
+             WHERE ra.role_name = 'tenant_owner' AND ra.scope_kind = 'tenant' \
+               AND ra.scope_tenant_id = $1 AND u.deleted_at IS NULL AND u.status = 'active'"
+        )
+        .bind(tenant.0)
+        .fetch_all(&mut *c)
+        .await)?;
+        Ok(owners.contains(&user.0) && owners.iter().all(|o| *o == user.0))
+    }
+
+    /// Refuses a console role for `user` when another live account with the same email already
+    /// holds one, so the control-plane login (email and password, no tenant) always resolves to
+    /// one account. Concurrent grants for one email serialise on a lock.
+    async fn check_console_email_unique(&mut self, user: UserId) -> Result<(), StoreError> {
+        let email: Option<String> = on_tx!(self, |c| sqlx::query_scalar(
+            "SELECT email_normalized FROM users WHERE id = $1"
+        )
+        .bind(user.0)
+        .fetch_optional(&mut *c)
+        .await)?;
+        let email = email.ok_or(StoreError::NotFound)?;
+        if let TxInner::Postgres(t) = &mut self.inner {
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(PG_CONSOLE_EMAIL_LOCK)
+                .bind(&email)
+                .execute(&mut **t)
+                .await?;
+        }
+        let other: Option<Uuid> = on_tx!(self, |c| sqlx::query_scalar(
+            "SELECT u.id FROM users u \
+             JOIN role_assignments ra ON ra.user_id = u.id \
+             JOIN role_permissions rp ON rp.role_name = ra.role_name \
+             WHERE u.email_normalized = $1 AND u.id <> $2 AND u.deleted_at IS NULL \
+               AND rp.permission_name = 'control_plane:login' \
+               AND (u.tenant_id IS NULL OR u.tenant_id IN \
+                    (SELECT id FROM tenants WHERE deleted_at IS NULL)) \
+             LIMIT 1"
+        )
+        .bind(&email)
+        .bind(user.0)
+        .fetch_optional(&mut *c)
+        .await)?;
+        if other.is_some() {
+            return Err(StoreError::Refused(
+                "this email already has console access in another place; an email holds console \
+                 roles in one place only"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The tenant a subject lives in (`None` for platform operators); `NotFound` if the subject
     /// does not exist or is deleted.
     async fn subject_tenant(&mut self, subject: Subject) -> Result<Option<TenantId>, StoreError> {
@@ -101,6 +168,11 @@ impl Tx {
     ) -> Result<AssignmentId, StoreError> {
         let tenant = self.subject_tenant(subject).await?;
         check_assignment(tenant, role, &scope)?;
+        if let Subject::User(u) = subject
+            && role.permissions().contains(&Permission::ControlPlaneLogin)
+        {
+            self.check_console_email_unique(u).await?;
+        }
         let id = AssignmentId::new();
         let (user_id, client_id) = subject.ids();
         let (scope_tenant, scope_client) = scope_parts(&scope);
@@ -160,6 +232,48 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Removes `role` at `scope` from `subject`; `NotFound` when it was not assigned. The last
+    /// owner of a tenant keeps their owner role.
+    pub async fn revoke_role(
+        &self,
+        subject: Subject,
+        role: Role,
+        scope: Scope,
+        origin: &Origin,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        if let (Subject::User(u), Role::TenantOwner, Scope::Tenant(t)) = (subject, role, scope)
+            && tx.is_last_owner(t, u).await?
+        {
+            return Err(StoreError::Refused(LAST_OWNER.to_owned()));
+        }
+        let key = format!("{}|{}|{}", subject.key(), role.as_str(), scope.key());
+        let removed = on_tx!(tx, |c| sqlx::query(
+            "DELETE FROM role_assignments WHERE unique_key = $1"
+        )
+        .bind(&key)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        if removed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let (subject_kind, subject_id) = match subject {
+            Subject::User(u) => ("user", u.to_string()),
+            Subject::Client(c) => ("client", c.to_string()),
+        };
+        tx.audit(AuditEvent::new(
+            origin,
+            action::ROLE_REVOKED,
+            scope_parts(&scope).0.map(TenantId),
+            Some(Target::new(subject_kind, subject_id)),
+            json!({ "role": role.as_str(), "scope": scope.key() }),
+            now(),
+        ))
+        .await?;
+        tx.commit().await
     }
 
     /// The roles a subject holds, with their scopes.

@@ -209,21 +209,73 @@ impl Store {
         tx.commit().await
     }
 
-    /// Sessions of one user of `tenant`.
+    /// Sessions of one user of `tenant`, in id order, after `after` (exclusive).
     pub async fn list_sessions(
         &self,
         tenant: TenantId,
         user: UserId,
+        after: Option<SessionId>,
+        limit: u32,
     ) -> Result<Vec<Session>, StoreError> {
-        let rows: Vec<SessionRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
+        let after = after.map(|s| s.0).unwrap_or(Uuid::nil());
+        let rows: Vec<SessionRow> =
+            on_pool!(self, |pool| {
+                sqlx::query_as(concat!(
             "SELECT ",
             session_columns!(),
-            " FROM sessions WHERE tenant_id = $1 AND user_id = $2 ORDER BY id"
+            " FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND id > $3 ORDER BY id LIMIT $4"
         ))
         .bind(tenant.0)
         .bind(user.0)
+        .bind(after)
+        .bind(i64::from(limit))
         .fetch_all(pool)
-        .await)?;
+        .await
+            })?;
         Ok(rows.into_iter().map(SessionRow::into_session).collect())
+    }
+}
+
+impl Store {
+    /// Ends every session of a live user of `tenant` and revokes the token families that were
+    /// issued through those sessions; returns how many sessions ended.
+    pub async fn end_user_sessions(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        origin: &Origin,
+    ) -> Result<u64, StoreError> {
+        let at = DbTime(now());
+        let mut tx = self.begin().await?;
+        tx.tenant_user(tenant, user).await?;
+        let families = on_tx!(tx, |c| {
+            sqlx::query(
+            "UPDATE token_families SET revoked_at = $2, revoked_reason = 'sessions_revoked' \
+             WHERE revoked_at IS NULL AND session_id IN (SELECT id FROM sessions WHERE user_id = $1)"
+        )
+        .bind(user.0)
+        .bind(at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        let ended = on_tx!(tx, |c| sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1"
+        )
+        .bind(user.0)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::SESSIONS_REVOKED,
+            Some(tenant),
+            Some(Target::new("user", user)),
+            json!({ "sessions": ended, "token_families": families }),
+            at.0,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(ended)
     }
 }

@@ -1,8 +1,8 @@
 //! Tenant lifecycle: create, read, list, rename, suspend/activate, and soft delete, which ends
 //! the tenant's sessions, clients, codes, tokens and open enrollment links in one transaction.
 
-use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
-use opentrusty_core::tenant::{Tenant, TenantName, TenantStatus};
+use opentrusty_core::audit::{AuditEvent, Origin, Target, action, changes};
+use opentrusty_core::tenant::{Tenant, TenantName, TenantPatch, TenantStatus};
 use opentrusty_core::{DomainError, TenantId, now};
 use serde_json::json;
 use uuid::Uuid;
@@ -15,6 +15,8 @@ struct TenantRow {
     id: Uuid,
     name: String,
     display_name: Option<String>,
+    logo_url: Option<String>,
+    accent_color: Option<String>,
     status: String,
     created_at: DbTime,
     updated_at: DbTime,
@@ -26,6 +28,8 @@ impl TenantRow {
             id: TenantId(self.id),
             name: self.name,
             display_name: self.display_name,
+            logo_url: self.logo_url,
+            accent_color: self.accent_color,
             // The CHECK constraint admits only the three known values.
             status: TenantStatus::parse(&self.status).unwrap_or(TenantStatus::Suspended),
             created_at: self.created_at.0,
@@ -36,11 +40,22 @@ impl TenantRow {
 
 macro_rules! tenant_columns {
     () => {
-        "id, name, display_name, status, created_at, updated_at"
+        "id, name, display_name, logo_url, accent_color, status, created_at, updated_at"
     };
 }
 
 const NAME_TAKEN: &str = "a tenant with this name";
+
+/// The fields of a tenant an audit record compares.
+fn audit_view(t: &Tenant) -> serde_json::Value {
+    json!({
+        "name": t.name,
+        "display_name": t.display_name,
+        "logo_url": t.logo_url,
+        "accent_color": t.accent_color,
+        "status": t.status.as_str(),
+    })
+}
 
 impl Store {
     pub async fn create_tenant(
@@ -54,6 +69,8 @@ impl Store {
             id: TenantId::new(),
             name: name.name.clone(),
             display_name: display_name.map(str::to_owned),
+            logo_url: None,
+            accent_color: None,
             status: TenantStatus::Active,
             created_at: at,
             updated_at: at,
@@ -117,80 +134,77 @@ impl Store {
         Ok(rows.into_iter().map(TenantRow::into_tenant).collect())
     }
 
-    pub async fn rename_tenant(
+    /// Applies `patch` to a live tenant in one transaction, auditing the fields that changed
+    /// (before and after). Suspending or reactivating is recorded as its own action too.
+    pub async fn update_tenant(
         &self,
         id: TenantId,
-        name: &TenantName,
+        patch: &TenantPatch,
         origin: &Origin,
     ) -> Result<Tenant, StoreError> {
+        if patch.status == Some(TenantStatus::Deleted) {
+            return Err(DomainError::new("status", "use DELETE to delete a tenant").into());
+        }
         let at = now();
         let mut tx = self.begin().await?;
-        let old: Option<String> = on_tx!(tx, |c| sqlx::query_scalar(
-            "SELECT name FROM tenants WHERE id = $1 AND deleted_at IS NULL"
-        )
+        let before: Option<TenantRow> = on_tx!(tx, |c| sqlx::query_as(concat!(
+            "SELECT ",
+            tenant_columns!(),
+            " FROM tenants WHERE id = $1 AND deleted_at IS NULL"
+        ))
         .bind(id.0)
         .fetch_optional(&mut *c)
         .await)?;
-        let old = old.ok_or(StoreError::NotFound)?;
-        let row: TenantRow = on_tx!(tx, |c| {
-            sqlx::query_as(concat!(
-            "UPDATE tenants SET name = $2, name_key = $3, updated_at = $4 WHERE id = $1 RETURNING ",
+        let before = before.ok_or(StoreError::NotFound)?.into_tenant();
+        let mut after = before.clone();
+        let mut name_key = before.name.to_lowercase();
+        if let Some(n) = &patch.name {
+            after.name = n.name.clone();
+            name_key = n.key.clone();
+        }
+        if let Some(v) = &patch.display_name {
+            after.display_name = v.clone();
+        }
+        if let Some(v) = &patch.logo_url {
+            after.logo_url = v.clone();
+        }
+        if let Some(v) = &patch.accent_color {
+            after.accent_color = v.clone();
+        }
+        if let Some(s) = patch.status {
+            after.status = s;
+        }
+        let changed = changes(&audit_view(&before), &audit_view(&after));
+        if changed.as_object().is_none_or(|m| m.is_empty()) {
+            return Ok(before);
+        }
+        let row: TenantRow = on_tx!(tx, |c| sqlx::query_as(concat!(
+            "UPDATE tenants SET name = $2, name_key = $3, display_name = $4, logo_url = $5, \
+             accent_color = $6, status = $7, updated_at = $8 WHERE id = $1 RETURNING ",
             tenant_columns!()
         ))
         .bind(id.0)
-        .bind(&name.name)
-        .bind(&name.key)
+        .bind(&after.name)
+        .bind(&name_key)
+        .bind(&after.display_name)
+        .bind(&after.logo_url)
+        .bind(&after.accent_color)
+        .bind(after.status.as_str())
         .bind(DbTime(at))
         .fetch_one(&mut *c)
-        .await
-        })
+        .await)
         .map_err(|e| StoreError::unique_as(e, NAME_TAKEN))?;
-        tx.audit(AuditEvent::new(
-            origin,
-            action::TENANT_RENAMED,
-            Some(id),
-            Some(Target::new("tenant", id)),
-            json!({ "name": { "from": old, "to": name.name } }),
-            at,
-        ))
-        .await?;
-        tx.commit().await?;
-        Ok(row.into_tenant())
-    }
-
-    /// Suspends or reactivates a tenant. Deleting goes through [`Store::delete_tenant`].
-    pub async fn set_tenant_status(
-        &self,
-        id: TenantId,
-        status: TenantStatus,
-        origin: &Origin,
-    ) -> Result<Tenant, StoreError> {
-        let event = match status {
-            TenantStatus::Active => action::TENANT_ACTIVATED,
-            TenantStatus::Suspended => action::TENANT_SUSPENDED,
-            TenantStatus::Deleted => {
-                return Err(DomainError::new("status", "use delete to delete a tenant").into());
-            }
+        let event = match (before.status, after.status) {
+            (TenantStatus::Active, TenantStatus::Suspended) => action::TENANT_SUSPENDED,
+            (TenantStatus::Suspended, TenantStatus::Active) => action::TENANT_ACTIVATED,
+            _ => action::TENANT_UPDATED,
         };
-        let at = now();
-        let mut tx = self.begin().await?;
-        let row: Option<TenantRow> = on_tx!(tx, |c| sqlx::query_as(concat!(
-            "UPDATE tenants SET status = $2, updated_at = $3 \
-             WHERE id = $1 AND deleted_at IS NULL RETURNING ",
-            tenant_columns!()
-        ))
-        .bind(id.0)
-        .bind(status.as_str())
-        .bind(DbTime(at))
-        .fetch_optional(&mut *c)
-        .await)?;
-        let row = row.ok_or(StoreError::NotFound)?;
         tx.audit(AuditEvent::new(
             origin,
             event,
             Some(id),
             Some(Target::new("tenant", id)),
-            json!({ "status": status.as_str() }),
+            json!({ "changes": changed }),
             at,
         ))
         .await?;

@@ -1,12 +1,13 @@
 //! Users and their password credentials. Every read that concerns a tenant's users takes the
 //! tenant id and filters on it, so one tenant's rows never answer another tenant's query.
 
-use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
-use opentrusty_core::user::{NewUser, User, UserStatus};
+use opentrusty_core::audit::{AuditEvent, Origin, Target, action, changes};
+use opentrusty_core::user::{NewUser, User, UserPatch, UserStatus};
 use opentrusty_core::{TenantId, UserId, now};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::rbac::LAST_OWNER;
 use crate::rows::DbTime;
 use crate::{Store, StoreError, Tx, on_pool, on_tx};
 
@@ -19,6 +20,7 @@ struct UserRow {
     given_name: Option<String>,
     family_name: Option<String>,
     status: String,
+    locked_until: Option<DbTime>,
     created_at: DbTime,
     updated_at: DbTime,
 }
@@ -33,6 +35,7 @@ impl UserRow {
             given_name: self.given_name,
             family_name: self.family_name,
             status: UserStatus::parse(&self.status).unwrap_or(UserStatus::Disabled),
+            locked_until: self.locked_until.map(|t| t.0),
             created_at: self.created_at.0,
             updated_at: self.updated_at.0,
         }
@@ -41,12 +44,20 @@ impl UserRow {
 
 macro_rules! user_columns {
     () => {
-        "id, tenant_id, email, email_verified, given_name, family_name, status, created_at, \
-         updated_at"
+        "id, tenant_id, email, email_verified, given_name, family_name, status, locked_until, \
+         created_at, updated_at"
     };
 }
 
 const EMAIL_TAKEN: &str = "a user with this email";
+
+/// Which of a tenant's users to list.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Emails starting with this (compared with the normalised, lowercase email).
+    pub email_prefix: Option<String>,
+    pub status: Option<UserStatus>,
+}
 
 impl Tx {
     /// Inserts a user (and its credential when a hash is given) without auditing; callers audit
@@ -65,6 +76,7 @@ impl Tx {
             given_name: new.given_name.clone(),
             family_name: new.family_name.clone(),
             status: UserStatus::Active,
+            locked_until: None,
             created_at: at,
             updated_at: at,
         };
@@ -232,23 +244,29 @@ impl Store {
         Ok(row.map(UserRow::into_user))
     }
 
-    /// Live users of `tenant` in id order, after `after` (exclusive).
+    /// Live users of `tenant` matching `filter`, in id order, after `after` (exclusive).
     pub async fn list_users(
         &self,
         tenant: TenantId,
+        filter: &UserFilter,
         after: Option<UserId>,
         limit: u32,
     ) -> Result<Vec<User>, StoreError> {
         let after = after.map(|u| u.0).unwrap_or(Uuid::nil());
+        let prefix = filter.email_prefix.as_deref().map(str::to_lowercase);
         let rows: Vec<UserRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
             "SELECT ",
             user_columns!(),
             " FROM users WHERE tenant_id = $1 AND deleted_at IS NULL AND id > $2 \
+               AND ($4 IS NULL OR substr(email_normalized, 1, length($4)) = $4) \
+               AND ($5 IS NULL OR status = $5) \
              ORDER BY id LIMIT $3"
         ))
         .bind(tenant.0)
         .bind(after)
         .bind(i64::from(limit))
+        .bind(&prefix)
+        .bind(filter.status.map(UserStatus::as_str))
         .fetch_all(pool)
         .await)?;
         Ok(rows.into_iter().map(UserRow::into_user).collect())
@@ -290,5 +308,225 @@ impl Store {
         ))
         .await?;
         tx.commit().await
+    }
+}
+
+impl Tx {
+    /// Ends everything that lets `user` in: sessions are deleted, token families and access
+    /// tokens revoked, open enrollment links deleted. Returns the counts for the audit record.
+    pub(crate) async fn end_user_access(
+        &mut self,
+        user: UserId,
+        reason: &str,
+        at: DbTime,
+    ) -> Result<serde_json::Value, StoreError> {
+        let sessions = on_tx!(self, |c| sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1"
+        )
+        .bind(user.0)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        let families = on_tx!(self, |c| sqlx::query(
+            "UPDATE token_families SET revoked_at = $2, revoked_reason = $3 \
+             WHERE user_id = $1 AND revoked_at IS NULL"
+        )
+        .bind(user.0)
+        .bind(at)
+        .bind(reason)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        let access_tokens = on_tx!(self, |c| sqlx::query(
+            "UPDATE access_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL"
+        )
+        .bind(user.0)
+        .bind(at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        let links = on_tx!(self, |c| sqlx::query(
+            "DELETE FROM enrollment_links WHERE user_id = $1 AND used_at IS NULL"
+        )
+        .bind(user.0)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        let mut counts = serde_json::Map::new();
+        counts.insert("sessions".into(), sessions.into());
+        counts.insert("token_families".into(), families.into());
+        counts.insert("access_tokens".into(), access_tokens.into());
+        counts.insert("enrollment_links".into(), links.into());
+        Ok(serde_json::Value::Object(counts))
+    }
+
+    /// The live user `id` of `tenant`, read inside the transaction; `NotFound` otherwise.
+    pub(crate) async fn tenant_user(
+        &mut self,
+        tenant: TenantId,
+        id: UserId,
+    ) -> Result<User, StoreError> {
+        let row: Option<UserRow> = on_tx!(self, |c| sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"
+        ))
+        .bind(id.0)
+        .bind(tenant.0)
+        .fetch_optional(&mut *c)
+        .await)?;
+        row.map(UserRow::into_user).ok_or(StoreError::NotFound)
+    }
+}
+
+/// The fields of a user an audit record compares.
+fn audit_view(u: &User) -> serde_json::Value {
+    json!({
+        "given_name": u.given_name,
+        "family_name": u.family_name,
+        "status": u.status.as_str(),
+    })
+}
+
+impl Store {
+    /// Applies `patch` to a live user of `tenant`, auditing the fields that changed. Disabling
+    /// a user ends their sessions and revokes their tokens in the same transaction; the last
+    /// owner of a tenant cannot be disabled.
+    pub async fn update_user(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        patch: &UserPatch,
+        origin: &Origin,
+    ) -> Result<User, StoreError> {
+        let at = now();
+        let mut tx = self.begin().await?;
+        let before = tx.tenant_user(tenant, id).await?;
+        let mut after = before.clone();
+        if let Some(v) = &patch.given_name {
+            after.given_name = v.clone();
+        }
+        if let Some(v) = &patch.family_name {
+            after.family_name = v.clone();
+        }
+        if let Some(s) = patch.status {
+            after.status = s;
+        }
+        let changed = changes(&audit_view(&before), &audit_view(&after));
+        if changed.as_object().is_none_or(|m| m.is_empty()) {
+            return Ok(before);
+        }
+        let disabling = before.status == UserStatus::Active && after.status == UserStatus::Disabled;
+        if disabling && tx.is_last_owner(tenant, id).await? {
+            return Err(StoreError::Refused(LAST_OWNER.to_owned()));
+        }
+        let row: UserRow = on_tx!(tx, |c| sqlx::query_as(concat!(
+            "UPDATE users SET given_name = $2, family_name = $3, status = $4, updated_at = $5 \
+             WHERE id = $1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(id.0)
+        .bind(&after.given_name)
+        .bind(&after.family_name)
+        .bind(after.status.as_str())
+        .bind(DbTime(at))
+        .fetch_one(&mut *c)
+        .await)?;
+        let ended = if disabling {
+            Some(tx.end_user_access(id, "user_disabled", DbTime(at)).await?)
+        } else {
+            None
+        };
+        tx.audit(AuditEvent::new(
+            origin,
+            action::USER_UPDATED,
+            Some(tenant),
+            Some(Target::new("user", id)),
+            json!({ "changes": changed, "ended": ended }),
+            at,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(row.into_user())
+    }
+
+    /// Soft-deletes a live user of `tenant`: the account can no longer sign in, its sessions,
+    /// tokens, links, credential, consents and role assignments go in the same transaction, and
+    /// its email becomes free again in the tenant. The audit trail keeps its id. The last owner
+    /// of a tenant cannot be deleted.
+    pub async fn delete_user(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        origin: &Origin,
+    ) -> Result<(), StoreError> {
+        let at = DbTime(now());
+        let mut tx = self.begin().await?;
+        tx.tenant_user(tenant, id).await?;
+        if tx.is_last_owner(tenant, id).await? {
+            return Err(StoreError::Refused(LAST_OWNER.to_owned()));
+        }
+        let ended = tx.end_user_access(id, "user_deleted", at).await?;
+        for sql in [
+            "DELETE FROM credentials WHERE user_id = $1",
+            "DELETE FROM consents WHERE user_id = $1",
+            "DELETE FROM role_assignments WHERE user_id = $1",
+        ] {
+            on_tx!(tx, |c| sqlx::query(sql)
+                .bind(id.0)
+                .execute(&mut *c)
+                .await
+                .map(|r| r.rows_affected()))?;
+        }
+        on_tx!(tx, |c| sqlx::query(
+            "UPDATE users SET status = 'disabled', deleted_at = $2, updated_at = $2 WHERE id = $1"
+        )
+        .bind(id.0)
+        .bind(at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::USER_DELETED,
+            Some(tenant),
+            Some(Target::new("user", id)),
+            json!({ "ended": ended }),
+            at.0,
+        ))
+        .await?;
+        tx.commit().await
+    }
+
+    /// Clears a sign-in lockout of a live user of `tenant` (failure counter and lock).
+    pub async fn unlock_user(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        origin: &Origin,
+    ) -> Result<User, StoreError> {
+        let at = now();
+        let mut tx = self.begin().await?;
+        let before = tx.tenant_user(tenant, id).await?;
+        let row: UserRow = on_tx!(tx, |c| sqlx::query_as(concat!(
+            "UPDATE users SET failed_login_count = 0, failed_login_since = NULL, \
+             locked_until = NULL, updated_at = $2 WHERE id = $1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(id.0)
+        .bind(DbTime(at))
+        .fetch_one(&mut *c)
+        .await)?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::USER_UNLOCKED,
+            Some(tenant),
+            Some(Target::new("user", id)),
+            json!({ "was_locked": before.locked_until.is_some_and(|t| t > at) }),
+            at,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(row.into_user())
     }
 }

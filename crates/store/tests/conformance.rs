@@ -8,12 +8,12 @@ use opentrusty_core::client::{NewClient, TokenEndpointAuthMethod};
 use opentrusty_core::email::Email;
 use opentrusty_core::rbac::{Permission, Role, Scope, allows};
 use opentrusty_core::session::NewSession;
-use opentrusty_core::tenant::{TenantName, TenantStatus};
+use opentrusty_core::tenant::{TenantName, TenantPatch, TenantStatus};
 use opentrusty_core::user::NewUser;
 use opentrusty_core::{ClientId, TenantId, UserId, now, secret};
 use opentrusty_store::{
     AuditQuery, Backend, BootstrapOutcome, NewAccessToken, NewAuthorizationCode, NewTokenFamily,
-    Store, StoreError, Subject,
+    Store, StoreError, Subject, UserFilter,
 };
 use opentrusty_testkit::TestDb;
 use sqlx::Connection;
@@ -131,6 +131,7 @@ async fn actions(store: &Store, tenant: Option<TenantId>) -> Vec<String> {
         .list_audit(&AuditQuery {
             tenant,
             limit: 1000,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -213,24 +214,42 @@ async fn tenant_lifecycle_is_audited(db: &TestDb) {
     assert_eq!(t.status, TenantStatus::Active);
     assert_eq!(store.get_tenant(t.id).await.unwrap().unwrap(), t);
 
+    let status = |s| TenantPatch {
+        status: Some(s),
+        ..TenantPatch::default()
+    };
     let renamed = store
-        .rename_tenant(t.id, &TenantName::parse("Acme Two").unwrap(), &origin)
+        .update_tenant(
+            t.id,
+            &TenantPatch {
+                name: Some(TenantName::parse("Acme Two").unwrap()),
+                accent_color: Some(Some("#112233".into())),
+                ..TenantPatch::default()
+            },
+            &origin,
+        )
         .await
         .unwrap();
     assert_eq!(renamed.name, "Acme Two");
+    assert_eq!(renamed.accent_color.as_deref(), Some("#112233"));
+    // A patch that changes nothing writes nothing.
+    store
+        .update_tenant(t.id, &TenantPatch::default(), &origin)
+        .await
+        .unwrap();
     let suspended = store
-        .set_tenant_status(t.id, TenantStatus::Suspended, &origin)
+        .update_tenant(t.id, &status(TenantStatus::Suspended), &origin)
         .await
         .unwrap();
     assert_eq!(suspended.status, TenantStatus::Suspended);
     let active = store
-        .set_tenant_status(t.id, TenantStatus::Active, &origin)
+        .update_tenant(t.id, &status(TenantStatus::Active), &origin)
         .await
         .unwrap();
     assert_eq!(active.status, TenantStatus::Active);
     assert!(matches!(
         store
-            .set_tenant_status(t.id, TenantStatus::Deleted, &origin)
+            .update_tenant(t.id, &status(TenantStatus::Deleted), &origin)
             .await,
         Err(StoreError::Invalid(_))
     ));
@@ -239,6 +258,7 @@ async fn tenant_lifecycle_is_audited(db: &TestDb) {
         .list_audit(&AuditQuery {
             tenant: Some(t.id),
             limit: 10,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -248,7 +268,7 @@ async fn tenant_lifecycle_is_audited(db: &TestDb) {
         [
             action::TENANT_ACTIVATED,
             action::TENANT_SUSPENDED,
-            action::TENANT_RENAMED,
+            action::TENANT_UPDATED,
             action::TENANT_CREATED
         ]
     );
@@ -261,7 +281,10 @@ async fn tenant_lifecycle_is_audited(db: &TestDb) {
     assert_eq!(created.occurred_at.offset(), time::UtcOffset::UTC);
     assert_eq!(
         events[2].metadata,
-        serde_json::json!({"name": {"from": "Acme", "to": "Acme Two"}})
+        serde_json::json!({"changes": {
+            "name": {"from": "Acme", "to": "Acme Two"},
+            "accent_color": {"from": null, "to": "#112233"},
+        }})
     );
 
     let second = tenant(&store, "Beta").await;
@@ -283,9 +306,12 @@ async fn tenant_names_are_unique_case_insensitively_among_live_tenants(db: &Test
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     let other = tenant(&store, "Other").await;
     let rename = store
-        .rename_tenant(
+        .update_tenant(
             other,
-            &TenantName::parse("acme").unwrap(),
+            &TenantPatch {
+                name: Some(TenantName::parse("acme").unwrap()),
+                ..TenantPatch::default()
+            },
             &Origin::system(),
         )
         .await;
@@ -418,6 +444,7 @@ async fn deleting_a_tenant_ends_its_sessions_clients_codes_and_tokens(db: &TestD
         .list_audit(&AuditQuery {
             tenant: Some(doomed),
             limit: 1,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -774,6 +801,7 @@ async fn audit_rows_cannot_be_changed_or_deleted(db: &TestDb) {
         .list_audit(&AuditQuery {
             tenant: None,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -815,6 +843,7 @@ async fn audit_rows_cannot_be_changed_or_deleted(db: &TestDb) {
         .list_audit(&AuditQuery {
             tenant: None,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -859,8 +888,14 @@ async fn tenant_scoped_queries_never_return_other_tenants_rows(db: &TestDb) {
     assert!(store.get_user(b, ua).await.unwrap().is_none());
     assert!(store.get_client(a, cb).await.unwrap().is_none());
     assert!(store.get_client(b, ca).await.unwrap().is_none());
-    assert!(store.list_sessions(a, ub).await.unwrap().is_empty());
-    assert_eq!(store.list_sessions(a, ua).await.unwrap().len(), 1);
+    assert!(
+        store
+            .list_sessions(a, ub, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.list_sessions(a, ua, None, 10).await.unwrap().len(), 1);
 
     // Lookups and listings see only their tenant.
     assert_eq!(
@@ -873,7 +908,7 @@ async fn tenant_scoped_queries_never_return_other_tenants_rows(db: &TestDb) {
         ua
     );
     let users: BTreeSet<_> = store
-        .list_users(a, None, 100)
+        .list_users(a, &UserFilter::default(), None, 100)
         .await
         .unwrap()
         .into_iter()
@@ -892,6 +927,7 @@ async fn tenant_scoped_queries_never_return_other_tenants_rows(db: &TestDb) {
         .list_audit(&AuditQuery {
             tenant: Some(a),
             limit: 1000,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -96,3 +96,26 @@ pub async fn not_found() -> Response {
     )
         .into_response()
 }
+
+/// Name of the browser-session cookie the auth plane sets and both planes read.
+pub const SESSION_COOKIE: &str = "ot_session";
+
+/// The value of cookie `name`, if the request carries it exactly once (the same cookie twice,
+/// for example set for two domains, is trusted in neither copy).
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    let mut found = None;
+    for value in headers.get_all(axum::http::header::COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == name
+            {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(v.to_owned());
+            }
+        }
+    }
+    found.filter(|v| !v.is_empty() && v.len() <= 256)
+}

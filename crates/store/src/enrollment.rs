@@ -1,0 +1,155 @@
+//! Enrollment links: single-use, expiring links with which a user sets a password (a new
+//! account, or a reset). Only their SHA-256 is stored; issuing a link voids the user's earlier
+//! unused ones, so only the newest works.
+
+use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
+use opentrusty_core::rbac::{Role, Scope};
+use opentrusty_core::user::{NewUser, User};
+use opentrusty_core::{TenantId, Timestamp, UserId, now};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::rbac::Subject;
+use crate::rows::DbTime;
+use crate::{Store, StoreError, Tx, on_tx};
+
+/// What a link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollmentPurpose {
+    /// A new account sets its first password.
+    Enroll,
+    /// An existing account replaces its password.
+    Reset,
+}
+
+impl EnrollmentPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrollmentPurpose::Enroll => "enroll",
+            EnrollmentPurpose::Reset => "reset",
+        }
+    }
+}
+
+/// A link to store: the digest of its token and when it stops working.
+#[derive(Debug, Clone)]
+pub struct NewEnrollmentLink {
+    pub token_digest: [u8; 32],
+    pub purpose: EnrollmentPurpose,
+    pub expires_at: Timestamp,
+}
+
+impl Tx {
+    async fn insert_enrollment_link(
+        &mut self,
+        user: &User,
+        link: &NewEnrollmentLink,
+        created_by: Option<UserId>,
+        origin: &Origin,
+    ) -> Result<(), StoreError> {
+        let at = now();
+        let voided = on_tx!(self, |c| sqlx::query(
+            "DELETE FROM enrollment_links WHERE user_id = $1 AND used_at IS NULL"
+        )
+        .bind(user.id.0)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        on_tx!(self, |c| sqlx::query(
+            "INSERT INTO enrollment_links (id, token_hash, user_id, tenant_id, purpose, \
+             created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )
+        .bind(Uuid::now_v7())
+        .bind(&link.token_digest[..])
+        .bind(user.id.0)
+        .bind(user.tenant_id.map(|t| t.0))
+        .bind(link.purpose.as_str())
+        .bind(created_by.map(|u| u.0))
+        .bind(DbTime(at))
+        .bind(DbTime(link.expires_at))
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        self.audit(AuditEvent::new(
+            origin,
+            action::ENROLLMENT_LINK_ISSUED,
+            user.tenant_id,
+            Some(Target::new("user", user.id)),
+            json!({
+                "purpose": link.purpose.as_str(),
+                "expires_at": link.expires_at.unix_timestamp(),
+                "voided_links": voided,
+            }),
+            at,
+        ))
+        .await
+    }
+}
+
+fn actor_user(origin: &Origin) -> Option<UserId> {
+    match origin.actor {
+        Some(opentrusty_core::audit::Actor::User(u)) => Some(u),
+        _ => None,
+    }
+}
+
+impl Store {
+    /// Creates a user of a live tenant without a password, optionally with a tenant role, and
+    /// the enrollment link with which they set one: one transaction, one audit row per step.
+    pub async fn provision_user(
+        &self,
+        new: &NewUser,
+        role: Option<Role>,
+        link: &NewEnrollmentLink,
+        origin: &Origin,
+    ) -> Result<User, StoreError> {
+        let tenant = new
+            .tenant_id
+            .ok_or_else(|| opentrusty_core::DomainError::new("tenant", "is required"))?;
+        let mut tx = self.begin().await?;
+        let user = tx.insert_user(new, None).await?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::USER_CREATED,
+            Some(tenant),
+            Some(Target::new("user", user.id)),
+            json!({ "role": role.map(Role::as_str) }),
+            user.created_at,
+        ))
+        .await?;
+        if let Some(role) = role {
+            let scope = Scope::Tenant(tenant);
+            tx.insert_assignment(Subject::User(user.id), role, scope, actor_user(origin))
+                .await?;
+            tx.audit(AuditEvent::new(
+                origin,
+                action::ROLE_ASSIGNED,
+                Some(tenant),
+                Some(Target::new("user", user.id)),
+                json!({ "role": role.as_str(), "scope": scope.key() }),
+                now(),
+            ))
+            .await?;
+        }
+        tx.insert_enrollment_link(&user, link, actor_user(origin), origin)
+            .await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Issues a new link for a live user of `tenant`, voiding their earlier unused links.
+    pub async fn issue_enrollment_link(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        link: &NewEnrollmentLink,
+        origin: &Origin,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.begin().await?;
+        let user = tx.tenant_user(tenant, user).await?;
+        tx.insert_enrollment_link(&user, link, actor_user(origin), origin)
+            .await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+}
