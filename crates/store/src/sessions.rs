@@ -218,9 +218,8 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Session>, StoreError> {
         let after = after.map(|s| s.0).unwrap_or(Uuid::nil());
-        let rows: Vec<SessionRow> =
-            on_pool!(self, |pool| {
-                sqlx::query_as(concat!(
+        let rows: Vec<SessionRow> = on_pool!(self, |pool| {
+            sqlx::query_as(concat!(
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND id > $3 ORDER BY id LIMIT $4"
@@ -231,7 +230,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await
-            })?;
+        })?;
         Ok(rows.into_iter().map(SessionRow::into_session).collect())
     }
 }
