@@ -26,6 +26,15 @@ pub fn json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, 
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // Serde would also read a struct from an array, by position: only objects are requests.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => Err(ApiError::validation("body", "must be a JSON object")),
+            Err(_) => Err(ApiError::BadRequest(
+                "the body is not well-formed JSON".to_owned(),
+            )),
+        };
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
@@ -36,21 +45,14 @@ pub fn json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, 
                     "the body is not well-formed JSON".to_owned(),
                 ));
             }
-            let field = e.path().to_string();
             let message = inner.to_string();
             let message = message
                 .split(" at line ")
                 .next()
                 .unwrap_or_default()
                 .to_owned();
-            Err(ApiError::validation(
-                if field == "." {
-                    "body".to_owned()
-                } else {
-                    field
-                },
-                message,
-            ))
+            let field = field_name(&e.path().to_string(), &message, "body");
+            Err(ApiError::validation(field, message))
         }
     }
 }
@@ -60,16 +62,28 @@ pub fn query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
     let raw = raw.unwrap_or("");
     let de = serde_urlencoded::Deserializer::new(url_pairs(raw));
     serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
-        let field = e.path().to_string();
+        let message = e.inner().to_string();
         ApiError::validation(
-            if field == "." {
-                "query".to_owned()
-            } else {
-                field
-            },
-            e.inner().to_string(),
+            field_name(&e.path().to_string(), &message, "query"),
+            message,
         )
     })
+}
+
+/// The field a deserialisation error is about: its path, or for a missing or repeated field
+/// (which have no path of their own) the name in the message; `whole` when it is about the
+/// input as a whole.
+fn field_name(path: &str, message: &str, whole: &str) -> String {
+    let named = ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|p| message.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next());
+    match (named, path) {
+        (Some(name), ".") => name.to_owned(),
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, ".") => whole.to_owned(),
+        (None, path) => path.to_owned(),
+    }
 }
 
 fn url_pairs(raw: &str) -> form_urlencoded::Parse<'_> {

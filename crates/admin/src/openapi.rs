@@ -53,6 +53,7 @@ use crate::handlers;
         handlers::list_keys,
         handlers::rotate_keys,
     ),
+    components(schemas(crate::problem::Problem)),
     modifiers(&SecuritySchemes),
     security(("session" = []), ("bearer" = [])),
     tags(

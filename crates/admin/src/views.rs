@@ -161,19 +161,21 @@ pub struct UserDetail {
 
 /// The roles a tenant's users and service accounts may be given.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
 pub enum TenantRoleName {
-    TenantOwner,
-    TenantAdmin,
-    TenantMember,
+    #[serde(rename = "tenant_owner")]
+    Owner,
+    #[serde(rename = "tenant_admin")]
+    Admin,
+    #[serde(rename = "tenant_member")]
+    Member,
 }
 
 impl From<TenantRoleName> for Role {
     fn from(r: TenantRoleName) -> Self {
         match r {
-            TenantRoleName::TenantOwner => Role::TenantOwner,
-            TenantRoleName::TenantAdmin => Role::TenantAdmin,
-            TenantRoleName::TenantMember => Role::TenantMember,
+            TenantRoleName::Owner => Role::TenantOwner,
+            TenantRoleName::Admin => Role::TenantAdmin,
+            TenantRoleName::Member => Role::TenantMember,
         }
     }
 }

@@ -201,6 +201,77 @@ impl Drop for TestDb {
     }
 }
 
+/// The path of command-line tool `name` from PyPI, installed on first use into a virtual
+/// environment under the workspace's target directory, at the versions pinned in
+/// `tests/python-requirements.txt`. Concurrent callers (several test binaries) wait for one
+/// installation.
+pub fn python_tool(name: &str) -> std::path::PathBuf {
+    use std::path::PathBuf;
+    use std::process::Command;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let requirements = root.join("tests/python-requirements.txt");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let tools = target.join("test-tools");
+    let venv = tools.join("python");
+    let tool = venv.join("bin").join(name);
+    let wanted =
+        std::fs::read_to_string(&requirements).expect("read tests/python-requirements.txt");
+    let marker = venv.join("installed-requirements.txt");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) && tool.exists() {
+        return tool;
+    }
+    std::fs::create_dir_all(&tools).expect("create target/test-tools");
+    let lock = tools.join("python.lock");
+    let started = std::time::Instant::now();
+    // A directory is created atomically: whoever creates it installs, the others wait.
+    while std::fs::create_dir(&lock).is_err() {
+        let stale = std::fs::metadata(&lock)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(600));
+        if stale {
+            let _ = std::fs::remove_dir(&lock);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "waited too long for {}",
+            lock.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let result = (|| {
+        if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+            return Ok(());
+        }
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{cmd:?} failed:\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        let _ = std::fs::remove_dir_all(&venv);
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements))?;
+        std::fs::write(&marker, &wanted).map_err(|e| e.to_string())
+    })();
+    let _ = std::fs::remove_dir(&lock);
+    if let Err(e) = result {
+        panic!("cannot install the Python test tools: {e}");
+    }
+    tool
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;
