@@ -228,6 +228,28 @@ impl Server {
 
     /// As [`Server::auth`], with extra environment variables.
     pub fn auth_with(dir: &Path, db_url: &str, port: u16, env: &[(&str, &str)]) -> Server {
+        let issuer = format!("http://127.0.0.1:{port}");
+        let mut all = vec![("OPENTRUSTY_ISSUER", issuer.as_str())];
+        all.extend_from_slice(env);
+        Server::start(dir, "auth", db_url, port, &all)
+    }
+
+    /// Starts `serve admin` on `port`; enrollment links point at `auth_issuer`.
+    pub fn admin(dir: &Path, db_url: &str, port: u16, auth_issuer: &str) -> Server {
+        Server::start(
+            dir,
+            "admin",
+            db_url,
+            port,
+            &[
+                ("OPENTRUSTY_ISSUER", auth_issuer),
+                ("OPENTRUSTY_CONSOLE_ORIGINS", "https://console.example"),
+            ],
+        )
+    }
+
+    /// Starts `serve <plane>` on `port` against `db_url` with `env` added.
+    pub fn start(dir: &Path, plane: &str, db_url: &str, port: u16, env: &[(&str, &str)]) -> Server {
         let log = dir.join(format!("server-{port}.log"));
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
@@ -235,13 +257,17 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let port_var = if plane == "admin" {
+            "OPENTRUSTY_ADMIN_PORT"
+        } else {
+            "OPENTRUSTY_AUTH_PORT"
+        };
         let child = cmd
-            .args(["serve", "auth"])
+            .args(["serve", plane])
             .env("OPENTRUSTY_DATABASE_URL", db_url)
             .env("OPENTRUSTY_SECRET_KEY", SECRET_KEY)
-            .env("OPENTRUSTY_AUTH_PORT", port.to_string())
+            .env(port_var, port.to_string())
             .env("OPENTRUSTY_BIND_ADDRESS", "127.0.0.1")
-            .env("OPENTRUSTY_ISSUER", format!("http://127.0.0.1:{port}"))
             .env("OPENTRUSTY_ARGON2_MEMORY_KIB", "8192")
             .stdout(out)
             .stderr(err)

@@ -1,0 +1,293 @@
+//! The two planes as separate processes on one database (PostgreSQL when
+//! `OPENTRUSTY_TEST_DATABASE_URL` is set, and SQLite): a console user signs in on the auth plane
+//! and uses the cookie on the admin plane; signing out on the auth plane ends admin access at
+//! once; a service-account client gets a token from the auth plane and manages its tenant on
+//! the admin plane.
+
+mod support;
+
+use opentrusty_core::audit::Origin;
+use opentrusty_core::email::Email;
+use opentrusty_testkit::TestDb;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{Server, fast_hash, free_port, http};
+
+const ROOT: &str = "root@platform.example";
+const ROOT_PASSWORD: &str = "correct horse battery staple";
+
+struct Planes {
+    auth: Server,
+    admin: Server,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(db: TestDb) -> Planes {
+    let store = db.store().await;
+    store
+        .bootstrap_platform_admin(
+            &Email::parse(ROOT).unwrap(),
+            &fast_hash(ROOT_PASSWORD),
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut auth = Server::auth(dir.path(), db.url(), free_port());
+    auth.wait_healthy().await;
+    let mut admin = Server::admin(dir.path(), db.url(), free_port(), &auth.issuer());
+    admin.wait_healthy().await;
+    Planes {
+        auth,
+        admin,
+        _db: db,
+        _dir: dir,
+    }
+}
+
+/// Signs in on the auth plane: the session cookie value and the CSRF token.
+async fn sign_in(planes: &Planes, email: &str, password: &str) -> (String, String) {
+    let r = http()
+        .post(planes.auth.url("/api/v1/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("ot_session="))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let body: Value = r.json().await.unwrap();
+    (cookie, body["csrf_token"].as_str().unwrap().to_owned())
+}
+
+async fn admin_call(
+    planes: &Planes,
+    method: reqwest::Method,
+    path: &str,
+    cookie: Option<(&str, &str)>,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = http().request(method, planes.admin.url(path));
+    if let Some((session, csrf)) = cookie {
+        req = req
+            .header("cookie", format!("ot_session={session}"))
+            .header("x-csrf-token", csrf);
+    }
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn sign_in_on_auth_use_on_admin_sign_out_on_auth(db: TestDb) {
+    let planes = start(db).await;
+    let (session, csrf) = sign_in(&planes, ROOT, ROOT_PASSWORD).await;
+    let cookie = Some((session.as_str(), csrf.as_str()));
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+
+    let (status, me) =
+        admin_call(&planes, get.clone(), "/api/v1/auth/me", cookie, None, None).await;
+    assert_eq!(status, 200, "{me}\n{}", planes.admin.output());
+    assert_eq!(me["user"]["email"], ROOT);
+
+    // The admin plane provisions a tenant, a service-account client and its role.
+    let (status, tenant) = admin_call(
+        &planes,
+        post.clone(),
+        "/api/v1/tenants",
+        cookie,
+        None,
+        Some(json!({ "name": "Acme" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{tenant}");
+    let t = tenant["id"].as_str().unwrap().to_owned();
+    let mut tokens = Vec::new();
+    for format in ["jwt", "opaque"] {
+        let (status, created) = admin_call(
+            &planes,
+            post.clone(),
+            &format!("/api/v1/tenants/{t}/clients"),
+            cookie,
+            None,
+            Some(json!({
+                "client_name": format!("robot-{format}"),
+                "grant_types": ["client_credentials"],
+                "allowed_scopes": ["admin"],
+                "access_token_format": format,
+            })),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["client"]["id"].as_str().unwrap();
+        let client_id = created["client"]["client_id"].as_str().unwrap().to_owned();
+        let secret = created["client_secret"].as_str().unwrap().to_owned();
+        let (status, _) = admin_call(
+            &planes,
+            post.clone(),
+            &format!("/api/v1/tenants/{t}/clients/{id}/roles"),
+            cookie,
+            None,
+            Some(json!({ "role": "tenant_admin" })),
+        )
+        .await;
+        assert_eq!(status, 204);
+
+        // The auth plane issues the token; the admin plane accepts it without any key.
+        let r = http()
+            .post(planes.auth.url("/oauth2/token"))
+            .basic_auth(&client_id, Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        let token = body["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(token.contains('.'), format == "jwt");
+        let (status, me) = admin_call(
+            &planes,
+            get.clone(),
+            "/api/v1/auth/me",
+            None,
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{format}: {me}");
+        assert_eq!(me["kind"], "client");
+        assert_eq!(me["tenant"]["id"], t.as_str());
+        let (status, user) = admin_call(
+            &planes,
+            post.clone(),
+            &format!("/api/v1/tenants/{t}/users"),
+            None,
+            Some(&token),
+            Some(json!({ "email": format!("{format}@acme.example") })),
+        )
+        .await;
+        assert_eq!(status, 201, "{user}");
+        assert!(
+            user["enrollment_url"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{}/enroll?token=", planes.auth.issuer()))
+        );
+        // The service account cannot leave its tenant.
+        let (status, _) = admin_call(
+            &planes,
+            get.clone(),
+            "/api/v1/tenants",
+            None,
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(status, 403);
+        tokens.push((token, client_id, secret));
+    }
+
+    // Revoking a token on the auth plane ends it on the admin plane at once.
+    let (token, client_id, secret) = &tokens[1];
+    let r = http()
+        .post(planes.auth.url("/oauth2/revoke"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, _) = admin_call(
+        &planes,
+        get.clone(),
+        "/api/v1/auth/me",
+        None,
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Signing out on the auth plane: the next admin request is 401.
+    let r = http()
+        .post(planes.auth.url("/api/v1/auth/logout"))
+        .header("cookie", format!("ot_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, problem) =
+        admin_call(&planes, get.clone(), "/api/v1/auth/me", cookie, None, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(problem["type"], "urn:opentrusty:problem:unauthenticated");
+
+    // Each plane serves only its own routes.
+    let r = http()
+        .post(planes.admin.url("/api/v1/auth/login"))
+        .json(&json!({ "email": ROOT, "password": ROOT_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    for path in [
+        "/oauth2/token",
+        "/jwks.json",
+        "/.well-known/openid-configuration",
+    ] {
+        assert_eq!(
+            http()
+                .get(planes.admin.url(path))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+    }
+    for path in ["/api/v1/tenants", "/api/v1/openapi.json", "/api/v1/auth/me"] {
+        assert_eq!(
+            http()
+                .get(planes.auth.url(path))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+    }
+    let r = http()
+        .get(planes.admin.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_postgres() {
+    if let Some(db) = TestDb::postgres(true).await {
+        sign_in_on_auth_use_on_admin_sign_out_on_auth(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_sqlite() {
+    sign_in_on_auth_use_on_admin_sign_out_on_auth(TestDb::sqlite(true).await).await;
+}
