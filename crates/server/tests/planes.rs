@@ -225,6 +225,75 @@ async fn sign_in_on_auth_use_on_admin_sign_out_on_auth(db: TestDb) {
     .await;
     assert_eq!(status, 401);
 
+    // A rotation on the admin plane (no key material there): the auth plane signs with the
+    // promoted key within its cache period and prepares the next one by itself.
+    let jwks_kids = || async {
+        let doc: Value = http()
+            .get(planes.auth.url("/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        doc["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(jwks_kids().await.len(), 2, "active and next are published");
+    let (status, rotated) = admin_call(
+        &planes,
+        post.clone(),
+        "/api/v1/keys/rotate",
+        cookie,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let promoted = rotated["rotated"][0]["active_kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let kids = jwks_kids().await;
+        if kids.len() == 3 {
+            assert!(kids.contains(&promoted));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no next key after the rotation: {kids:?}\n{}",
+            planes.auth.output()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let (_, jwt_client, jwt_secret) = &tokens[0];
+    let r = http()
+        .post(planes.auth.url("/oauth2/token"))
+        .basic_auth(jwt_client, Some(jwt_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    let (header, _) = support::jwt_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(header["kid"], promoted.as_str());
+    let (status, _) = admin_call(
+        &planes,
+        post.clone(),
+        "/api/v1/keys/rotate",
+        cookie,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "the prepared next key allows another rotation");
+
     // Signing out on the auth plane: the next admin request is 401.
     let r = http()
         .post(planes.auth.url("/api/v1/auth/logout"))
