@@ -35,31 +35,58 @@ pub fn json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, 
             )),
         };
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            let inner = e.inner();
-            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-                return Err(ApiError::BadRequest(
-                    "the body is not well-formed JSON".to_owned(),
-                ));
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::BadRequest("the body is not well-formed JSON".to_owned()))?;
+    if let Some(field) = nul_in(&value, "") {
+        return Err(ApiError::validation(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let message = e.inner().to_string();
+        ApiError::validation(field_name(&e.path().to_string(), &message, "body"), message)
+    })
+}
+
+/// The path of the first string (or key) holding a NUL character, which no field accepts and
+/// PostgreSQL cannot store.
+fn nul_in(value: &serde_json::Value, path: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        }),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_in(v, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_in(v, &here)
             }
-            let message = inner.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            let field = field_name(&e.path().to_string(), &message, "body");
-            Err(ApiError::validation(field, message))
-        }
+        }),
+        _ => None,
     }
 }
 
 /// Decodes a query string into `T`, naming the parameter at fault.
 pub fn query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
     let raw = raw.unwrap_or("");
+    if let Some((k, _)) = url_pairs(raw).find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        return Err(ApiError::validation(
+            k.replace('\0', ""),
+            "must not contain NUL characters",
+        ));
+    }
     let de = serde_urlencoded::Deserializer::new(url_pairs(raw));
     serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
         let message = e.inner().to_string();

@@ -260,12 +260,7 @@ async fn edge(State(state): State<AdminState>, req: Request, next: Next) -> Resp
             None => ApiError::Forbidden("this origin may not call the admin API").into_response(),
         }
     } else {
-        let r = next.run(req).await;
-        if r.status() == StatusCode::METHOD_NOT_ALLOWED {
-            method_not_allowed(r)
-        } else {
-            r
-        }
+        as_problem(next.run(req).await)
     };
     let h = response.headers_mut();
     if let Some(origin) = allowed_origin {
@@ -284,18 +279,40 @@ async fn edge(State(state): State<AdminState>, req: Request, next: Next) -> Resp
     response
 }
 
-/// A problem document for a method the path does not take, keeping the `Allow` header.
-fn method_not_allowed(original: Response) -> Response {
+/// Turns an error response that is not yet a problem document (a request the framework refused
+/// before any handler ran: a method the path does not take, a body over the size limit) into one,
+/// keeping its status and `Allow` header.
+fn as_problem(original: Response) -> Response {
+    let status = original.status();
+    let is_problem = original
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return original;
+    }
     let allow = original.headers().get(header::ALLOW).cloned();
+    let kind = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        s if s.is_server_error() => "internal",
+        _ => "bad-request",
+    };
     let problem = Problem {
-        kind: "urn:opentrusty:problem:method-not-allowed".to_owned(),
-        title: "Method not allowed".to_owned(),
-        status: 405,
-        detail: "this path does not accept this method".to_owned(),
+        kind: format!("urn:opentrusty:problem:{kind}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail: match status {
+            StatusCode::METHOD_NOT_ALLOWED => "this path does not accept this method",
+            StatusCode::PAYLOAD_TOO_LARGE => "the body is too large",
+            s if s.is_server_error() => "the request could not be completed",
+            _ => "the request could not be read",
+        }
+        .to_owned(),
         field: None,
     };
     let mut r = (
-        StatusCode::METHOD_NOT_ALLOWED,
+        status,
         [(header::CONTENT_TYPE, "application/problem+json")],
         serde_json::to_vec(&problem).unwrap_or_default(),
     )

@@ -465,6 +465,11 @@ async fn invalid_input_gets_a_problem_naming_the_field(db: &TestDb) {
         (json!({ "client_name": "x", "surprise": 1 }), "surprise"),
         (json!({ "redirect_uris": [] }), "client_name"),
         (json!([1, 2]), "body"),
+        (json!({ "client_name": "a\u{0}b" }), "client_name"),
+        (
+            json!({ "client_name": "x", "redirect_uris": ["https://a.example/\u{0}"] }),
+            "redirect_uris[0]",
+        ),
         (
             json!({ "client_name": "x", "grant_types": ["client_credentials"],
                     "token_endpoint_auth_method": "none" }),
@@ -516,7 +521,7 @@ async fn invalid_input_gets_a_problem_naming_the_field(db: &TestDb) {
         .await;
     assert_eq!((r.status.as_u16(), r.field()), (422, Some("logo_url")));
     // Malformed JSON is a bad request; a body that is not JSON an unsupported media type.
-    let raw = |content_type: &'static str, body: &'static str| {
+    let raw = |content_type: &'static str, body: String| {
         let Credential::Cookie { value, csrf } = w.credential(Actor::OwnerA) else {
             unreachable!()
         };
@@ -530,13 +535,18 @@ async fn invalid_input_gets_a_problem_naming_the_field(db: &TestDb) {
             .unwrap()
     };
     assert_eq!(
-        w.send(raw("application/json", "{\"email\":")).await.status,
+        w.send(raw("application/json", "{\"email\":".to_owned()))
+            .await
+            .status,
         400
     );
     assert_eq!(
-        w.send(raw("application/x-www-form-urlencoded", "email=a%40b.co"))
-            .await
-            .status,
+        w.send(raw(
+            "application/x-www-form-urlencoded",
+            "email=a%40b.co".to_owned(),
+        ))
+        .await
+        .status,
         415
     );
     // Query parameters are validated too.
@@ -548,6 +558,7 @@ async fn invalid_input_gets_a_problem_naming_the_field(db: &TestDb) {
         ("status=gone", "status"),
         ("colour=blue", "colour"),
         ("limit=1&limit=2", "limit"),
+        ("email_prefix=a%00b", "email_prefix"),
     ] {
         let r = w
             .call(
@@ -560,6 +571,11 @@ async fn invalid_input_gets_a_problem_naming_the_field(db: &TestDb) {
         assert_eq!(r.status, 422, "{query}: {}", r.body);
         assert_eq!(r.field(), Some(field), "{query}: {}", r.body);
     }
+    // A body over the size limit is refused with a problem too.
+    let huge = format!("{{\"email\": \"{}\"}}", "a".repeat(3 << 20));
+    let r = w.send(raw("application/json", huge)).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
     // Malformed ids name nothing; unknown paths and methods get problems as well.
     let r = w
         .call(

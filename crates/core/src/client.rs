@@ -281,10 +281,11 @@ impl ClientSettings {
                     format!("at most {MAX_LIST_LEN} URIs"),
                 ));
             }
-            if let Some(bad) = uris
-                .iter()
-                .find(|u| u.len() > MAX_URI_CHARS || !crate::uri::is_registrable(u))
-            {
+            if let Some(bad) = uris.iter().find(|u| {
+                u.len() > MAX_URI_CHARS
+                    || u.chars().any(char::is_control)
+                    || !crate::uri::is_registrable(u)
+            }) {
                 return Err(DomainError::new(
                     field,
                     format!(
@@ -478,6 +479,9 @@ mod tests {
         let mut s = valid();
         s.name = "  ".into();
         assert_eq!(field(s, m), "client_name");
+        let mut s = valid();
+        s.redirect_uris = vec!["https://app.example/cb\0".into()];
+        assert_eq!(field(s, m), "redirect_uris");
         let mut s = valid();
         s.post_logout_redirect_uris = vec!["javascript:alert(1)".into()];
         assert_eq!(field(s, m), "post_logout_redirect_uris");
