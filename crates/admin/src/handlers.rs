@@ -615,35 +615,7 @@ pub async fn create_client(
         .unwrap_or(AuthMethodName::ClientSecretBasic)
         .into();
     let mut s = ClientSettings::defaults(&req.client_name);
-    s.redirect_uris = req.redirect_uris;
-    s.post_logout_redirect_uris = req.post_logout_redirect_uris;
-    if let Some(v) = req.grant_types {
-        s.grant_types = v;
-    }
-    if let Some(v) = req.allowed_scopes {
-        s.allowed_scopes = v;
-    }
-    if let Some(v) = req.access_token_format {
-        s.access_token_format = v.into();
-    }
-    if let Some(v) = req.id_token_signed_response_alg {
-        s.id_token_signed_response_alg = v;
-    }
-    if let Some(v) = req.first_party {
-        s.first_party = v;
-    }
-    if let Some(v) = req.require_pkce {
-        s.require_pkce = v;
-    }
-    if let Some(v) = req.access_token_ttl {
-        s.access_token_ttl_secs = v;
-    }
-    if let Some(v) = req.refresh_token_ttl {
-        s.refresh_token_ttl_secs = v;
-    }
-    if let Some(v) = req.id_token_ttl {
-        s.id_token_ttl_secs = v;
-    }
+    req.into_changes().apply(&mut s);
     let settings = s.validate(method)?;
     let secret = (!method.is_public()).then(random_token);
     let new = NewClient::with_settings(
@@ -705,42 +677,7 @@ pub async fn update_client(
             c,
             |current| {
                 let mut s = current.settings();
-                if let Some(v) = req.client_name {
-                    s.name = v;
-                }
-                if let Some(v) = req.redirect_uris {
-                    s.redirect_uris = v;
-                }
-                if let Some(v) = req.post_logout_redirect_uris {
-                    s.post_logout_redirect_uris = v;
-                }
-                if let Some(v) = req.grant_types {
-                    s.grant_types = v;
-                }
-                if let Some(v) = req.allowed_scopes {
-                    s.allowed_scopes = v;
-                }
-                if let Some(v) = req.access_token_format {
-                    s.access_token_format = v.into();
-                }
-                if let Some(v) = req.id_token_signed_response_alg {
-                    s.id_token_signed_response_alg = v;
-                }
-                if let Some(v) = req.first_party {
-                    s.first_party = v;
-                }
-                if let Some(v) = req.require_pkce {
-                    s.require_pkce = v;
-                }
-                if let Some(v) = req.access_token_ttl {
-                    s.access_token_ttl_secs = v;
-                }
-                if let Some(v) = req.refresh_token_ttl {
-                    s.refresh_token_ttl_secs = v;
-                }
-                if let Some(v) = req.id_token_ttl {
-                    s.id_token_ttl_secs = v;
-                }
+                req.apply(&mut s);
                 s.validate(current.token_endpoint_auth_method)
             },
             caller.origin(),

@@ -2,7 +2,9 @@
 //! OpenAPI document is generated from these same types.
 
 use opentrusty_core::audit::{Actor, AuditEvent};
-use opentrusty_core::client::{AccessTokenFormat, OAuthClient, TokenEndpointAuthMethod};
+use opentrusty_core::client::{
+    AccessTokenFormat, ClientSettings, OAuthClient, TokenEndpointAuthMethod,
+};
 use opentrusty_core::rbac::{Role, Scope};
 use opentrusty_core::session::Session;
 use opentrusty_core::tenant::Tenant;
@@ -434,6 +436,68 @@ pub struct UpdateClient {
     pub access_token_ttl: Option<i64>,
     pub refresh_token_ttl: Option<i64>,
     pub id_token_ttl: Option<i64>,
+}
+
+impl UpdateClient {
+    /// Writes the fields this change names into `s`.
+    pub fn apply(self, s: &mut ClientSettings) {
+        if let Some(v) = self.client_name {
+            s.name = v;
+        }
+        if let Some(v) = self.redirect_uris {
+            s.redirect_uris = v;
+        }
+        if let Some(v) = self.post_logout_redirect_uris {
+            s.post_logout_redirect_uris = v;
+        }
+        if let Some(v) = self.grant_types {
+            s.grant_types = v;
+        }
+        if let Some(v) = self.allowed_scopes {
+            s.allowed_scopes = v;
+        }
+        if let Some(v) = self.access_token_format {
+            s.access_token_format = v.into();
+        }
+        if let Some(v) = self.id_token_signed_response_alg {
+            s.id_token_signed_response_alg = v;
+        }
+        if let Some(v) = self.first_party {
+            s.first_party = v;
+        }
+        if let Some(v) = self.require_pkce {
+            s.require_pkce = v;
+        }
+        if let Some(v) = self.access_token_ttl {
+            s.access_token_ttl_secs = v;
+        }
+        if let Some(v) = self.refresh_token_ttl {
+            s.refresh_token_ttl_secs = v;
+        }
+        if let Some(v) = self.id_token_ttl {
+            s.id_token_ttl_secs = v;
+        }
+    }
+}
+
+impl CreateClient {
+    /// The registration as changes to the default settings.
+    pub fn into_changes(self) -> UpdateClient {
+        UpdateClient {
+            client_name: Some(self.client_name),
+            redirect_uris: Some(self.redirect_uris),
+            post_logout_redirect_uris: Some(self.post_logout_redirect_uris),
+            grant_types: self.grant_types,
+            allowed_scopes: self.allowed_scopes,
+            access_token_format: self.access_token_format,
+            id_token_signed_response_alg: self.id_token_signed_response_alg,
+            first_party: self.first_party,
+            require_pkce: self.require_pkce,
+            access_token_ttl: self.access_token_ttl,
+            refresh_token_ttl: self.refresh_token_ttl,
+            id_token_ttl: self.id_token_ttl,
+        }
+    }
 }
 
 /// A registered client and, for a confidential client, its secret: shown this once only.

@@ -1116,7 +1116,7 @@ async fn keys_rotate_to_the_published_next_key(db: &TestDb) {
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
 }
 
-on_both_backends!(
+opentrusty_testkit::each_backend!(
     session_writes_need_the_csrf_token_and_a_console_origin,
     cors_admits_exactly_the_console_origins,
     the_tenant_comes_from_the_credential_never_a_header,

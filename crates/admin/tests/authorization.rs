@@ -458,4 +458,4 @@ async fn tenant_b_is_invisible_from_tenant_a(db: &TestDb) {
     }
 }
 
-on_both_backends!(authorization_matrix, tenant_b_is_invisible_from_tenant_a);
+opentrusty_testkit::each_backend!(authorization_matrix, tenant_b_is_invisible_from_tenant_a);

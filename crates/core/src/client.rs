@@ -148,25 +148,40 @@ impl NewClient {
         token_endpoint_auth_method: TokenEndpointAuthMethod,
         secret_hash: Option<String>,
     ) -> Self {
+        Self::with_settings(
+            tenant_id,
+            client_id,
+            token_endpoint_auth_method,
+            secret_hash,
+            ClientSettings::defaults(name),
+        )
+    }
+
+    /// A client to register from validated `settings`.
+    pub fn with_settings(
+        tenant_id: TenantId,
+        client_id: &str,
+        token_endpoint_auth_method: TokenEndpointAuthMethod,
+        secret_hash: Option<String>,
+        settings: ClientSettings,
+    ) -> Self {
         Self {
             tenant_id,
             client_id: client_id.to_owned(),
-            name: name.to_owned(),
+            name: settings.name,
             token_endpoint_auth_method,
             secret_hash,
-            redirect_uris: Vec::new(),
-            post_logout_redirect_uris: Vec::new(),
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-            allowed_scopes: ["openid", "profile", "email", "offline_access"]
-                .map(String::from)
-                .to_vec(),
-            first_party: false,
-            access_token_format: AccessTokenFormat::Jwt,
-            id_token_signed_response_alg: "RS256".into(),
-            require_pkce: true,
-            access_token_ttl_secs: DEFAULT_ACCESS_TOKEN_TTL_SECS,
-            refresh_token_ttl_secs: DEFAULT_REFRESH_TOKEN_TTL_SECS,
-            id_token_ttl_secs: DEFAULT_ID_TOKEN_TTL_SECS,
+            redirect_uris: settings.redirect_uris,
+            post_logout_redirect_uris: settings.post_logout_redirect_uris,
+            grant_types: settings.grant_types,
+            allowed_scopes: settings.allowed_scopes,
+            first_party: settings.first_party,
+            access_token_format: settings.access_token_format,
+            id_token_signed_response_alg: settings.id_token_signed_response_alg,
+            require_pkce: settings.require_pkce,
+            access_token_ttl_secs: settings.access_token_ttl_secs,
+            refresh_token_ttl_secs: settings.refresh_token_ttl_secs,
+            id_token_ttl_secs: settings.id_token_ttl_secs,
         }
     }
 }
@@ -203,16 +218,26 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
-    /// The defaults of a new client called `name` (see [`NewClient::new`]).
+    /// The defaults of a new client called `name`: authorization code and refresh token grants,
+    /// scopes `openid profile email offline_access`, JWT access tokens, RS256 ID tokens, PKCE
+    /// required, default lifetimes, no redirect URIs.
     pub fn defaults(name: &str) -> Self {
-        NewClient::new(
-            TenantId(uuid::Uuid::nil()),
-            "",
-            name,
-            TokenEndpointAuthMethod::ClientSecretBasic,
-            None,
-        )
-        .settings()
+        Self {
+            name: name.to_owned(),
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            allowed_scopes: ["openid", "profile", "email", "offline_access"]
+                .map(String::from)
+                .to_vec(),
+            first_party: false,
+            access_token_format: AccessTokenFormat::Jwt,
+            id_token_signed_response_alg: "RS256".into(),
+            require_pkce: true,
+            access_token_ttl_secs: DEFAULT_ACCESS_TOKEN_TTL_SECS,
+            refresh_token_ttl_secs: DEFAULT_REFRESH_TOKEN_TTL_SECS,
+            id_token_ttl_secs: DEFAULT_ID_TOKEN_TTL_SECS,
+        }
     }
 
     /// Checks the settings for a client authenticating with `method`, normalising what has one
@@ -358,53 +383,6 @@ fn is_scope_token(s: &str) -> bool {
         && s.len() <= 100
         && s.bytes()
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
-}
-
-impl NewClient {
-    /// A client to register from validated `settings`.
-    pub fn with_settings(
-        tenant_id: TenantId,
-        client_id: &str,
-        token_endpoint_auth_method: TokenEndpointAuthMethod,
-        secret_hash: Option<String>,
-        settings: ClientSettings,
-    ) -> Self {
-        Self {
-            tenant_id,
-            client_id: client_id.to_owned(),
-            name: settings.name,
-            token_endpoint_auth_method,
-            secret_hash,
-            redirect_uris: settings.redirect_uris,
-            post_logout_redirect_uris: settings.post_logout_redirect_uris,
-            grant_types: settings.grant_types,
-            allowed_scopes: settings.allowed_scopes,
-            first_party: settings.first_party,
-            access_token_format: settings.access_token_format,
-            id_token_signed_response_alg: settings.id_token_signed_response_alg,
-            require_pkce: settings.require_pkce,
-            access_token_ttl_secs: settings.access_token_ttl_secs,
-            refresh_token_ttl_secs: settings.refresh_token_ttl_secs,
-            id_token_ttl_secs: settings.id_token_ttl_secs,
-        }
-    }
-
-    fn settings(self) -> ClientSettings {
-        ClientSettings {
-            name: self.name,
-            redirect_uris: self.redirect_uris,
-            post_logout_redirect_uris: self.post_logout_redirect_uris,
-            grant_types: self.grant_types,
-            allowed_scopes: self.allowed_scopes,
-            first_party: self.first_party,
-            access_token_format: self.access_token_format,
-            id_token_signed_response_alg: self.id_token_signed_response_alg,
-            require_pkce: self.require_pkce,
-            access_token_ttl_secs: self.access_token_ttl_secs,
-            refresh_token_ttl_secs: self.refresh_token_ttl_secs,
-            id_token_ttl_secs: self.id_token_ttl_secs,
-        }
-    }
 }
 
 impl OAuthClient {

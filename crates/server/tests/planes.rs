@@ -69,6 +69,20 @@ async fn sign_in(planes: &Planes, email: &str, password: &str) -> (String, Strin
     (cookie, body["csrf_token"].as_str().unwrap().to_owned())
 }
 
+/// An access token from the auth plane's token endpoint, `client_credentials` grant.
+async fn client_credentials(planes: &Planes, client_id: &str, secret: &str) -> String {
+    let r = http()
+        .post(planes.auth.url("/oauth2/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
 async fn admin_call(
     planes: &Planes,
     method: reqwest::Method,
@@ -151,16 +165,7 @@ async fn sign_in_on_auth_use_on_admin_sign_out_on_auth(db: TestDb) {
         assert_eq!(status, 204);
 
         // The auth plane issues the token; the admin plane accepts it without any key.
-        let r = http()
-            .post(planes.auth.url("/oauth2/token"))
-            .basic_auth(&client_id, Some(&secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let body: Value = r.json().await.unwrap();
-        let token = body["access_token"].as_str().unwrap().to_owned();
+        let token = client_credentials(&planes, &client_id, &secret).await;
         assert_eq!(token.contains('.'), format == "jwt");
         let (status, me) = admin_call(
             &planes,
@@ -273,15 +278,8 @@ async fn sign_in_on_auth_use_on_admin_sign_out_on_auth(db: TestDb) {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     let (_, jwt_client, jwt_secret) = &tokens[0];
-    let r = http()
-        .post(planes.auth.url("/oauth2/token"))
-        .basic_auth(jwt_client, Some(jwt_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
-    let (header, _) = support::jwt_parts(body["access_token"].as_str().unwrap());
+    let token = client_credentials(&planes, jwt_client, jwt_secret).await;
+    let (header, _) = support::jwt_parts(&token);
     assert_eq!(header["kid"], promoted.as_str());
     let (status, _) = admin_call(
         &planes,

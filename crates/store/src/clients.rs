@@ -415,8 +415,11 @@ impl Store {
         .await
         .map(|r| r.rows_affected())
         })?;
-        let mut counts = serde_json::Map::new();
-        for (what, sql, timed) in [
+        let counts = tx
+            .cascade(
+                id.0,
+                at,
+                &[
             (
                 "token_families",
                 "UPDATE token_families SET revoked_at = $2, revoked_reason = 'client_deleted' \
@@ -443,16 +446,9 @@ impl Store {
                 "DELETE FROM role_assignments WHERE client_id = $1 OR scope_client_id = $1",
                 false,
             ),
-        ] {
-            let n = on_tx!(tx, |c| {
-                let mut q = sqlx::query(sql).bind(id.0);
-                if timed {
-                    q = q.bind(at);
-                }
-                q.execute(&mut *c).await.map(|r| r.rows_affected())
-            })?;
-            counts.insert(what.to_owned(), n.into());
-        }
+        ],
+            )
+            .await?;
         tx.audit(AuditEvent::new(
             origin,
             action::CLIENT_DELETED,

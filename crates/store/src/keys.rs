@@ -109,6 +109,35 @@ impl Tx {
         Ok(())
     }
 
+    /// Retires the active key of `alg` (published until `until`) and activates its oldest next
+    /// key: returns `(retired, activated)`, either `None` when there was no such key.
+    async fn promote(
+        &mut self,
+        alg: &str,
+        at: DbTime,
+        until: DbTime,
+    ) -> Result<(Option<String>, Option<String>), StoreError> {
+        let retired: Option<String> = on_tx!(self, |c| sqlx::query_scalar(
+            "UPDATE signing_keys SET status = 'retired', retired_at = $2, publish_until = $3 \
+             WHERE alg = $1 AND status = 'active' RETURNING kid"
+        )
+        .bind(alg)
+        .bind(at)
+        .bind(until)
+        .fetch_optional(&mut *c)
+        .await)?;
+        let activated: Option<String> = on_tx!(self, |c| sqlx::query_scalar(
+            "UPDATE signing_keys SET status = 'active', activated_at = $2 \
+             WHERE kid = (SELECT kid FROM signing_keys WHERE alg = $1 AND status = 'next' \
+                          ORDER BY created_at LIMIT 1) RETURNING kid"
+        )
+        .bind(alg)
+        .bind(at)
+        .fetch_optional(&mut *c)
+        .await)?;
+        Ok((retired, activated))
+    }
+
     async fn active_kid(&mut self, alg: &str) -> Result<Option<String>, StoreError> {
         Ok(on_tx!(self, |c| sqlx::query_scalar(
             "SELECT kid FROM signing_keys WHERE alg = $1 AND status = 'active'"
@@ -203,26 +232,7 @@ impl Store {
         let alg = new_next.alg.as_str();
         let mut tx = self.begin().await?;
         tx.lock_keys().await?;
-        let old = tx.active_kid(alg).await?;
-        on_tx!(tx, |c| sqlx::query(
-            "UPDATE signing_keys SET status = 'retired', retired_at = $2, publish_until = $3 \
-             WHERE alg = $1 AND status = 'active'"
-        )
-        .bind(alg)
-        .bind(at)
-        .bind(DbTime(publish_retired_until))
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected()))?;
-        let promoted: Option<String> = on_tx!(tx, |c| sqlx::query_scalar(
-            "UPDATE signing_keys SET status = 'active', activated_at = $2 \
-             WHERE kid = (SELECT kid FROM signing_keys WHERE alg = $1 AND status = 'next' \
-                          ORDER BY created_at LIMIT 1) RETURNING kid"
-        )
-        .bind(alg)
-        .bind(at)
-        .fetch_optional(&mut *c)
-        .await)?;
+        let (old, promoted) = tx.promote(alg, at, DbTime(publish_retired_until)).await?;
         let active = match promoted {
             Some(kid) => {
                 tx.insert_key(new_next, "next", at).await?;
@@ -308,42 +318,15 @@ impl Store {
         }
         let mut rotated = Vec::new();
         for alg in algs {
-            let Some(old) = tx.active_kid(&alg).await? else {
+            let (Some(old), Some(next)) =
+                tx.promote(&alg, at, DbTime(publish_retired_until)).await?
+            else {
+                // Nothing changes: the transaction rolls back.
                 return Err(StoreError::Refused(format!(
-                    "there is no active {alg} key to rotate"
+                    "the next {alg} key is not ready yet (or there is no active one); an auth \
+                     process prepares it within seconds of the last rotation, retry shortly"
                 )));
             };
-            let next: Option<String> = on_tx!(tx, |c| sqlx::query_scalar(
-                "SELECT kid FROM signing_keys WHERE alg = $1 AND status = 'next' \
-                 ORDER BY created_at LIMIT 1"
-            )
-            .bind(&alg)
-            .fetch_optional(&mut *c)
-            .await)?;
-            let Some(next) = next else {
-                return Err(StoreError::Refused(format!(
-                    "the next {alg} key is not ready yet; an auth process prepares it within \
-                     seconds of the last rotation, retry shortly"
-                )));
-            };
-            on_tx!(tx, |c| sqlx::query(
-                "UPDATE signing_keys SET status = 'retired', retired_at = $2, publish_until = $3 \
-                 WHERE kid = $1"
-            )
-            .bind(&old)
-            .bind(at)
-            .bind(DbTime(publish_retired_until))
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))?;
-            on_tx!(tx, |c| sqlx::query(
-                "UPDATE signing_keys SET status = 'active', activated_at = $2 WHERE kid = $1"
-            )
-            .bind(&next)
-            .bind(at)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))?;
             tx.audit(AuditEvent::new(
                 origin,
                 action::SIGNING_KEY_ROTATED,

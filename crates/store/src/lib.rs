@@ -144,7 +144,33 @@ pub(crate) enum TxInner {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
 }
 
+/// One step of a cascade: what it ends (the key of its count), the statement (taking the id as
+/// `$1`), and whether it also takes the time as `$2`.
+pub(crate) type CascadeStep = (&'static str, &'static str, bool);
+
 impl Tx {
+    /// Runs `steps` for the row `id` at `at`, returning how many rows each step touched, for the
+    /// audit record of the change that ends them.
+    pub(crate) async fn cascade(
+        &mut self,
+        id: uuid::Uuid,
+        at: rows::DbTime,
+        steps: &[CascadeStep],
+    ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        let mut counts = serde_json::Map::new();
+        for &(what, sql, timed) in steps {
+            let n = on_tx!(self, |c| {
+                let mut q = sqlx::query(sql).bind(id);
+                if timed {
+                    q = q.bind(at);
+                }
+                q.execute(&mut *c).await.map(|r| r.rows_affected())
+            })?;
+            counts.insert(what.to_owned(), n.into());
+        }
+        Ok(counts)
+    }
+
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
         match self.inner {
             TxInner::Postgres(t) => t.commit().await?,

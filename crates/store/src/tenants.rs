@@ -231,9 +231,11 @@ impl Store {
         if deleted == 0 {
             return Err(StoreError::NotFound);
         }
-        let mut counts = serde_json::Map::new();
-        // (what, statement, whether it takes the time as $2)
-        for (what, sql, timed) in [
+        let counts = tx
+            .cascade(
+                id.0,
+                at,
+                &[
             (
                 "sessions",
                 "DELETE FROM sessions WHERE tenant_id = $1",
@@ -267,16 +269,9 @@ impl Store {
                 "DELETE FROM enrollment_links WHERE tenant_id = $1 AND used_at IS NULL",
                 false,
             ),
-        ] {
-            let n = on_tx!(tx, |c| {
-                let mut q = sqlx::query(sql).bind(id.0);
-                if timed {
-                    q = q.bind(at);
-                }
-                q.execute(&mut *c).await.map(|r| r.rows_affected())
-            })?;
-            counts.insert(what.to_owned(), n.into());
-        }
+        ],
+            )
+            .await?;
         tx.audit(AuditEvent::new(
             origin,
             action::TENANT_DELETED,

@@ -19,33 +19,7 @@ use opentrusty_testkit::TestDb;
 use sqlx::Connection;
 use time::Duration;
 
-/// Declares each test once per backend: `sqlite::name` always runs, `postgres::name` runs when
-/// PostgreSQL is configured.
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = opentrusty_testkit::TestDb::sqlite(true).await;
-                    super::$name(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(db) = opentrusty_testkit::TestDb::postgres(true).await {
-                        super::$name(&db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+opentrusty_testkit::each_backend!(
     migrations_are_recorded_and_idempotent,
     seeded_roles_match_the_domain,
     tenant_lifecycle_is_audited,

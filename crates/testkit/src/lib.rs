@@ -201,6 +201,33 @@ impl Drop for TestDb {
     }
 }
 
+/// Declares each `async fn name(db: &TestDb)` listed as two tests, `sqlite::name` and
+/// `postgres::name`; the PostgreSQL one does nothing unless `OPENTRUSTY_TEST_DATABASE_URL` is set.
+#[macro_export]
+macro_rules! each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::TestDb::sqlite(true).await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = $crate::TestDb::postgres(true).await {
+                        super::$name(&db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 /// The path of command-line tool `name` from PyPI, installed on first use into a virtual
 /// environment under the workspace's target directory, at the versions pinned in
 /// `tests/python-requirements.txt`. Concurrent callers (several test binaries) wait for one

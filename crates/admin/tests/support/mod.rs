@@ -24,32 +24,6 @@ use opentrusty_testkit::TestDb;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-/// Runs `$name(&db)` once on SQLite and once on PostgreSQL (when configured).
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = opentrusty_testkit::TestDb::sqlite(true).await;
-                    super::$name(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(db) = opentrusty_testkit::TestDb::postgres(true).await {
-                        super::$name(&db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 pub const CONSOLE: &str = "https://console.example";
 pub const AUTH_BASE: &str = "https://auth.example";
 
