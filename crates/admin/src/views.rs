@@ -65,6 +65,7 @@ impl From<Tenant> for TenantView {
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Unique among live tenants, compared case-insensitively; 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     pub display_name: Option<String>,
 }
@@ -185,6 +186,8 @@ impl From<TenantRoleName> for Role {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    /// An email address, at most 254 characters.
+    #[schema(min_length = 3, max_length = 254, pattern = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$")]
     pub email: String,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
@@ -401,6 +404,7 @@ pub struct ClientDetail {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClient {
+    #[schema(min_length = 1, max_length = 100)]
     pub client_name: String,
     #[serde(default)]
     pub redirect_uris: Vec<String>,
