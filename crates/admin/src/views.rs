@@ -187,7 +187,11 @@ impl From<TenantRoleName> for Role {
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// An email address, at most 254 characters.
-    #[schema(min_length = 3, max_length = 254, pattern = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$")]
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$"
+    )]
     pub email: String,
     pub given_name: Option<String>,
     pub family_name: Option<String>,

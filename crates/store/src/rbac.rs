@@ -81,11 +81,19 @@ const PG_CONSOLE_EMAIL_LOCK: i32 = 0x4f54_4345; // "OTCE"
 
 impl Tx {
     /// Whether `user` holds `tenant_owner` in `tenant` and no other live, active user does.
+    /// On PostgreSQL the tenant's row stays locked until the transaction ends, so two owners
+    /// removing each other at once cannot both pass (SQLite's write lock already serialises).
     pub(crate) async fn is_last_owner(
         &mut self,
         tenant: TenantId,
         user: UserId,
     ) -> Result<bool, StoreError> {
+        if let TxInner::Postgres(t) = &mut self.inner {
+            sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind(tenant.0)
+                .execute(&mut **t)
+                .await?;
+        }
         let owners: Vec<Uuid> = on_tx!(self, |c| sqlx::query_scalar(
             "SELECT ra.user_id FROM role_assignments ra JOIN users u ON u.id = ra.user_id \
              WHERE ra.role_name = 'tenant_owner' AND ra.scope_kind = 'tenant' \

@@ -39,6 +39,8 @@ opentrusty_testkit::each_backend!(
     sessions_are_found_by_digest_until_they_expire,
     concurrent_redemptions_of_one_code_issue_exactly_once,
     concurrent_refreshes_of_one_token_rotate_exactly_once,
+    a_tenant_keeps_an_owner_under_concurrent_removals,
+    an_email_gets_console_roles_in_one_place_under_concurrent_grants,
 );
 
 fn admin_origin() -> Origin {
@@ -1068,4 +1070,107 @@ async fn concurrent_refreshes_of_one_token_rotate_exactly_once(db: &TestDb) {
         store.token_family_revoked(family_id).await.unwrap(),
         Some(true)
     );
+}
+
+/// Two owners removing each other's owner role at the same moment: exactly one removal wins,
+/// so the tenant is never left without an owner.
+async fn a_tenant_keeps_an_owner_under_concurrent_removals(db: &TestDb) {
+    let store = db.store().await;
+    for round in 0..8 {
+        let t = tenant(&store, &format!("owners-{round}")).await;
+        let mut owners = Vec::new();
+        for n in 0..2 {
+            let u = user(&store, t, &format!("owner{n}-{round}@example.com")).await;
+            store
+                .assign_role(
+                    Subject::User(u),
+                    Role::TenantOwner,
+                    Scope::Tenant(t),
+                    &Origin::system(),
+                )
+                .await
+                .unwrap();
+            owners.push(u);
+        }
+        let tasks: Vec<_> = owners
+            .iter()
+            .map(|u| {
+                let (store, u) = (store.clone(), *u);
+                tokio::spawn(async move {
+                    store
+                        .revoke_role(
+                            Subject::User(u),
+                            Role::TenantOwner,
+                            Scope::Tenant(t),
+                            &Origin::system(),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => won += 1,
+                Err(StoreError::Refused(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(won, 1, "round {round}");
+        let left = owner_roles_held(&store, &owners).await;
+        assert_eq!(left, 1, "round {round}");
+    }
+}
+
+async fn owner_roles_held(store: &Store, users: &[UserId]) -> usize {
+    let mut n = 0;
+    for u in users {
+        n += store
+            .assignments_of(Subject::User(*u))
+            .await
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| *r == Role::TenantOwner)
+            .count();
+    }
+    n
+}
+
+/// The same email in two tenants, given a console role in both at the same moment: exactly one
+/// grant wins, so the console sign-in still resolves to one account.
+async fn an_email_gets_console_roles_in_one_place_under_concurrent_grants(db: &TestDb) {
+    let store = db.store().await;
+    for round in 0..8 {
+        let email = format!("twin{round}@example.com");
+        let a = tenant(&store, &format!("twin-a-{round}")).await;
+        let b = tenant(&store, &format!("twin-b-{round}")).await;
+        let in_a = user(&store, a, &email).await;
+        let in_b = user(&store, b, &email).await;
+        let tasks: Vec<_> = [(in_a, a), (in_b, b)]
+            .into_iter()
+            .map(|(u, t)| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .assign_role(
+                            Subject::User(u),
+                            Role::TenantAdmin,
+                            Scope::Tenant(t),
+                            &Origin::system(),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => won += 1,
+                Err(StoreError::Refused(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(won, 1, "round {round}");
+        assert_eq!(store.control_plane_accounts(&email).await.unwrap().len(), 1);
+    }
 }
