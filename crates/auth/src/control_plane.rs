@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use opentrusty_core::audit::Actor;
 use opentrusty_core::email::Email;
@@ -30,12 +31,79 @@ fn invalid_credentials() -> Response {
     )
 }
 
+/// Browser rules of the console's sign-in and sign-out: a request whose `Origin` is neither the
+/// issuer's nor a console origin is refused (no cross-site sign-in or sign-out), and the console
+/// origins get CORS with credentials (never `*`).
+pub async fn console_edge(State(state): State<AuthState>, req: Request, next: Next) -> Response {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let console = origin.as_ref().filter(|o| {
+        o.to_str()
+            .is_ok_and(|o| state.settings().console_origins.iter().any(|c| c == o))
+    });
+    let same_origin = origin
+        .as_ref()
+        .is_some_and(|o| o.as_bytes() == state.issuer_origin().as_bytes());
+    if origin.is_some() && console.is_none() && !same_origin {
+        return no_store_json(
+            StatusCode::FORBIDDEN,
+            json!({ "error": "invalid_request", "error_description": "this origin may not sign in here" }),
+        );
+    }
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut r = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        r
+    } else {
+        next.run(req).await
+    };
+    if let Some(o) = console.cloned() {
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    r.headers_mut()
+        .append(header::VARY, HeaderValue::from_static("origin"));
+    r
+}
+
 pub async fn login(
     State(state): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // A JSON content type cannot be sent cross-site without a CORS preflight, which only the
+    // console's origins pass: no login CSRF through a form posting text/plain.
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return no_store_json(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!({ "error": "invalid_request", "error_description": "send the body as application/json" }),
+        );
+    }
     if headers.contains_key("x-tenant-id") {
         return bad_request("the tenant is derived from the account; do not send X-Tenant-ID");
     }

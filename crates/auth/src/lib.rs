@@ -38,6 +38,9 @@ pub struct AuthSettings {
     pub session_lifetime_secs: i64,
     pub code_ttl_secs: i64,
     pub refresh_grace_secs: i64,
+    /// Origins of the admin console, which calls the control-plane sign-in and sign-out from
+    /// its own origin (CORS with credentials).
+    pub console_origins: Vec<String>,
 }
 
 struct Inner {
@@ -134,7 +137,14 @@ pub fn router(state: AuthState) -> Router {
             get(logout::logout_page).post(logout::logout_submit),
         )
         .route("/oauth2/logout", get(logout::rp_logout))
-        .route("/api/v1/auth/login", post(control_plane::login))
-        .route("/api/v1/auth/logout", post(control_plane::logout))
+        .merge(
+            Router::new()
+                .route("/api/v1/auth/login", post(control_plane::login))
+                .route("/api/v1/auth/logout", post(control_plane::logout))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    control_plane::console_edge,
+                )),
+        )
         .with_state(state)
 }

@@ -482,7 +482,9 @@ pub fn serve(
         }
     };
     let secret = secret(env, mode, &database, options.secret_key_file.clone())?;
-    let auth = auth(env, auth_port, &options.auth)?;
+    let admin = admin(env, &options.admin)?;
+    let mut auth = auth(env, auth_port, &options.auth)?;
+    auth.console_origins = admin.console_origins.clone();
     Ok(ServeSettings {
         mode,
         bind,
@@ -496,7 +498,7 @@ pub fn serve(
         bootstrap: bootstrap(env, &options.bootstrap)?,
         database,
         auth,
-        admin: admin(env, &options.admin)?,
+        admin,
     })
 }
 
@@ -597,6 +599,7 @@ fn auth(
             "a number of seconds from 0 to 300",
             |v| (0..=300).contains(v),
         )?,
+        console_origins: Vec::new(),
     })
 }
 

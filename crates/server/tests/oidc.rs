@@ -1711,6 +1711,93 @@ async fn control_plane_login_of_a_platform_operator_sets_the_session_and_logout_
     r.expect_status(204);
 }
 
+/// The console's sign-in takes JSON only (a cross-site form cannot send it without a CORS
+/// preflight) and only from the issuer's origin or a console origin, which gets CORS with
+/// credentials; sign-out follows the same origin rule.
+#[tokio::test]
+async fn control_plane_login_accepts_json_from_the_console_or_the_issuer_only() {
+    let console = "https://console.example";
+    let db = TestDb::sqlite(true).await;
+    let idp = Idp::start_with(db, &[("OPENTRUSTY_CONSOLE_ORIGINS", console)]).await;
+    bootstrap_operator(&idp).await;
+    let body = json!({"email": OPERATOR, "password": PASSWORD}).to_string();
+    let login = |origin: Option<&str>, content_type: &str| {
+        let mut req = http()
+            .post(idp.url("/api/v1/auth/login"))
+            .header("content-type", content_type.to_owned())
+            .body(body.clone());
+        if let Some(o) = origin {
+            req = req.header("origin", o.to_owned());
+        }
+        req
+    };
+    let r = Reply::read(login(None, "text/plain").send().await.unwrap()).await;
+    r.expect_status(415);
+    assert!(r.set_cookies().is_empty());
+    let r = Reply::read(
+        login(Some("https://evil.example"), "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.expect_status(403);
+    assert!(r.set_cookies().is_empty());
+    assert!(r.header("access-control-allow-origin").is_none());
+
+    let preflight = Reply::read(
+        http()
+            .request(reqwest::Method::OPTIONS, idp.url("/api/v1/auth/login"))
+            .header("origin", console)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    preflight.expect_status(204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some(console)
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-credentials"),
+        Some("true")
+    );
+
+    let r = Reply::read(
+        login(Some(console), "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.expect_status(200);
+    assert_eq!(r.header("access-control-allow-origin"), Some(console));
+    let issuer = idp.issuer();
+    let r = Reply::read(
+        login(Some(&issuer), "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.expect_status(200);
+    assert!(r.header("access-control-allow-origin").is_none());
+
+    let r = Reply::read(
+        http()
+            .post(idp.url("/api/v1/auth/logout"))
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.expect_status(403);
+}
+
 #[tokio::test]
 async fn control_plane_login_of_a_tenant_admin_names_the_tenant() {
     let idp = Idp::sqlite().await;
