@@ -93,7 +93,7 @@ pub struct UpdateTenant {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantList {
     pub items: Vec<TenantView>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
