@@ -15,7 +15,8 @@ mod token;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::http::Method;
+use axum::routing::{MethodRouter, get, post};
 use opentrusty_core::password::PasswordHasher;
 use opentrusty_core::secret::MasterKey;
 use opentrusty_store::Store;
@@ -104,47 +105,73 @@ impl AuthState {
     }
 }
 
-/// The auth plane's routes (probes are added by the listener that serves them).
-pub fn router(state: AuthState) -> Router {
-    Router::new()
-        .route(
+/// Every route of the auth plane: method, path and handler. The router and the route table
+/// (compared with a checked-in list by the server's tests) both come from here.
+fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AuthState>)> {
+    use authorize as az;
+    vec![
+        (
+            Method::GET,
             "/.well-known/openid-configuration",
             get(resources::discovery),
-        )
-        .route("/jwks.json", get(resources::jwks))
-        .route("/.well-known/jwks.json", get(resources::jwks))
-        .route(
-            "/oauth2/authorize",
-            get(authorize::authorize_get).post(authorize::authorize_post),
-        )
-        .route(
-            "/login",
-            get(authorize::login_page).post(authorize::login_submit),
-        )
-        .route(
-            "/consent",
-            get(authorize::consent_page).post(authorize::consent_submit),
-        )
-        .route("/oauth2/token", post(token::token))
-        .route(
+        ),
+        (Method::GET, "/jwks.json", get(resources::jwks)),
+        (Method::GET, "/.well-known/jwks.json", get(resources::jwks)),
+        (Method::GET, "/oauth2/authorize", get(az::authorize_get)),
+        (Method::POST, "/oauth2/authorize", post(az::authorize_post)),
+        (Method::GET, "/login", get(az::login_page)),
+        (Method::POST, "/login", post(az::login_submit)),
+        (Method::GET, "/consent", get(az::consent_page)),
+        (Method::POST, "/consent", post(az::consent_submit)),
+        (Method::POST, "/oauth2/token", post(token::token)),
+        (
+            Method::GET,
             "/oauth2/userinfo",
-            get(resources::userinfo_get).post(resources::userinfo_post),
-        )
-        .route("/oauth2/revoke", post(resources::revoke))
-        .route("/oauth2/introspect", post(resources::introspect))
-        .route(
-            "/logout",
-            get(logout::logout_page).post(logout::logout_submit),
-        )
-        .route("/oauth2/logout", get(logout::rp_logout))
-        .merge(
-            Router::new()
-                .route("/api/v1/auth/login", post(control_plane::login))
-                .route("/api/v1/auth/logout", post(control_plane::logout))
-                .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    control_plane::console_edge,
-                )),
-        )
+            get(resources::userinfo_get),
+        ),
+        (
+            Method::POST,
+            "/oauth2/userinfo",
+            post(resources::userinfo_post),
+        ),
+        (Method::POST, "/oauth2/revoke", post(resources::revoke)),
+        (
+            Method::POST,
+            "/oauth2/introspect",
+            post(resources::introspect),
+        ),
+        (Method::GET, "/logout", get(logout::logout_page)),
+        (Method::POST, "/logout", post(logout::logout_submit)),
+        (Method::GET, "/oauth2/logout", get(logout::rp_logout)),
+        (Method::POST, CONSOLE_LOGIN, post(control_plane::login)),
+        (Method::POST, CONSOLE_LOGOUT, post(control_plane::logout)),
+    ]
+}
+
+const CONSOLE_LOGIN: &str = "/api/v1/auth/login";
+const CONSOLE_LOGOUT: &str = "/api/v1/auth/logout";
+
+/// The auth plane's route table: `(method, path)` of every route it serves.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    endpoints().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// The auth plane's routes (probes are added by the listener that serves them). The console's
+/// sign-in and sign-out get their own origin rules and CORS.
+pub fn router(state: AuthState) -> Router {
+    let mut protocol = Router::new();
+    let mut console = Router::new();
+    for (_, path, handler) in endpoints() {
+        if path == CONSOLE_LOGIN || path == CONSOLE_LOGOUT {
+            console = console.route(path, handler);
+        } else {
+            protocol = protocol.route(path, handler);
+        }
+    }
+    protocol
+        .merge(console.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            control_plane::console_edge,
+        )))
         .with_state(state)
 }

@@ -73,6 +73,20 @@ pub enum Command {
     /// List or rotate the token signing keys
     #[command(subcommand)]
     Keys(KeysCommand),
+
+    /// Delete expired sessions, codes, tokens and enrollment links once (what the janitor of
+    /// every auth process does periodically)
+    Cleanup,
+
+    /// Validate the configuration of `serve <mode>` and the database, and print what it would
+    /// serve; changes nothing
+    #[command(
+        long_about = "Validate the configuration of `serve <mode>` (same flags and \
+        variables), connect to the database, check the schema and the signing keys, and print \
+        what would be served. Changes nothing. Exit codes: 0 ready to serve, 1 the database is \
+        unreachable or not ready, 2 invalid configuration."
+    )]
+    Check(ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +172,37 @@ pub struct ServeOptions {
 
     #[command(flatten)]
     pub admin: AdminArgs,
+
+    #[command(flatten)]
+    pub ops: OpsArgs,
+}
+
+/// Routing, proxies and operations.
+#[derive(Debug, Args)]
+pub struct OpsArgs {
+    /// Host name of the auth plane (auth.example.com): with it, requests are routed by `Host`
+    /// [env: OPENTRUSTY_AUTH_DOMAIN]
+    #[arg(long, value_name = "HOST")]
+    pub auth_domain: Option<String>,
+
+    /// Host name of the admin plane (api.example.com) [env: OPENTRUSTY_ADMIN_DOMAIN]
+    #[arg(long, value_name = "HOST")]
+    pub admin_domain: Option<String>,
+
+    /// Comma-separated addresses or CIDR ranges of reverse proxies whose forwarded headers are
+    /// believed [env: OPENTRUSTY_TRUSTED_PROXIES] [default: none]
+    #[arg(long, value_name = "CIDRS")]
+    pub trusted_proxies: Option<String>,
+
+    /// Address of the Prometheus metrics listener, e.g. 127.0.0.1:9100
+    /// [env: OPENTRUSTY_METRICS_ADDR] [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+
+    /// Seconds between janitor runs in an auth process; 0 turns it off
+    /// [env: OPENTRUSTY_JANITOR_INTERVAL] [default: 300]
+    #[arg(long, value_name = "SECONDS")]
+    pub janitor_interval: Option<String>,
 }
 
 /// Settings of the admin plane.

@@ -7,7 +7,7 @@ use opentrusty_core::password::{PasswordHasher, generate_password};
 use opentrusty_store::{BootstrapOutcome, Store};
 
 use crate::Failure;
-use crate::config::{BootstrapSettings, DatabaseSettings};
+use crate::config::{BootstrapSettings, DatabaseSettings, ServeSettings};
 
 /// Length of generated administrator passwords.
 const GENERATED_PASSWORD_CHARS: usize = 24;
@@ -212,4 +212,168 @@ pub async fn bootstrap(
         BootstrapOutcome::AlreadyPresent => writeln!(out, "{exists_message}").map_err(io)?,
     }
     Ok(outcome)
+}
+
+/// `opentrusty cleanup`: one janitor run, without a limit on batches.
+pub async fn cleanup(store: &Store, out: &mut dyn Write) -> Result<(), Failure> {
+    let swept = store
+        .sweep_expired(
+            opentrusty_core::now(),
+            crate::serve::JANITOR_BATCH,
+            u32::MAX,
+        )
+        .await
+        .map_err(|e| Failure(format!("cleanup failed: {e}")))?;
+    writeln!(
+        out,
+        "deleted {} expired rows: {} sessions, {} authorization codes, {} access tokens, \
+         {} token families (with their refresh tokens), {} enrollment links",
+        swept.total(),
+        swept.sessions,
+        swept.authorization_codes,
+        swept.access_tokens,
+        swept.token_families,
+        swept.enrollment_links
+    )
+    .map_err(|e| Failure(format!("cannot write output: {e}")))
+}
+
+/// A database URL fit to print: the password replaced.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `opentrusty check <mode>`: what `serve <mode>` would do with this configuration, and whether
+/// the database is ready for it.
+pub async fn check(settings: &ServeSettings, out: &mut dyn Write) -> Result<(), Failure> {
+    use crate::config::{Mode, SecretSource};
+    let io = |e: std::io::Error| Failure(format!("cannot write output: {e}"));
+    let mode = settings.mode;
+    let db = &settings.database;
+    let mut lines = vec![
+        format!("mode: {}", mode.as_str()),
+        format!("database: {} ({})", redacted(&db.url), db.backend.as_str()),
+        format!("pool: up to {} connections", db.connect.max_connections),
+    ];
+    let listen = |port: u16, what: &str| format!("listen: {}:{port} ({what})", settings.bind);
+    match mode {
+        Mode::Auth => lines.push(listen(settings.auth_port, "auth plane")),
+        Mode::Admin => lines.push(listen(settings.admin_port, "admin plane")),
+        Mode::All => lines.push(listen(settings.auth_port, "auth and admin planes")),
+    }
+    lines.push(format!("issuer: {}", settings.auth.issuer));
+    let ops = &settings.ops;
+    lines.push(match (&ops.auth_domain, &ops.admin_domain) {
+        (None, None) => "routing: by port".to_owned(),
+        (a, b) => format!(
+            "routing: by host (auth: {}, admin: {}; other hosts get 421)",
+            a.as_deref().unwrap_or("any other host"),
+            b.as_deref().unwrap_or("any other host")
+        ),
+    });
+    let proxies: Vec<String> = ops
+        .trusted_proxies
+        .ranges()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    lines.push(format!(
+        "trusted proxies: {}",
+        if proxies.is_empty() {
+            "none (forwarded headers ignored)".to_owned()
+        } else {
+            proxies.join(", ")
+        }
+    ));
+    lines.push(format!(
+        "console origins: {}",
+        if settings.admin.console_origins.is_empty() {
+            "none".to_owned()
+        } else {
+            settings.admin.console_origins.join(", ")
+        }
+    ));
+    lines.push(match ops.metrics_addr {
+        Some(a) => format!("metrics: http://{a}/metrics"),
+        None => "metrics: off".to_owned(),
+    });
+    if mode != Mode::Admin {
+        lines.push(match ops.janitor_interval {
+            Some(d) => format!("janitor: every {} s", d.as_secs()),
+            None => "janitor: off".to_owned(),
+        });
+    }
+    lines.push(match &settings.secret {
+        SecretSource::Configured(_) => "secret key: configured".to_owned(),
+        SecretSource::DevelopmentFile(p) => format!(
+            "secret key: development file {} ({})",
+            p.display(),
+            if p.exists() {
+                "present"
+            } else {
+                "created at first start"
+            }
+        ),
+    });
+    for line in &lines {
+        writeln!(out, "{line}").map_err(io)?;
+    }
+
+    let store = match tokio::time::timeout(std::time::Duration::from_secs(10), open(db)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(Failure(
+                "the database did not answer within 10 s".to_owned(),
+            ));
+        }
+    };
+    let result = async {
+        store
+            .ping()
+            .await
+            .map_err(|e| Failure(format!("the database is unreachable: {e}")))?;
+        let status = store
+            .migration_status()
+            .await
+            .map_err(|e| Failure(format!("cannot read the migration ledger: {e}")))?;
+        let auto_migrates = mode == Mode::All && db.backend == opentrusty_store::Backend::Sqlite;
+        if status.pending.is_empty() {
+            writeln!(out, "schema: current").map_err(io)?;
+        } else if auto_migrates {
+            writeln!(
+                out,
+                "schema: {} migration(s) pending, applied at start",
+                status.pending.len()
+            )
+            .map_err(io)?;
+        } else {
+            require_current_schema(&store).await?;
+        }
+        if mode != Mode::Admin && status.pending.is_empty() {
+            let key = store
+                .has_active_signing_key("RS256")
+                .await
+                .map_err(|e| Failure(format!("cannot read the signing keys: {e}")))?;
+            writeln!(
+                out,
+                "signing key: {}",
+                if key {
+                    "active RS256 key present"
+                } else {
+                    "none yet (created at first start)"
+                }
+            )
+            .map_err(io)?;
+        }
+        writeln!(out, "ok: ready to serve").map_err(io)
+    }
+    .await;
+    store.close().await;
+    result
 }

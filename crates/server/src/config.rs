@@ -12,7 +12,7 @@ use opentrusty_core::secret::MasterKey;
 use opentrusty_store::{Backend, ConnectOptions};
 
 use crate::cli::{
-    AdminArgs, AuthArgs, BootstrapArgs, DatabaseArgs, HashingArgs, ModeArg, ServeOptions,
+    AdminArgs, AuthArgs, BootstrapArgs, DatabaseArgs, HashingArgs, ModeArg, OpsArgs, ServeOptions,
 };
 
 /// The embedded default: an SQLite file in the working directory.
@@ -315,6 +315,122 @@ pub struct ServeSettings {
     pub bootstrap: Option<BootstrapSettings>,
     pub auth: opentrusty_auth::AuthSettings,
     pub admin: AdminConfig,
+    pub ops: OpsConfig,
+}
+
+/// Routing, proxies and operations.
+#[derive(Debug, Clone, Default)]
+pub struct OpsConfig {
+    pub auth_domain: Option<String>,
+    pub admin_domain: Option<String>,
+    pub trusted_proxies: opentrusty_web::proxy::TrustedProxies,
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `None`: the janitor does not run.
+    pub janitor_interval: Option<Duration>,
+}
+
+/// A host name: letters, digits, hyphens and dots, lowercased, without a trailing dot.
+fn hostname(g: &Given) -> Result<String, ConfigError> {
+    let d = g.value.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(d)
+    } else {
+        Err(error(&g.name, format!("{:?} is not a host name", g.value)))
+    }
+}
+
+fn ops(env: &dyn Env, args: &OpsArgs, public_ports: &[u16]) -> Result<OpsConfig, ConfigError> {
+    let auth_domain = given(
+        env,
+        "--auth-domain",
+        "OPENTRUSTY_AUTH_DOMAIN",
+        &args.auth_domain,
+    )?
+    .map(|g| hostname(&g))
+    .transpose()?;
+    let admin_domain = match given(
+        env,
+        "--admin-domain",
+        "OPENTRUSTY_ADMIN_DOMAIN",
+        &args.admin_domain,
+    )? {
+        None => None,
+        Some(g) => {
+            let d = hostname(&g)?;
+            if auth_domain.as_deref() == Some(d.as_str()) {
+                return Err(error(&g.name, "must differ from the auth domain"));
+            }
+            Some(d)
+        }
+    };
+    let trusted_proxies = match given(
+        env,
+        "--trusted-proxies",
+        "OPENTRUSTY_TRUSTED_PROXIES",
+        &args.trusted_proxies,
+    )? {
+        None => Default::default(),
+        Some(g) => {
+            let mut ranges = Vec::new();
+            for item in g.value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                ranges.push(opentrusty_web::proxy::Cidr::parse(item).ok_or_else(|| {
+                    error(
+                        &g.name,
+                        format!("{item:?} is not an address or CIDR range (10.0.0.0/8)"),
+                    )
+                })?);
+            }
+            opentrusty_web::proxy::TrustedProxies::new(ranges)
+        }
+    };
+    let metrics_addr = match given(
+        env,
+        "--metrics-addr",
+        "OPENTRUSTY_METRICS_ADDR",
+        &args.metrics_addr,
+    )? {
+        None => None,
+        Some(g) => {
+            let addr: std::net::SocketAddr = g.value.trim().parse().map_err(|_| {
+                error(
+                    &g.name,
+                    format!("{:?} is not an address like 127.0.0.1:9100", g.value),
+                )
+            })?;
+            if public_ports.contains(&addr.port()) {
+                return Err(error(
+                    &g.name,
+                    "must not use a port of the public listeners",
+                ));
+            }
+            Some(addr)
+        }
+    };
+    let janitor_secs = parse_number(
+        given(
+            env,
+            "--janitor-interval",
+            "OPENTRUSTY_JANITOR_INTERVAL",
+            &args.janitor_interval,
+        )?,
+        300u64,
+        "a number of seconds from 0 (off) to 86400",
+        |s| *s <= 86400,
+    )?;
+    Ok(OpsConfig {
+        auth_domain,
+        admin_domain,
+        trusted_proxies,
+        metrics_addr,
+        janitor_interval: (janitor_secs > 0).then(|| Duration::from_secs(janitor_secs)),
+    })
 }
 
 /// The admin plane's own settings (it also reads the issuer and session idle timeout).
@@ -499,6 +615,14 @@ pub fn serve(
         database,
         auth,
         admin,
+        ops: ops(
+            env,
+            &options.ops,
+            &match mode {
+                Mode::Auth | Mode::All => vec![auth_port],
+                Mode::Admin => vec![admin_port],
+            },
+        )?,
     })
 }
 
@@ -700,6 +824,13 @@ mod tests {
             admin: AdminArgs {
                 console_origins: None,
                 enrollment_ttl: None,
+            },
+            ops: OpsArgs {
+                auth_domain: None,
+                admin_domain: None,
+                trusted_proxies: None,
+                metrics_addr: None,
+                janitor_interval: None,
             },
             auth: AuthArgs {
                 issuer: None,

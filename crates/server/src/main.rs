@@ -2,6 +2,7 @@
 //! `serve`, `migrate` or `bootstrap`. Exit codes: 0 success, 1 runtime failure, 2 invalid
 //! configuration or usage.
 
+mod app;
 mod cli;
 mod commands;
 mod config;
@@ -124,6 +125,23 @@ async fn run(cli: Cli) -> Result<(), Exit> {
             .await;
             store.close().await;
             result?;
+        }
+        Command::Cleanup => {
+            init_logging(LogFormat::Text, "warn");
+            let store = commands::open(&database).await?;
+            let result = async {
+                commands::require_current_schema(&store).await?;
+                commands::cleanup(&store, &mut std::io::stdout()).await
+            }
+            .await;
+            store.close().await;
+            result?;
+        }
+        Command::Check(args) => {
+            let mode = config::mode(&env, args.mode)?;
+            let settings = config::serve(&env, mode, database, &args.options)?;
+            init_logging(LogFormat::Text, "warn");
+            commands::check(&settings, &mut std::io::stdout()).await?;
         }
         Command::Bootstrap(args) => {
             let hasher = config::hashing(&env, &args.hashing)?;

@@ -10,9 +10,11 @@ use std::path::Path;
 use axum::Router;
 use opentrusty_core::secret::MasterKey;
 use opentrusty_store::{Backend, Store};
+use opentrusty_web::edge::EdgeConfig;
 use tokio::net::TcpListener;
 
 use crate::Failure;
+use crate::app::{Domains, PlaneRouters, Planes, listener_app};
 use crate::commands;
 use crate::config::{Mode, SecretSource, ServeSettings};
 
@@ -62,11 +64,36 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
     let admin_settings = settings.admin_settings();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut servers = tokio::task::JoinSet::new();
+    if let Some(addr) = settings.ops.metrics_addr {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure(format!("cannot listen for metrics on {addr}: {e}")))?;
+        tracing::info!(%addr, "serving metrics");
+        let mut stop = stop_rx.clone();
+        let app = metrics_app(store.clone());
+        servers.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        });
+    }
+    if let (Some(_), Some(every)) = (&auth, settings.ops.janitor_interval) {
+        tokio::spawn(janitor(store.clone(), every, stop_rx.clone()));
+    }
     for (addr, listener, app) in listeners.into_iter().map(|(a, l, plane)| {
         (
             a,
             l,
-            app_for(plane, &store, &master_key, auth.as_ref(), &admin_settings),
+            app_for(
+                plane,
+                &settings,
+                &store,
+                &master_key,
+                auth.as_ref(),
+                &admin_settings,
+            ),
         )
     }) {
         tracing::info!(mode = settings.mode.as_str(), %addr, "listening");
@@ -107,14 +134,6 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The planes one listener serves.
-#[derive(Debug, Clone, Copy)]
-enum Planes {
-    Auth,
-    Admin,
-    Both,
-}
-
 async fn bind(settings: &ServeSettings) -> Result<Vec<(SocketAddr, TcpListener, Planes)>, Failure> {
     let wanted = match settings.mode {
         Mode::Auth => vec![(settings.auth_port, Planes::Auth)],
@@ -135,33 +154,131 @@ async fn bind(settings: &ServeSettings) -> Result<Vec<(SocketAddr, TcpListener, 
     Ok(bound)
 }
 
-/// The router of one listener: its planes' routes, the probes once, and a JSON 404.
+/// The application of one listener: its planes' routes (routed by host when domains are set),
+/// the probes, and the edge layer.
 fn app_for(
     planes: Planes,
+    settings: &ServeSettings,
     store: &Store,
     master_key: &MasterKey,
     auth: Option<&opentrusty_auth::AuthState>,
     admin_settings: &opentrusty_admin::AdminSettings,
 ) -> Router {
-    let auth = || match auth {
-        Some(state) => opentrusty_auth::router(state.clone()),
-        None => Router::new(),
-    };
-    let admin = || {
-        opentrusty_admin::router(opentrusty_admin::AdminState::new(
-            store.clone(),
-            master_key.clone(),
-            admin_settings.clone(),
+    let mark = |plane: &'static str, r: Router| {
+        r.layer(axum::middleware::from_fn_with_state(
+            plane,
+            opentrusty_web::edge::mark,
         ))
     };
-    let (routes, service) = match planes {
-        Planes::Auth => (auth(), opentrusty_auth::SERVICE),
-        Planes::Admin => (admin(), opentrusty_admin::SERVICE),
-        Planes::Both => (auth().merge(admin()), "opentrusty"),
+    let serves_auth = planes != Planes::Admin;
+    let serves_admin = planes != Planes::Auth;
+    let routers = PlaneRouters {
+        auth: auth
+            .filter(|_| serves_auth)
+            .map(|state| mark("auth", opentrusty_auth::router(state.clone()))),
+        admin: serves_admin.then(|| {
+            mark(
+                "admin",
+                opentrusty_admin::router(opentrusty_admin::AdminState::new(
+                    store.clone(),
+                    master_key.clone(),
+                    admin_settings.clone(),
+                )),
+            )
+        }),
+        probes: mark(
+            "probe",
+            opentrusty_web::probes(listener_name(planes), store.clone(), serves_auth),
+        ),
     };
-    routes
-        .merge(opentrusty_web::probes(service, store.clone()))
-        .fallback(opentrusty_web::not_found)
+    listener_app(
+        planes,
+        Domains {
+            auth: settings.ops.auth_domain.clone(),
+            admin: settings.ops.admin_domain.clone(),
+        },
+        routers,
+        EdgeConfig {
+            listener: listener_name(planes),
+            trusted: settings.ops.trusted_proxies.clone(),
+        },
+    )
+}
+
+fn listener_name(planes: Planes) -> &'static str {
+    match planes {
+        Planes::Auth => opentrusty_auth::SERVICE,
+        Planes::Admin => opentrusty_admin::SERVICE,
+        Planes::Both => "opentrusty",
+    }
+}
+
+/// The metrics listener: `GET /metrics` in the Prometheus text format, nothing else.
+fn metrics_app(store: Store) -> Router {
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let store = store.clone();
+            async move {
+                let (open, idle, max) = store.pool_status();
+                let body = opentrusty_web::metrics::render(&[
+                    (
+                        "opentrusty_db_pool_connections",
+                        "Database connections open in this process's pool",
+                        f64::from(open),
+                    ),
+                    (
+                        "opentrusty_db_pool_idle_connections",
+                        "Open database connections not in use",
+                        f64::from(idle),
+                    ),
+                    (
+                        "opentrusty_db_pool_max_connections",
+                        "Upper bound of this process's pool",
+                        f64::from(max),
+                    ),
+                ]);
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    )
+}
+
+/// Rows deleted per statement and statements per kind in one janitor run.
+pub const JANITOR_BATCH: u32 = 500;
+pub const JANITOR_MAX_BATCHES: u32 = 200;
+
+/// Deletes expired rows every `every` until shutdown; a failed run is logged and retried at the
+/// next tick.
+async fn janitor(
+    store: Store,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match store
+            .sweep_expired(opentrusty_core::now(), JANITOR_BATCH, JANITOR_MAX_BATCHES)
+            .await
+        {
+            Ok(swept) if swept.total() > 0 => {
+                tracing::info!(?swept, "janitor deleted expired rows")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "janitor run failed; retrying at the next run"),
+        }
+    }
 }
 
 async fn shutdown_signal() -> &'static str {

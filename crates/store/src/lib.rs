@@ -10,6 +10,7 @@ mod consents;
 mod enrollment;
 mod error;
 mod grants;
+mod janitor;
 mod keys;
 mod migrate;
 mod rbac;
@@ -32,6 +33,7 @@ pub use clients::ClientAccess;
 pub use enrollment::{EnrollmentPurpose, NewEnrollmentLink};
 pub use error::StoreError;
 pub use grants::{AccessTokenRecord, CodeGrant, Redemption, RefreshGrant, Rotation};
+pub use janitor::Swept;
 pub use keys::{NewSigningKey, StoredKey};
 pub use migrate::{AppliedMigration, MIGRATIONS, Migration, MigrationStatus, schema_fingerprint};
 pub use rbac::Subject;
@@ -239,6 +241,15 @@ impl Store {
             Db::Postgres(_) => Backend::Postgres,
             Db::Sqlite(_) => Backend::Sqlite,
         }
+    }
+
+    /// The pool right now: `(open connections, idle ones, upper bound)`, for metrics.
+    pub fn pool_status(&self) -> (u32, u32, u32) {
+        on_pool!(self, |pool| (
+            pool.size(),
+            u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            pool.options().get_max_connections()
+        ))
     }
 
     /// Round-trips a trivial query: is the database reachable right now?

@@ -1,5 +1,11 @@
 //! HTTP pieces every listener shares, whatever plane it serves: the liveness probe (`/health`)
-//! and the readiness probe (`/ready`, which checks the database and the schema).
+//! and the readiness probe (`/ready`, which checks the database and the schema), the edge of
+//! every request (client address behind proxies, request id, log line, metrics), the metrics
+//! registry, and the session cookie's name and parsing.
+
+pub mod edge;
+pub mod metrics;
+pub mod proxy;
 
 use axum::Json;
 use axum::Router;
@@ -14,6 +20,7 @@ use serde::Serialize;
 struct ProbeState {
     service: &'static str,
     store: Store,
+    needs_signing_key: bool,
 }
 
 #[derive(Serialize)]
@@ -32,12 +39,31 @@ struct Readiness {
 }
 
 /// `GET /health` and `GET /ready` for a listener named `service` (for example
-/// `opentrusty-auth`).
-pub fn probes<S>(service: &'static str, store: Store) -> Router<S> {
+/// `opentrusty-auth`); a listener that signs tokens is ready only with an active signing key.
+pub fn probes<S>(service: &'static str, store: Store, needs_signing_key: bool) -> Router<S> {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .with_state(ProbeState { service, store })
+        .with_state(ProbeState {
+            service,
+            store,
+            needs_signing_key,
+        })
+}
+
+/// The probes' paths: answered on every host, whatever the host routing.
+pub const PROBE_PATHS: [&str; 2] = ["/health", "/ready"];
+
+async fn readiness(state: &ProbeState) -> Result<(), String> {
+    state.store.readiness().await?;
+    if state.needs_signing_key {
+        match state.store.has_active_signing_key("RS256").await {
+            Ok(true) => {}
+            Ok(false) => return Err("no active signing key".to_owned()),
+            Err(e) => return Err(format!("database unavailable: {e}")),
+        }
+    }
+    Ok(())
 }
 
 /// Liveness: the process is up and serving HTTP. Touches nothing else.
@@ -54,7 +80,7 @@ async fn health(State(state): State<ProbeState>) -> Response {
 
 /// Readiness: the database answers and the schema is current. 503 with the reason otherwise.
 async fn ready(State(state): State<ProbeState>) -> Response {
-    let (code, body) = match state.store.readiness().await {
+    let (code, body) = match readiness(&state).await {
         Ok(()) => (
             StatusCode::OK,
             Readiness {
