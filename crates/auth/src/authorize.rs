@@ -470,13 +470,32 @@ pub(crate) async fn verify_password(
 }
 
 /// Verifies `password` against a user's stored hash (or the dummy hash), upgrading the hash
-/// when it was made with older parameters.
+/// when it was made with older parameters; counts the outcome in the metrics.
 pub(crate) async fn check_password(
     state: &AuthState,
     user: Option<opentrusty_core::user::User>,
     hash: Option<String>,
     password: &str,
 ) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, StoreError> {
+    let outcome = compare_password(state, user, hash, password).await;
+    let label = match &outcome {
+        Ok(Ok(_)) => "success",
+        Ok(Err(_)) => "failure",
+        Err(_) => "error",
+    };
+    opentrusty_web::metrics::count("opentrusty_logins_total", &[("outcome", label)]);
+    outcome
+}
+
+/// The verification itself: always one Argon2 computation (against a dummy hash for unknown
+/// accounts), a rehash when the parameters changed.
+async fn compare_password(
+    state: &AuthState,
+    user: Option<opentrusty_core::user::User>,
+    hash: Option<String>,
+    password: &str,
+) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, StoreError> {
+    let _hashing = opentrusty_web::metrics::hashing();
     let inner = state.0.clone();
     let password = password.to_owned();
     let password_for_rehash = password.clone();

@@ -347,7 +347,16 @@ pub async fn token(
 ) -> Response {
     let form = http::pairs(&body);
     match token_inner(&state, &headers, peer, &form).await {
-        Ok(r) => r,
+        Ok(r) => {
+            // Only the three supported grant types get this far: a fixed label vocabulary.
+            if let Ok(Some(grant)) = http::single(&form, "grant_type") {
+                opentrusty_web::metrics::count(
+                    "opentrusty_tokens_issued_total",
+                    &[("grant", grant)],
+                );
+            }
+            r
+        }
         Err(e) => e.into_response(),
     }
 }

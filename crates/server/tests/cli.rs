@@ -44,24 +44,38 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A running server process, killed if the test ends without stopping it.
+/// A running server process, killed if the test ends without stopping it. Its output goes to a
+/// file: a pipe nobody reads while it serves would fill up with request logs and stall it.
 struct Server {
     child: Option<Child>,
     port: u16,
+    log: tempfile::NamedTempFile,
 }
 
 impl Server {
     fn start(mut cmd: Command, port: u16) -> Server {
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = cmd
             .env("OPENTRUSTY_BIND_ADDRESS", "127.0.0.1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("spawn opentrusty");
         Server {
             child: Some(child),
             port,
+            log,
         }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit: its status and everything it printed.
+    fn wait(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.take().unwrap().wait().unwrap();
+        (status, self.output())
     }
 
     fn url(&self, path: &str) -> String {
@@ -79,11 +93,10 @@ impl Server {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let out = self.child.take().unwrap().wait_with_output().unwrap();
+                self.child = None;
                 panic!(
-                    "server exited with {status} before answering:\n{}\n{}",
-                    text(&out.stdout),
-                    text(&out.stderr)
+                    "server exited with {status} before answering:\n{}",
+                    self.output()
                 );
             }
             assert!(Instant::now() < deadline, "server did not become healthy");
@@ -103,11 +116,7 @@ impl Server {
     /// Sends `signal` and returns the exit status and combined output.
     fn stop(mut self, signal: &str) -> (std::process::ExitStatus, String) {
         self.signal(signal);
-        let out = self.child.take().unwrap().wait_with_output().unwrap();
-        (
-            out.status,
-            format!("{}{}", text(&out.stdout), text(&out.stderr)),
-        )
+        self.wait()
     }
 }
 
@@ -211,9 +220,9 @@ async fn sigterm_drains_requests_and_exits_zero() {
         total_ok += ok;
     }
     assert!(total_ok > 0);
-    let out = server.child.take().unwrap().wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("SIGTERM"));
+    let (status, output) = server.wait();
+    assert!(status.success(), "{output}");
+    assert!(output.contains("SIGTERM"));
 }
 
 #[tokio::test]
