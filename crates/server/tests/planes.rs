@@ -292,6 +292,33 @@ async fn sign_in_on_auth_use_on_admin_sign_out_on_auth(db: TestDb) {
     .await;
     assert_eq!(status, 200, "the prepared next key allows another rotation");
 
+    // Both planes write to the one audit trail: the auth plane's sign-in and token issuance,
+    // the admin plane's changes.
+    let (status, trail) = admin_call(
+        &planes,
+        get.clone(),
+        "/api/v1/audit?limit=200",
+        cookie,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let types: Vec<&str> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for expected in [
+        "login.succeeded",
+        "token.issued",
+        "tenant.created",
+        "client.created",
+    ] {
+        assert!(types.contains(&expected), "{expected} in {types:?}");
+    }
+
     // Signing out on the auth plane: the next admin request is 401.
     let r = http()
         .post(planes.auth.url("/api/v1/auth/logout"))

@@ -41,9 +41,30 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::PoolClosed => StoreError::Unavailable("the pool is closed".to_owned()),
             sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
             sqlx::Error::Tls(tls) => StoreError::Unavailable(format!("TLS: {tls}")),
+            // A connection that breaks during its handshake (a proxy in front of a database
+            // that is down), or a driver worker gone: the database is not usable right now.
+            sqlx::Error::Protocol(p) => StoreError::Unavailable(format!("protocol: {p}")),
+            sqlx::Error::WorkerCrashed => {
+                StoreError::Unavailable("the database driver's worker stopped".to_owned())
+            }
+            sqlx::Error::Database(db) if unavailable_code(db.code().as_deref()) => {
+                StoreError::Unavailable(db.message().to_owned())
+            }
             other => StoreError::Database(other),
         }
     }
+}
+
+/// Database error codes that mean "not now" rather than "never": PostgreSQL shutting down,
+/// starting up, out of connections, or a lost connection (SQLSTATE classes 57P and 08, 53300);
+/// SQLite busy or locked past the busy timeout.
+fn unavailable_code(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "57P01" | "57P02" | "57P03" | "53300" | "08000" | "08001" | "08003" | "08004" | "08006"
+        ) | Some("5" | "6" | "261" | "517")
+    )
 }
 
 impl StoreError {
