@@ -41,6 +41,7 @@ opentrusty_testkit::each_backend!(
     concurrent_refreshes_of_one_token_rotate_exactly_once,
     a_tenant_keeps_an_owner_under_concurrent_removals,
     an_email_gets_console_roles_in_one_place_under_concurrent_grants,
+    the_janitor_deletes_what_expired_and_nothing_else,
 );
 
 fn admin_origin() -> Origin {
@@ -1173,4 +1174,128 @@ async fn an_email_gets_console_roles_in_one_place_under_concurrent_grants(db: &T
         assert_eq!(won, 1, "round {round}");
         assert_eq!(store.control_plane_accounts(&email).await.unwrap().len(), 1);
     }
+}
+
+/// One expired and one live row of every kind the janitor sweeps: the sweep deletes exactly the
+/// expired ones (a family with its refresh tokens), in batches, and a second sweep finds nothing.
+async fn the_janitor_deletes_what_expired_and_nothing_else(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "Sweep").await;
+    let u = user(&store, t, "sweep@example.com").await;
+    let c = client(&store, t, "sweeper").await;
+    let origin = Origin::system();
+    let mut live = Vec::new();
+    for (n, ttl) in [(0, -60i64), (1, 3600)] {
+        let at = now() + Duration::seconds(ttl);
+        let code = secret::token_digest(&secret::random_token());
+        store
+            .issue_authorization_code(
+                &NewAuthorizationCode {
+                    code_digest: code,
+                    tenant_id: t,
+                    client_id: c,
+                    user_id: u,
+                    session_id: None,
+                    redirect_uri: "https://app.example.com/cb".into(),
+                    scope: "openid".into(),
+                    nonce: None,
+                    code_challenge: None,
+                    code_challenge_method: None,
+                    auth_time: now(),
+                    expires_at: at,
+                },
+                &origin,
+            )
+            .await
+            .unwrap();
+        let refresh = secret::token_digest(&secret::random_token());
+        let access = secret::token_digest(&secret::random_token());
+        store
+            .issue_tokens(
+                &NewAccessToken {
+                    jti: uuid::Uuid::now_v7(),
+                    token_digest: Some(access),
+                    tenant_id: t,
+                    client_id: c,
+                    user_id: Some(u),
+                    scope: "openid".into(),
+                    expires_at: at,
+                },
+                Some(&NewTokenFamily {
+                    tenant_id: t,
+                    client_id: c,
+                    user_id: Some(u),
+                    session_id: None,
+                    scope: "openid".into(),
+                    auth_time: None,
+                    expires_at: at,
+                    refresh_digest: Some(refresh),
+                }),
+                &origin,
+            )
+            .await
+            .unwrap();
+        let cookie = secret::token_digest(&secret::random_token());
+        store
+            .create_session(
+                &NewSession {
+                    user_id: u,
+                    tenant_id: Some(t),
+                    token_digest: cookie,
+                    expires_at: at,
+                    ip: None,
+                    user_agent: None,
+                },
+                None,
+                &origin,
+            )
+            .await
+            .unwrap();
+        let invited = store
+            .provision_user(
+                &NewUser::new(Some(t), &format!("invited{n}@example.com"), None, None).unwrap(),
+                None,
+                &opentrusty_store::NewEnrollmentLink {
+                    token_digest: secret::token_digest(&secret::random_token()),
+                    purpose: opentrusty_store::EnrollmentPurpose::Enroll,
+                    expires_at: at,
+                },
+                &origin,
+            )
+            .await
+            .unwrap();
+        if ttl > 0 {
+            live.push((code, refresh, access, cookie, invited.id));
+        }
+    }
+    // A batch of one: the sweep loops until each kind is done.
+    let swept = store.sweep_expired(now(), 1, 100).await.unwrap();
+    assert_eq!(
+        swept,
+        opentrusty_store::Swept {
+            sessions: 1,
+            authorization_codes: 1,
+            access_tokens: 1,
+            token_families: 1,
+            enrollment_links: 1,
+        }
+    );
+    assert_eq!(store.sweep_expired(now(), 1, 100).await.unwrap().total(), 0);
+    let (code, refresh, access, cookie, _) = live[0];
+    assert!(
+        store
+            .find_authorization_code(&code)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.find_refresh_token(&refresh).await.unwrap().is_some());
+    assert!(
+        store
+            .find_access_token_by_digest(&access, now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.find_session(&cookie, now()).await.unwrap().is_some());
 }
