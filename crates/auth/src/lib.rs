@@ -5,6 +5,7 @@
 
 mod authorize;
 mod control_plane;
+mod enroll;
 mod http;
 pub mod keys;
 mod logout;
@@ -143,6 +144,8 @@ fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AuthState>)> {
         (Method::GET, "/logout", get(logout::logout_page)),
         (Method::POST, "/logout", post(logout::logout_submit)),
         (Method::GET, "/oauth2/logout", get(logout::rp_logout)),
+        (Method::GET, "/enroll", get(enroll::enroll_page)),
+        (Method::POST, "/enroll", post(enroll::enroll_submit)),
         (Method::POST, CONSOLE_LOGIN, post(control_plane::login)),
         (Method::POST, CONSOLE_LOGOUT, post(control_plane::logout)),
     ]

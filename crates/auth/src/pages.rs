@@ -145,6 +145,49 @@ pub fn logout_confirm(csrf: &str) -> Response {
     )
 }
 
+/// The page where a user sets a password from an enrollment or reset link.
+pub fn enroll(
+    status: StatusCode,
+    csrf: &str,
+    token: &str,
+    email: &str,
+    message: Option<&str>,
+) -> Response {
+    let alert = message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    page(
+        status,
+        "Set your password",
+        &format!(
+            "<h1>Set your password</h1><p>For {}. Use at least 10 characters; a passphrase of \
+             a few words is easy to remember and hard to guess.</p>{alert}\
+             <form method=\"post\" action=\"/enroll\">{}{}\
+             <input type=\"hidden\" name=\"username\" value=\"{}\" autocomplete=\"username\">\
+             <label for=\"password\">New password</label>\
+             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" \
+             minlength=\"10\" maxlength=\"256\" required autofocus>\
+             <label for=\"password_confirm\">New password, again</label>\
+             <input id=\"password_confirm\" name=\"password_confirm\" type=\"password\" \
+             autocomplete=\"new-password\" minlength=\"10\" maxlength=\"256\" required>\
+             <button type=\"submit\">Set password</button></form>",
+            escape(email),
+            hidden("csrf_token", csrf),
+            hidden("token", token),
+            escape(email),
+        ),
+    )
+}
+
+pub fn enrolled() -> Response {
+    page(
+        StatusCode::OK,
+        "Password set",
+        "<h1>Your password is set</h1><p>You can now sign in to your applications with your \
+         email address and the new password. Any other session of yours has been signed out.</p>",
+    )
+}
+
 pub fn signed_out() -> Response {
     page(
         StatusCode::OK,

@@ -2189,3 +2189,96 @@ async fn an_access_token_is_not_accepted_as_an_id_token_hint() {
         "no redirect without a valid ID token hint"
     );
 }
+
+/// An invited user sets a password through the single-use link, with the policy enforced and
+/// said in words, then signs in to an application with a full code flow.
+#[tokio::test]
+async fn an_enrollment_link_sets_a_password_once_and_the_user_signs_in() {
+    let idp = Idp::sqlite().await;
+    let token = opentrusty_core::secret::random_token();
+    let email = "newcomer@acme.example";
+    idp.store
+        .provision_user(
+            &NewUser::new(Some(idp.seed.tenant_a), email, Some("New"), None).unwrap(),
+            Some(Role::TenantMember),
+            &opentrusty_store::NewEnrollmentLink {
+                token_digest: opentrusty_core::secret::token_digest(&token),
+                purpose: opentrusty_store::EnrollmentPurpose::Enroll,
+                expires_at: opentrusty_core::now() + time::Duration::hours(72),
+            },
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    let browser = Browser::new(&idp);
+    let page = browser
+        .get(&idp.url(&format!("/enroll?token={token}")))
+        .await;
+    page.expect_status(200);
+    assert!(page.body.contains(email));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    let csrf = support::inputs(&page.body)["csrf_token"].clone();
+    let submit = |password: &'static str, confirm: &'static str| {
+        let (csrf, token) = (csrf.clone(), token.clone());
+        let browser = &browser;
+        let url = idp.url("/enroll");
+        async move {
+            browser
+                .post(
+                    &url,
+                    &[
+                        ("csrf_token", csrf.as_str()),
+                        ("token", token.as_str()),
+                        ("password", password),
+                        ("password_confirm", confirm),
+                    ],
+                )
+                .await
+        }
+    };
+    let r = submit("a new passphrase here", "a different one here").await;
+    r.expect_status(422);
+    assert!(r.body.contains("not the same"), "{}", r.body);
+    let r = submit("short", "short").await;
+    r.expect_status(422);
+    assert!(r.body.contains("at least 10 characters"), "{}", r.body);
+    let r = submit("newcomer@acme.example", "newcomer@acme.example").await;
+    r.expect_status(422);
+    let r = submit("a new passphrase here", "a new passphrase here").await;
+    r.expect_status(200);
+    assert!(r.body.contains("Your password is set"), "{}", r.body);
+    // Single use.
+    let r = submit("another passphrase now", "another passphrase now").await;
+    r.expect_status(400);
+    let r = browser
+        .get(&idp.url(&format!("/enroll?token={token}")))
+        .await;
+    r.expect_status(400);
+    let events = idp
+        .store
+        .list_audit(&opentrusty_store::AuditQuery {
+            action: Some("user.password_set".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].metadata["purpose"], "enroll");
+
+    // The new password works for a full code flow.
+    let (challenge, verifier) = pkce();
+    let url = idp.authorize_url(&code_params(
+        CONFIDENTIAL,
+        "openid email",
+        "st-9",
+        &challenge,
+    ));
+    let journey = Browser::new(&idp)
+        .journey(url, Some((email, "a new passphrase here")))
+        .await;
+    let r = exchange_code(&idp, CONFIDENTIAL, &journey.code(), Some(&verifier)).await;
+    r.expect_status(200);
+    let (_, claims) = jwt_parts(str_of(&r.json, "id_token"));
+    assert_eq!(claims["email"], email);
+}

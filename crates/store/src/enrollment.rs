@@ -153,3 +153,106 @@ impl Store {
         Ok(user)
     }
 }
+
+/// A link that can still be redeemed, and the account it sets a password for.
+#[derive(Debug, Clone)]
+pub struct PendingEnrollment {
+    pub user: User,
+    pub purpose: EnrollmentPurpose,
+    pub expires_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct LinkRow {
+    user_id: Uuid,
+    purpose: String,
+    expires_at: DbTime,
+}
+
+fn purpose_of(s: &str) -> EnrollmentPurpose {
+    if s == "reset" {
+        EnrollmentPurpose::Reset
+    } else {
+        EnrollmentPurpose::Enroll
+    }
+}
+
+impl Store {
+    /// The unused, unexpired link whose token has `digest`, if its user is still live.
+    pub async fn find_enrollment_link(
+        &self,
+        digest: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<Option<PendingEnrollment>, StoreError> {
+        let row: Option<LinkRow> = crate::on_pool!(self, |pool| sqlx::query_as(
+            "SELECT user_id, purpose, expires_at FROM enrollment_links \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2"
+        )
+        .bind(&digest[..])
+        .bind(DbTime(at))
+        .fetch_optional(pool)
+        .await)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let Some(user) = self.get_user_by_id(UserId(row.user_id)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(PendingEnrollment {
+            user,
+            purpose: purpose_of(&row.purpose),
+            expires_at: row.expires_at.0,
+        }))
+    }
+
+    /// Redeems the link whose token has `digest` (once: the first redemption wins) and sets the
+    /// password whose hash is `password_hash`; every session and refresh-token family of the
+    /// user ends in the same transaction. `None` when the link is unknown, used, expired, or its
+    /// user no longer exists.
+    pub async fn redeem_enrollment_link(
+        &self,
+        digest: &[u8; 32],
+        password_hash: &str,
+        origin: &Origin,
+    ) -> Result<Option<User>, StoreError> {
+        let at = now();
+        let mut tx = self.begin().await?;
+        let row: Option<(Uuid, String)> = on_tx!(tx, |c| sqlx::query_as(
+            "UPDATE enrollment_links SET used_at = $2 \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+             RETURNING user_id, purpose"
+        )
+        .bind(&digest[..])
+        .bind(DbTime(at))
+        .fetch_optional(&mut *c)
+        .await)?;
+        let Some((user_id, purpose)) = row else {
+            return Ok(None);
+        };
+        let user_id = UserId(user_id);
+        let live: Option<Option<Uuid>> = on_tx!(tx, |c| sqlx::query_scalar(
+            "SELECT tenant_id FROM users WHERE id = $1 AND deleted_at IS NULL"
+        )
+        .bind(user_id.0)
+        .fetch_optional(&mut *c)
+        .await)?;
+        let Some(tenant) = live else {
+            return Ok(None);
+        };
+        tx.upsert_credential(user_id, password_hash).await?;
+        let ended = tx
+            .end_user_access(user_id, "password_set", DbTime(at))
+            .await?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::USER_PASSWORD_SET,
+            tenant.map(TenantId),
+            Some(Target::new("user", user_id)),
+            json!({ "purpose": purpose_of(&purpose).as_str(), "ended": ended }),
+            at,
+        ))
+        .await?;
+        tx.commit().await?;
+        self.get_user_by_id(user_id).await
+    }
+}

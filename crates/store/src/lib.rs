@@ -30,7 +30,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use audit::AuditQuery;
 pub use bootstrap::BootstrapOutcome;
 pub use clients::ClientAccess;
-pub use enrollment::{EnrollmentPurpose, NewEnrollmentLink};
+pub use enrollment::{EnrollmentPurpose, NewEnrollmentLink, PendingEnrollment};
 pub use error::StoreError;
 pub use grants::{AccessTokenRecord, CodeGrant, Redemption, RefreshGrant, Rotation};
 pub use janitor::Swept;
