@@ -372,6 +372,32 @@ async fn sign_in_on_auth_use_on_admin_sign_out_on_auth(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+
+    // Each process survives the other's death: with the admin process gone, the auth plane
+    // still signs in and issues tokens.
+    let Planes {
+        auth,
+        admin,
+        _db,
+        _dir,
+    } = planes;
+    drop(admin);
+    let r = http()
+        .post(auth.url("/api/v1/auth/login"))
+        .json(&json!({ "email": ROOT, "password": ROOT_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        http()
+            .get(auth.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
