@@ -137,34 +137,32 @@ def main():
         "client_id": client_id, "redirect_uri": CALLBACK, "response_type": "code",
         "scope": "openid email", "state": state, "nonce": secrets.token_urlsafe(12),
         "code_challenge": challenge, "code_challenge_method": "S256"})
+    def callback_code(at):
+        """The code when `at` is the client's callback, else None."""
+        if not at.startswith(CALLBACK):
+            return None
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(at).query)
+        step("state returned", query.get("state") == [state], at)
+        return query["code"][0]
+
     code = None
     for _ in range(10):
         s, headers, page = user.call("GET", url)
-        if s in (302, 303):
-            url = urllib.parse.urljoin(url, headers["Location"])
-            if url.startswith(CALLBACK):
-                query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
-                step("state returned", query.get("state") == [state], url)
-                code = query["code"][0]
-                break
-            continue
-        form = Inputs()
-        form.feed(page)
-        path = urllib.parse.urlsplit(url).path
-        if path == "/login":
-            fields = {"email": user_email, "password": user_password, **form.values}
-            s, headers, page = user.call("POST", args.auth + "/login", fields, form=True)
-        elif path == "/consent":
-            fields = {**form.values, "decision": "approve"}
-            s, headers, page = user.call("POST", args.auth + "/consent", fields, form=True)
-        else:
-            step("authorization flow", False, f"{s} at {url}: {page[:200]}")
-        step(f"submit {path}", s in (302, 303), page[:200])
+        if s not in (302, 303):
+            form = Inputs()
+            form.feed(page)
+            path = urllib.parse.urlsplit(url).path
+            if path == "/login":
+                fields = {"email": user_email, "password": user_password, **form.values}
+            elif path == "/consent":
+                fields = {**form.values, "decision": "approve"}
+            else:
+                step("authorization flow", False, f"{s} at {url}: {page[:200]}")
+            s, headers, page = user.call("POST", args.auth + path, fields, form=True)
+            step(f"submit {path}", s in (302, 303), page[:200])
         url = urllib.parse.urljoin(url, headers["Location"])
-        if url.startswith(CALLBACK):
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
-            step("state returned", query.get("state") == [state], url)
-            code = query["code"][0]
+        code = callback_code(url)
+        if code:
             break
     step("authorization code received", code is not None)
 
