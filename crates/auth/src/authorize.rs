@@ -416,7 +416,13 @@ pub async fn login_submit(
         Err(user) => {
             let _ = state
                 .store()
-                .record_login_failure(Some(tenant), user, "invalid_credentials", &origin)
+                .record_login_failure(
+                    Some(tenant),
+                    user,
+                    "invalid_credentials",
+                    Some(&state.settings().lockout),
+                    &origin,
+                )
                 .await;
             let (csrf, fresh) = csrf_value(&headers);
             let heading = login_heading(&state, &client).await;
@@ -512,6 +518,11 @@ async fn compare_password(
     let Verification::Match { needs_rehash } = verification else {
         return Ok(Err(Some(user.id)));
     };
+    // A locked account fails like a wrong password, after the same hashing work: the answer
+    // never tells the two apart.
+    if opentrusty_core::lockout::is_locked(user.locked_until, now()) {
+        return Ok(Err(Some(user.id)));
+    }
     if hash.is_none() || user.status != UserStatus::Active {
         return Ok(Err(Some(user.id)));
     }

@@ -151,7 +151,13 @@ pub async fn login(
             let origin = http::origin(&headers, peer, None);
             let _ = state
                 .store()
-                .record_login_failure(tenant, user, "invalid_credentials", &origin)
+                .record_login_failure(
+                    tenant,
+                    user,
+                    "invalid_credentials",
+                    Some(&state.settings().lockout),
+                    &origin,
+                )
                 .await;
             return invalid_credentials();
         }

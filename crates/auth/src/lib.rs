@@ -43,6 +43,8 @@ pub struct AuthSettings {
     /// Origins of the admin console, which calls the control-plane sign-in and sign-out from
     /// its own origin (CORS with credentials).
     pub console_origins: Vec<String>,
+    /// Failed passwords that lock an account, and for how long.
+    pub lockout: opentrusty_core::lockout::LockoutPolicy,
 }
 
 struct Inner {

@@ -92,6 +92,7 @@ pub mod action {
     pub const USER_UPDATED: &str = "user.updated";
     pub const USER_DELETED: &str = "user.deleted";
     pub const USER_UNLOCKED: &str = "user.unlocked";
+    pub const USER_LOCKED: &str = "user.locked";
     pub const ENROLLMENT_LINK_ISSUED: &str = "enrollment_link.issued";
     pub const SESSIONS_REVOKED: &str = "sessions.revoked";
     pub const ROLE_ASSIGNED: &str = "role.assigned";

@@ -7,6 +7,7 @@ pub mod client;
 pub mod email;
 pub mod error;
 pub mod ids;
+pub mod lockout;
 pub mod password;
 pub mod rbac;
 pub mod secret;

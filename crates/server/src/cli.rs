@@ -252,6 +252,19 @@ pub struct AuthArgs {
     /// [env: OPENTRUSTY_REFRESH_GRACE_PERIOD] [default: 0]
     #[arg(long, value_name = "SECONDS")]
     pub refresh_grace_period: Option<String>,
+
+    /// Failed passwords within the window that lock an account; 0 turns lockout off
+    /// [env: OPENTRUSTY_LOCKOUT_THRESHOLD] [default: 5]
+    #[arg(long, value_name = "N")]
+    pub lockout_threshold: Option<String>,
+
+    /// Seconds in which failures add up [env: OPENTRUSTY_LOCKOUT_WINDOW] [default: 900]
+    #[arg(long, value_name = "SECONDS")]
+    pub lockout_window: Option<String>,
+
+    /// Seconds an account stays locked [env: OPENTRUSTY_LOCKOUT_DURATION] [default: 900]
+    #[arg(long, value_name = "SECONDS")]
+    pub lockout_duration: Option<String>,
 }
 
 /// Argon2id cost of new password hashes. Older hashes keep verifying and are upgraded at the next

@@ -724,6 +724,33 @@ fn auth(
             |v| (0..=300).contains(v),
         )?,
         console_origins: Vec::new(),
+        lockout: opentrusty_core::lockout::LockoutPolicy {
+            threshold: parse_number(
+                given(
+                    env,
+                    "--lockout-threshold",
+                    "OPENTRUSTY_LOCKOUT_THRESHOLD",
+                    &args.lockout_threshold,
+                )?,
+                5u32,
+                "a number of failures from 0 (off) to 100",
+                |v| *v <= 100,
+            )?,
+            window_secs: seconds(
+                "--lockout-window",
+                "OPENTRUSTY_LOCKOUT_WINDOW",
+                &args.lockout_window,
+                900,
+                86400,
+            )?,
+            duration_secs: seconds(
+                "--lockout-duration",
+                "OPENTRUSTY_LOCKOUT_DURATION",
+                &args.lockout_duration,
+                900,
+                86400,
+            )?,
+        },
     })
 }
 
@@ -836,6 +863,9 @@ mod tests {
                 issuer: None,
                 cookie_domain: None,
                 session_idle_timeout: None,
+                lockout_threshold: None,
+                lockout_window: None,
+                lockout_duration: None,
                 session_lifetime: None,
                 auth_code_ttl: None,
                 refresh_grace_period: None,

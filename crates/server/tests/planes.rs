@@ -411,3 +411,90 @@ async fn two_processes_on_postgres() {
 async fn two_processes_on_sqlite() {
     sign_in_on_auth_use_on_admin_sign_out_on_auth(TestDb::sqlite(true).await).await;
 }
+
+/// Failed passwords spread over two auth processes lock the account at the threshold; the
+/// answer for a locked account is the answer for a wrong password; the admin plane's unlock
+/// lets the right password in again.
+async fn lockout_holds_across_processes(db: TestDb) {
+    use opentrusty_core::rbac::{Role, Scope};
+    use opentrusty_core::tenant::TenantName;
+    use opentrusty_core::user::NewUser;
+    use opentrusty_store::Subject;
+    let store = db.store().await;
+    let origin = Origin::system();
+    let tenant = store
+        .create_tenant(&TenantName::parse("Locks").unwrap(), None, &origin)
+        .await
+        .unwrap();
+    let email = "locked-admin@locks.example";
+    let password = "the right passphrase";
+    let user = store
+        .create_user(
+            &NewUser::new(Some(tenant.id), email, None, None).unwrap(),
+            Some(&fast_hash(password)),
+            &origin,
+        )
+        .await
+        .unwrap();
+    store
+        .assign_role(
+            Subject::User(user.id),
+            Role::TenantAdmin,
+            Scope::Tenant(tenant.id),
+            &origin,
+        )
+        .await
+        .unwrap();
+    let planes = start(db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut second = Server::auth(dir.path(), planes._db.url(), free_port());
+    second.wait_healthy().await;
+    let login = |server: &Server, password: &str| {
+        let url = server.url("/api/v1/auth/login");
+        let body = json!({ "email": email, "password": password });
+        async move {
+            let r = http().post(url).json(&body).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, wrong_answer) = login(&planes.auth, "wrong 1").await;
+    assert_eq!(status, 401);
+    for n in 2..=5 {
+        let server = if n % 2 == 0 { &second } else { &planes.auth };
+        let (status, _) = login(server, &format!("wrong {n}")).await;
+        assert_eq!(status, 401);
+    }
+    for server in [&planes.auth, &second] {
+        let (status, answer) = login(server, password).await;
+        assert_eq!(status, 401, "locked after 5 failures over two processes");
+        assert_eq!(
+            answer, wrong_answer,
+            "a locked account answers like a wrong password"
+        );
+    }
+    let (session, csrf) = sign_in(&planes, ROOT, ROOT_PASSWORD).await;
+    let (status, body) = admin_call(
+        &planes,
+        reqwest::Method::POST,
+        &format!("/api/v1/tenants/{}/users/{}/unlock", tenant.id, user.id),
+        Some((session.as_str(), csrf.as_str())),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = login(&second, password).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_across_processes_on_postgres() {
+    if let Some(db) = TestDb::postgres(true).await {
+        lockout_holds_across_processes(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_across_processes_on_sqlite() {
+    lockout_holds_across_processes(TestDb::sqlite(true).await).await;
+}

@@ -1,6 +1,7 @@
 //! Browser sessions, looked up by the SHA-256 of the cookie value on every request.
 
 use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
+use opentrusty_core::lockout::{FailureCount, LockoutPolicy, after_failure, is_locked};
 use opentrusty_core::session::{NewSession, Session};
 use opentrusty_core::{SessionId, TenantId, Timestamp, UserId, now};
 use serde_json::json;
@@ -92,6 +93,17 @@ impl Store {
         .execute(&mut *c)
         .await
         .map(|r| r.rows_affected()))?;
+        // A successful sign-in restarts the failure count.
+        on_tx!(tx, |c| {
+            sqlx::query(
+            "UPDATE users SET failed_login_count = 0, failed_login_since = NULL, \
+             locked_until = NULL WHERE id = $1 AND (failed_login_count <> 0 OR locked_until IS NOT NULL)"
+        )
+        .bind(session.user_id.0)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
         tx.audit(AuditEvent::new(
             origin,
             action::LOGIN_SUCCEEDED,
@@ -188,25 +200,87 @@ impl Store {
         Ok(Some(session))
     }
 
-    /// Records a failed sign-in. `user` is set when the email matched an account.
+    /// Records a failed sign-in. `user` is set when the email matched an account; with a
+    /// `lockout` policy its failure count moves on in the same transaction (the row locked on
+    /// PostgreSQL, so processes counting at once do not lose a failure) and a lock is audited
+    /// when this failure causes it. Returns whether the account is now locked.
     pub async fn record_login_failure(
         &self,
         tenant: Option<TenantId>,
         user: Option<UserId>,
         reason: &str,
+        lockout: Option<&LockoutPolicy>,
         origin: &Origin,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let at = now();
         let mut tx = self.begin().await?;
+        let mut locked = false;
+        if let (Some(u), Some(policy)) = (user, lockout) {
+            let row: Option<(i32, Option<DbTime>, Option<DbTime>)> =
+                match &mut tx.inner {
+                    crate::TxInner::Postgres(t) => sqlx::query_as(
+                        "SELECT failed_login_count, failed_login_since, locked_until FROM users \
+                     WHERE id = $1 FOR UPDATE",
+                    )
+                    .bind(u.0)
+                    .fetch_optional(&mut **t)
+                    .await?,
+                    crate::TxInner::Sqlite(t) => sqlx::query_as(
+                        "SELECT failed_login_count, failed_login_since, locked_until FROM users \
+                     WHERE id = $1",
+                    )
+                    .bind(u.0)
+                    .fetch_optional(&mut **t)
+                    .await?,
+                };
+            if let Some((count, since, locked_until)) = row {
+                let before = FailureCount {
+                    count,
+                    since: since.map(|t| t.0),
+                    locked_until: locked_until.map(|t| t.0),
+                };
+                let (after, newly_locked) = after_failure(before, at, policy);
+                if after != before {
+                    on_tx!(tx, |c| sqlx::query(
+                        "UPDATE users SET failed_login_count = $2, failed_login_since = $3, \
+                         locked_until = $4 WHERE id = $1"
+                    )
+                    .bind(u.0)
+                    .bind(after.count)
+                    .bind(after.since.map(DbTime))
+                    .bind(after.locked_until.map(DbTime))
+                    .execute(&mut *c)
+                    .await
+                    .map(|r| r.rows_affected()))?;
+                }
+                locked = is_locked(after.locked_until, at);
+                if newly_locked {
+                    tx.audit(AuditEvent::new(
+                        origin,
+                        action::USER_LOCKED,
+                        tenant,
+                        Some(Target::new("user", u)),
+                        json!({
+                            "failures": after.count,
+                            "until": after.locked_until.map(|t| t.unix_timestamp()),
+                        }),
+                        at,
+                    ))
+                    .await?;
+                }
+            }
+        }
         tx.audit(AuditEvent::new(
             origin,
             action::LOGIN_FAILED,
             tenant,
             user.map(|u| Target::new("user", u)),
             json!({ "reason": reason }),
-            now(),
+            at,
         ))
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(locked)
     }
 
     /// Sessions of one user of `tenant`, in id order, after `after` (exclusive).

@@ -42,6 +42,7 @@ opentrusty_testkit::each_backend!(
     a_tenant_keeps_an_owner_under_concurrent_removals,
     an_email_gets_console_roles_in_one_place_under_concurrent_grants,
     the_janitor_deletes_what_expired_and_nothing_else,
+    failed_passwords_lock_an_account_until_unlocked_or_signed_in,
 );
 
 fn admin_origin() -> Origin {
@@ -1298,4 +1299,76 @@ async fn the_janitor_deletes_what_expired_and_nothing_else(db: &TestDb) {
             .is_some()
     );
     assert!(store.find_session(&cookie, now()).await.unwrap().is_some());
+}
+
+/// Failures counted in the user's row lock it at the threshold (audited once), a sign-in resets
+/// the count, and the admin plane's unlock clears a lock.
+async fn failed_passwords_lock_an_account_until_unlocked_or_signed_in(db: &TestDb) {
+    use opentrusty_core::lockout::LockoutPolicy;
+    let store = db.store().await;
+    let t = tenant(&store, "Locks").await;
+    let u = user(&store, t, "locked@example.com").await;
+    let policy = LockoutPolicy::default();
+    let fail = |n: usize| {
+        let store = store.clone();
+        async move {
+            let mut last = false;
+            for _ in 0..n {
+                last = store
+                    .record_login_failure(
+                        Some(t),
+                        Some(u),
+                        "invalid_credentials",
+                        Some(&policy),
+                        &Origin::system(),
+                    )
+                    .await
+                    .unwrap();
+            }
+            last
+        }
+    };
+    assert!(!fail(4).await);
+    // A success restarts the count.
+    session(&store, Some(t), u).await;
+    assert!(!fail(4).await);
+    assert!(fail(1).await, "the fifth failure in a row locks");
+    let user_row = store.get_user(t, u).await.unwrap().unwrap();
+    assert!(user_row.locked_until.is_some_and(|l| l > now()));
+    assert!(fail(3).await, "still locked");
+    let events = actions(&store, Some(t)).await;
+    assert_eq!(
+        events.iter().filter(|a| *a == action::USER_LOCKED).count(),
+        1
+    );
+    assert_eq!(
+        events.iter().filter(|a| *a == action::LOGIN_FAILED).count(),
+        12
+    );
+    store.unlock_user(t, u, &Origin::system()).await.unwrap();
+    assert!(
+        store
+            .get_user(t, u)
+            .await
+            .unwrap()
+            .unwrap()
+            .locked_until
+            .is_none()
+    );
+    assert!(!fail(4).await, "unlocking restarts the count");
+    // Without a policy (unknown policy or lockout off) nothing is counted.
+    for _ in 0..10 {
+        assert!(
+            !store
+                .record_login_failure(
+                    Some(t),
+                    Some(u),
+                    "invalid_credentials",
+                    None,
+                    &Origin::system()
+                )
+                .await
+                .unwrap()
+        );
+    }
 }
