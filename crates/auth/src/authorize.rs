@@ -409,7 +409,8 @@ pub async fn login_submit(
     let tenant = client.tenant_id;
     let verified = match verify_password(&state, Some(tenant), email, password).await {
         Ok(v) => v,
-        Err(e) => return storage_page(&e),
+        Err(SignInError::Store(e)) => return storage_page(&e),
+        Err(SignInError::Saturated) => return busy_page(),
     };
     let user = match verified {
         Ok(user) => user,
@@ -455,7 +456,7 @@ pub(crate) async fn verify_password(
     tenant: Option<opentrusty_core::TenantId>,
     email: &str,
     password: &str,
-) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, StoreError> {
+) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, SignInError> {
     let user = match Email::parse(email) {
         Ok(e) => match tenant {
             Some(t) => state.store().find_user_by_email(t, e.normalized()).await?,
@@ -475,6 +476,40 @@ pub(crate) async fn verify_password(
     check_password(state, user, hash, password).await
 }
 
+/// Why a password could not be checked.
+#[derive(Debug)]
+pub(crate) enum SignInError {
+    Store(StoreError),
+    /// The hashing pool is full: answer 503 with `Retry-After`.
+    Saturated,
+}
+
+impl From<StoreError> for SignInError {
+    fn from(e: StoreError) -> Self {
+        SignInError::Store(e)
+    }
+}
+
+impl From<crate::hashing::Saturated> for SignInError {
+    fn from(_: crate::hashing::Saturated) -> Self {
+        SignInError::Saturated
+    }
+}
+
+/// The page for a sign-in refused because too many are being checked at once.
+pub(crate) fn busy_page() -> Response {
+    let mut r = pages::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too many sign-ins right now",
+        "Please try again in a few seconds.",
+    );
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("2"),
+    );
+    r
+}
+
 /// Verifies `password` against a user's stored hash (or the dummy hash), upgrading the hash
 /// when it was made with older parameters; counts the outcome in the metrics.
 pub(crate) async fn check_password(
@@ -482,7 +517,7 @@ pub(crate) async fn check_password(
     user: Option<opentrusty_core::user::User>,
     hash: Option<String>,
     password: &str,
-) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, StoreError> {
+) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, SignInError> {
     let outcome = compare_password(state, user, hash, password).await;
     let label = match &outcome {
         Ok(Ok(_)) => "success",
@@ -500,18 +535,19 @@ async fn compare_password(
     user: Option<opentrusty_core::user::User>,
     hash: Option<String>,
     password: &str,
-) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, StoreError> {
-    let _hashing = opentrusty_web::metrics::hashing();
+) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, SignInError> {
     let inner = state.0.clone();
     let password = password.to_owned();
     let password_for_rehash = password.clone();
     let presented_hash = hash.clone();
-    let verification = tokio::task::spawn_blocking(move || {
-        let phc = presented_hash.as_deref().unwrap_or(&inner.dummy_hash);
-        inner.hasher.verify(&password, phc)
-    })
-    .await
-    .unwrap_or(Verification::Mismatch);
+    let verification = state
+        .0
+        .hash_pool
+        .run(move || {
+            let phc = presented_hash.as_deref().unwrap_or(&inner.dummy_hash);
+            inner.hasher.verify(&password, phc)
+        })
+        .await?;
     let Some(user) = user else {
         return Ok(Err(None));
     };
@@ -531,7 +567,11 @@ async fn compare_password(
         // known. A failure here does not fail the sign-in; the next one tries again.
         let inner = state.0.clone();
         let password = password_for_rehash;
-        let upgraded = tokio::task::spawn_blocking(move || inner.hasher.hash(&password)).await;
+        let upgraded = state
+            .0
+            .hash_pool
+            .run(move || inner.hasher.hash(&password))
+            .await;
         if let Ok(phc) = upgraded {
             let origin = opentrusty_core::audit::Origin {
                 actor: Some(Actor::User(user.id)),

@@ -14,7 +14,7 @@ use opentrusty_core::secret::{session_csrf_token, token_digest};
 use serde_json::{Value, json};
 
 use crate::AuthState;
-use crate::authorize::{check_password, start_session};
+use crate::authorize::{SignInError, check_password, start_session};
 use crate::http::{self, SESSION_COOKIE, no_store_json};
 
 fn bad_request(description: &str) -> Response {
@@ -161,7 +161,16 @@ pub async fn login(
                 .await;
             return invalid_credentials();
         }
-        Err(e) => return crate::token::TokenError::from(e).into_response(),
+        Err(SignInError::Store(e)) => return crate::token::TokenError::from(e).into_response(),
+        Err(SignInError::Saturated) => {
+            let mut r = no_store_json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "error": "temporarily_unavailable", "error_description": "too many sign-ins right now; retry shortly" }),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            return r;
+        }
     };
     let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
     let (cookie, digest) = match start_session(&state, &headers, &user, &origin).await {

@@ -101,16 +101,13 @@ pub async fn enroll_submit(
     }
     let hasher = state.0.clone();
     let owned = password.to_owned();
-    let hashed = {
-        let _hashing = opentrusty_web::metrics::hashing();
-        tokio::task::spawn_blocking(move || hasher.hasher.hash(&owned)).await
-    };
-    let Ok(hash) = hashed else {
-        return pages::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong",
-            "Your password was not changed. Try again in a moment.",
-        );
+    let Ok(hash) = state
+        .0
+        .hash_pool
+        .run(move || hasher.hasher.hash(&owned))
+        .await
+    else {
+        return crate::authorize::busy_page();
     };
     let origin = http::origin(&headers, peer, Some(Actor::User(pending.user.id)));
     match state

@@ -6,6 +6,7 @@
 mod authorize;
 mod control_plane;
 mod enroll;
+mod hashing;
 mod http;
 pub mod keys;
 mod logout;
@@ -45,6 +46,9 @@ pub struct AuthSettings {
     pub console_origins: Vec<String>,
     /// Failed passwords that lock an account, and for how long.
     pub lockout: opentrusty_core::lockout::LockoutPolicy,
+    /// Argon2 computations at once, and sign-ins that may wait for one.
+    pub hash_workers: usize,
+    pub hash_queue: usize,
 }
 
 struct Inner {
@@ -53,6 +57,7 @@ struct Inner {
     settings: AuthSettings,
     keys: KeyRing,
     hasher: PasswordHasher,
+    hash_pool: hashing::HashPool,
     issuer_origin: String,
     /// A hash that no password matches, verified when the email is unknown so that unknown and
     /// known emails cost the same time.
@@ -75,7 +80,9 @@ impl AuthState {
         let issuer_origin = url::Url::parse(&settings.issuer)
             .map(|u| u.origin().ascii_serialization())
             .unwrap_or_default();
+        let hash_pool = hashing::HashPool::new(settings.hash_workers, settings.hash_queue);
         Self(Arc::new(Inner {
+            hash_pool,
             issuer_origin,
             store,
             master_key,

@@ -265,6 +265,16 @@ pub struct AuthArgs {
     /// Seconds an account stays locked [env: OPENTRUSTY_LOCKOUT_DURATION] [default: 900]
     #[arg(long, value_name = "SECONDS")]
     pub lockout_duration: Option<String>,
+
+    /// Password hashes computed at once [env: OPENTRUSTY_ARGON2_WORKERS]
+    /// [default: the number of CPUs]
+    #[arg(long, value_name = "N")]
+    pub argon2_workers: Option<String>,
+
+    /// Sign-ins that may wait for a hashing worker; more get 503 at once
+    /// [env: OPENTRUSTY_ARGON2_QUEUE] [default: 64]
+    #[arg(long, value_name = "N")]
+    pub argon2_queue: Option<String>,
 }
 
 /// Argon2id cost of new password hashes. Older hashes keep verifying and are upgraded at the next

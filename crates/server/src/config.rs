@@ -724,6 +724,28 @@ fn auth(
             |v| (0..=300).contains(v),
         )?,
         console_origins: Vec::new(),
+        hash_workers: parse_number(
+            given(
+                env,
+                "--argon2-workers",
+                "OPENTRUSTY_ARGON2_WORKERS",
+                &args.argon2_workers,
+            )?,
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "a number of workers from 1 to 256",
+            |v| (1..=256).contains(v),
+        )?,
+        hash_queue: parse_number(
+            given(
+                env,
+                "--argon2-queue",
+                "OPENTRUSTY_ARGON2_QUEUE",
+                &args.argon2_queue,
+            )?,
+            64usize,
+            "a number of waiting sign-ins from 0 to 100000",
+            |v| *v <= 100_000,
+        )?,
         lockout: opentrusty_core::lockout::LockoutPolicy {
             threshold: parse_number(
                 given(
@@ -864,6 +886,8 @@ mod tests {
                 cookie_domain: None,
                 session_idle_timeout: None,
                 lockout_threshold: None,
+                argon2_workers: None,
+                argon2_queue: None,
                 lockout_window: None,
                 lockout_duration: None,
                 session_lifetime: None,

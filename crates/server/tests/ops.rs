@@ -539,3 +539,62 @@ async fn a_database_outage_gives_503_and_the_process_recovers_by_itself() {
     let ready = http().get(server.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+/// 200 sign-ins at once against one hashing worker with a short queue: those beyond the queue
+/// get 503 with `Retry-After` at once, the others their answer, and memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_hashing_pool_answers_503_at_once_and_memory_stays_bounded() {
+    let idp = Idp::start_with(
+        TestDb::sqlite(true).await,
+        &[
+            ("OPENTRUSTY_ARGON2_WORKERS", "1"),
+            ("OPENTRUSTY_ARGON2_QUEUE", "4"),
+            ("OPENTRUSTY_ARGON2_MEMORY_KIB", "19456"),
+            ("OPENTRUSTY_LOCKOUT_THRESHOLD", "0"),
+        ],
+    )
+    .await;
+    let before = idp.server.rss_kb();
+    let client = http();
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let (client, url) = (client.clone(), idp.url("/api/v1/auth/login"));
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let r = client
+                .post(url)
+                .json(&json!({ "email": format!("nobody{n}@example.com"), "password": "wrong password" }))
+                .send()
+                .await
+                .unwrap();
+            let retry = r.headers().contains_key("retry-after");
+            (r.status().as_u16(), retry, started.elapsed())
+        }));
+    }
+    let mut peak = before;
+    let mut answers = Vec::new();
+    for t in tasks {
+        peak = peak.max(idp.server.rss_kb());
+        answers.push(t.await.unwrap());
+    }
+    let refused: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 503).collect();
+    let checked = answers.iter().filter(|(s, _, _)| *s == 401).count();
+    assert_eq!(refused.len() + checked, 200, "{answers:?}");
+    assert!(
+        checked >= 1 && !refused.is_empty(),
+        "{checked} checked, {} refused",
+        refused.len()
+    );
+    assert!(refused.iter().all(|(_, retry, _)| *retry));
+    // Refusals do not wait for the hashing in front of them.
+    let slowest_refusal = refused.iter().map(|(_, _, d)| *d).max().unwrap();
+    assert!(
+        slowest_refusal < Duration::from_secs(2),
+        "{slowest_refusal:?}"
+    );
+    eprintln!(
+        "hashing pool: {checked} checked, {} refused; RSS {before} kB before, {peak} kB peak",
+        refused.len()
+    );
+    assert!(peak < 150 * 1024, "peak RSS {peak} kB");
+}

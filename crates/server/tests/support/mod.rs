@@ -284,6 +284,17 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The process's resident memory now, in kB (from /proc).
+    pub fn rss_kb(&self) -> u64 {
+        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or_default();
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
