@@ -9,6 +9,7 @@ mod enroll;
 mod hashing;
 mod http;
 pub mod keys;
+mod limits;
 mod logout;
 mod pages;
 mod resources;
@@ -24,6 +25,7 @@ use opentrusty_core::secret::MasterKey;
 use opentrusty_store::Store;
 
 pub use keys::KeyRing;
+pub use limits::{Rate, RateLimits};
 
 /// The name this plane reports in probes and logs.
 pub const SERVICE: &str = "opentrusty-auth";
@@ -49,6 +51,8 @@ pub struct AuthSettings {
     /// Argon2 computations at once, and sign-ins that may wait for one.
     pub hash_workers: usize,
     pub hash_queue: usize,
+    /// Requests per client address on the endpoints worth guessing at.
+    pub rate_limits: limits::RateLimits,
 }
 
 struct Inner {
@@ -58,6 +62,7 @@ struct Inner {
     keys: KeyRing,
     hasher: PasswordHasher,
     hash_pool: hashing::HashPool,
+    limiter: limits::Limiter,
     issuer_origin: String,
     /// A hash that no password matches, verified when the email is unknown so that unknown and
     /// known emails cost the same time.
@@ -83,6 +88,7 @@ impl AuthState {
         let hash_pool = hashing::HashPool::new(settings.hash_workers, settings.hash_queue);
         Self(Arc::new(Inner {
             hash_pool,
+            limiter: limits::Limiter::default(),
             issuer_origin,
             store,
             master_key,
@@ -185,5 +191,9 @@ pub fn router(state: AuthState) -> Router {
             state.clone(),
             control_plane::console_edge,
         )))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit,
+        ))
         .with_state(state)
 }

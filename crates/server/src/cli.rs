@@ -275,6 +275,26 @@ pub struct AuthArgs {
     /// [env: OPENTRUSTY_ARGON2_QUEUE] [default: 64]
     #[arg(long, value_name = "N")]
     pub argon2_queue: Option<String>,
+
+    /// Sign-in attempts per client address, N/SECONDS or off
+    /// [env: OPENTRUSTY_RATE_LIMIT_LOGIN] [default: 10/60]
+    #[arg(long, value_name = "RATE")]
+    pub rate_limit_login: Option<String>,
+
+    /// Enrollment page requests per client address [env: OPENTRUSTY_RATE_LIMIT_ENROLL]
+    /// [default: 10/60]
+    #[arg(long, value_name = "RATE")]
+    pub rate_limit_enroll: Option<String>,
+
+    /// Authorization requests per client address [env: OPENTRUSTY_RATE_LIMIT_AUTHORIZE]
+    /// [default: 60/60]
+    #[arg(long, value_name = "RATE")]
+    pub rate_limit_authorize: Option<String>,
+
+    /// Token, introspection and revocation requests per client address
+    /// [env: OPENTRUSTY_RATE_LIMIT_TOKEN] [default: 1200/60]
+    #[arg(long, value_name = "RATE")]
+    pub rate_limit_token: Option<String>,
 }
 
 /// Argon2id cost of new password hashes. Older hashes keep verifying and are upgraded at the next

@@ -746,6 +746,41 @@ fn auth(
             "a number of waiting sign-ins from 0 to 100000",
             |v| *v <= 100_000,
         )?,
+        rate_limits: {
+            let defaults = opentrusty_auth::RateLimits::default();
+            let rate = |flag: &str, var: &str, cli: &Option<String>, default| match given(
+                env, flag, var, cli,
+            )? {
+                None => Ok(default),
+                Some(g) => opentrusty_auth::Rate::parse(&g.value).map_err(|e| error(&g.name, e)),
+            };
+            opentrusty_auth::RateLimits {
+                login: rate(
+                    "--rate-limit-login",
+                    "OPENTRUSTY_RATE_LIMIT_LOGIN",
+                    &args.rate_limit_login,
+                    defaults.login,
+                )?,
+                enroll: rate(
+                    "--rate-limit-enroll",
+                    "OPENTRUSTY_RATE_LIMIT_ENROLL",
+                    &args.rate_limit_enroll,
+                    defaults.enroll,
+                )?,
+                authorize: rate(
+                    "--rate-limit-authorize",
+                    "OPENTRUSTY_RATE_LIMIT_AUTHORIZE",
+                    &args.rate_limit_authorize,
+                    defaults.authorize,
+                )?,
+                token: rate(
+                    "--rate-limit-token",
+                    "OPENTRUSTY_RATE_LIMIT_TOKEN",
+                    &args.rate_limit_token,
+                    defaults.token,
+                )?,
+            }
+        },
         lockout: opentrusty_core::lockout::LockoutPolicy {
             threshold: parse_number(
                 given(
@@ -888,6 +923,10 @@ mod tests {
                 lockout_threshold: None,
                 argon2_workers: None,
                 argon2_queue: None,
+                rate_limit_login: None,
+                rate_limit_enroll: None,
+                rate_limit_authorize: None,
+                rate_limit_token: None,
                 lockout_window: None,
                 lockout_duration: None,
                 session_lifetime: None,

@@ -551,6 +551,7 @@ async fn a_saturated_hashing_pool_answers_503_at_once_and_memory_stays_bounded()
             ("OPENTRUSTY_ARGON2_QUEUE", "4"),
             ("OPENTRUSTY_ARGON2_MEMORY_KIB", "19456"),
             ("OPENTRUSTY_LOCKOUT_THRESHOLD", "0"),
+            ("OPENTRUSTY_RATE_LIMIT_LOGIN", "off"),
         ],
     )
     .await;
@@ -597,4 +598,71 @@ async fn a_saturated_hashing_pool_answers_503_at_once_and_memory_stays_bounded()
         refused.len()
     );
     assert!(peak < 150 * 1024, "peak RSS {peak} kB");
+}
+
+/// Past the burst, sign-in and token requests from one client address get 429 with
+/// `Retry-After` (a page for pages, JSON for APIs); another address behind the trusted proxy
+/// still gets through.
+#[tokio::test]
+async fn rate_limits_answer_429_per_client_address() {
+    let idp = Idp::start_with(
+        TestDb::sqlite(true).await,
+        &[
+            ("OPENTRUSTY_RATE_LIMIT_LOGIN", "3/60"),
+            ("OPENTRUSTY_RATE_LIMIT_TOKEN", "2/60"),
+            ("OPENTRUSTY_TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    )
+    .await;
+    let console_login = |from: &'static str| {
+        http()
+            .post(idp.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", from)
+            .json(&json!({ "email": "nobody@example.com", "password": "wrong password" }))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(console_login("198.51.100.1").await.unwrap().status(), 401);
+    }
+    let r = console_login("198.51.100.1").await.unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&wait), "{wait}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+    // The sign-in page shares the login budget of that address, and answers with a page.
+    let r = http()
+        .post(idp.url("/login"))
+        .header("x-forwarded-for", "198.51.100.1")
+        .form(&[("email", "x@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    // Another client address has its own budget.
+    assert_eq!(console_login("198.51.100.2").await.unwrap().status(), 401);
+
+    let token = || {
+        support::token_request(
+            &idp,
+            ClientAuth::of(SERVICE),
+            &[("grant_type", "client_credentials")],
+        )
+    };
+    token().await.expect_status(200);
+    token().await.expect_status(200);
+    let r = token().await;
+    r.expect_status(429);
+    assert!(r.header("retry-after").is_some());
 }

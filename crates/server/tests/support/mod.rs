@@ -254,6 +254,15 @@ impl Server {
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
         let mut cmd = opentrusty(dir);
+        // Tests send many requests from one address; the rate-limit tests set their own.
+        for var in [
+            "OPENTRUSTY_RATE_LIMIT_LOGIN",
+            "OPENTRUSTY_RATE_LIMIT_ENROLL",
+            "OPENTRUSTY_RATE_LIMIT_AUTHORIZE",
+            "OPENTRUSTY_RATE_LIMIT_TOKEN",
+        ] {
+            cmd.env(var, "off");
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
