@@ -343,10 +343,14 @@ pub(crate) fn csrf_ok(state: &AuthState, headers: &HeaderMap, submitted: Option<
     }
 }
 
-async fn login_heading(state: &AuthState, client: &OAuthClient) -> String {
+async fn branding(state: &AuthState, client: &OAuthClient) -> pages::Branding {
     match state.store().get_tenant(client.tenant_id).await {
-        Ok(Some(t)) => format!("Sign in to {}", t.display_name.unwrap_or(t.name)),
-        _ => "Sign in".to_owned(),
+        Ok(Some(t)) => pages::Branding {
+            name: Some(t.display_name.unwrap_or(t.name)),
+            logo_url: t.logo_url,
+            accent_color: t.accent_color,
+        },
+        _ => pages::Branding::default(),
     }
 }
 
@@ -373,7 +377,7 @@ pub async fn login_page(
         Err(e) => return storage_page(&e),
     };
     let (csrf, fresh) = csrf_value(&headers);
-    let heading = login_heading(&state, &client).await;
+    let heading = branding(&state, &client).await;
     let page = pages::login(StatusCode::OK, &csrf, return_to, &heading, None);
     with_csrf_cookie(&state, page, &csrf, fresh)
 }
@@ -426,7 +430,7 @@ pub async fn login_submit(
                 )
                 .await;
             let (csrf, fresh) = csrf_value(&headers);
-            let heading = login_heading(&state, &client).await;
+            let heading = branding(&state, &client).await;
             let page = pages::login(
                 StatusCode::UNAUTHORIZED,
                 &csrf,

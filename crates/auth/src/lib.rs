@@ -195,5 +195,23 @@ pub fn router(state: AuthState) -> Router {
             state.clone(),
             limits::limit,
         ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), hsts))
         .with_state(state)
+}
+
+/// With an https issuer, browsers are told to use https only for a year
+/// (`Strict-Transport-Security`); on a plain-http development issuer nothing is added.
+async fn hsts(
+    axum::extract::State(state): axum::extract::State<AuthState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut r = next.run(req).await;
+    if state.settings().cookie_secure {
+        r.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    r
 }

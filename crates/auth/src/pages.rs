@@ -76,27 +76,67 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
     )
 }
 
+/// How a tenant's pages look: its name, and optionally a logo and an accent colour (both
+/// validated when set: an https URL and `#rrggbb`).
+#[derive(Debug, Clone, Default)]
+pub struct Branding {
+    pub name: Option<String>,
+    pub logo_url: Option<String>,
+    pub accent_color: Option<String>,
+}
+
+impl Branding {
+    fn header(&self) -> String {
+        let logo = match (&self.logo_url, &self.name) {
+            (Some(url), name) => format!(
+                "<img src=\"{}\" alt=\"{}\" height=\"48\">",
+                escape(url),
+                escape(name.as_deref().unwrap_or(""))
+            ),
+            _ => String::new(),
+        };
+        let accent = self
+            .accent_color
+            .as_deref()
+            .filter(|c| {
+                c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit())
+            })
+            .map(|c| {
+                format!(
+                    "<style>button{{background:{c};color:#fff;border:0;border-radius:4px}}</style>"
+                )
+            })
+            .unwrap_or_default();
+        format!("{accent}{logo}")
+    }
+}
+
 pub fn login(
     status: StatusCode,
     csrf: &str,
     return_to: &str,
-    heading: &str,
+    branding: &Branding,
     message: Option<&str>,
 ) -> Response {
     let alert = message
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
         .unwrap_or_default();
+    let heading = match &branding.name {
+        Some(n) => format!("Sign in to {n}"),
+        None => "Sign in".to_owned(),
+    };
     page(
         status,
         "Sign in",
         &format!(
-            "<h1>{}</h1>{alert}<form method=\"post\" action=\"/login\">{}{}\
+            "{}<h1>{}</h1>{alert}<form method=\"post\" action=\"/login\">{}{}\
              <label for=\"email\">Email</label>\
              <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
              <label for=\"password\">Password</label>\
              <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
              <button type=\"submit\">Sign in</button></form>",
-            escape(heading),
+            branding.header(),
+            escape(&heading),
             hidden("csrf_token", csrf),
             hidden("return_to", return_to),
         ),

@@ -666,3 +666,64 @@ async fn rate_limits_answer_429_per_client_address() {
     r.expect_status(429);
     assert!(r.header("retry-after").is_some());
 }
+
+/// The sign-in page carries the tenant's name, logo and accent colour; HSTS is sent when (and
+/// only when) the issuer is https.
+#[tokio::test]
+async fn pages_carry_the_tenant_branding_and_https_issuers_send_hsts() {
+    use opentrusty_core::tenant::TenantPatch;
+    let idp = Idp::sqlite().await;
+    idp.store
+        .update_tenant(
+            idp.seed.tenant_a,
+            &TenantPatch {
+                display_name: Some(Some("Acme Corporation".into())),
+                logo_url: Some(Some("https://cdn.acme.example/logo.png".into())),
+                accent_color: Some(Some("#0a7d3c".into())),
+                ..TenantPatch::default()
+            },
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    let (challenge, _) = support::pkce();
+    let url = idp.authorize_url(&support::code_params(
+        support::CONFIDENTIAL,
+        "openid",
+        "st",
+        &challenge,
+    ));
+    let browser = support::Browser::new(&idp);
+    let r = browser.get(url.as_str()).await;
+    let login = browser.resolve(r.location().unwrap());
+    let page = browser.get(login.as_str()).await;
+    page.expect_status(200);
+    assert!(
+        page.body.contains("Sign in to Acme Corporation"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("src=\"https://cdn.acme.example/logo.png\"")
+    );
+    assert!(page.body.contains("background:#0a7d3c"));
+    assert!(page.header("strict-transport-security").is_none());
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("script-src"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut https = Server::auth_with(
+        dir.path(),
+        idp.db.url(),
+        free_port(),
+        &[("OPENTRUSTY_ISSUER", "https://auth.example.com")],
+    );
+    https.wait_healthy().await;
+    let r = http()
+        .get(https.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
+}
