@@ -140,6 +140,12 @@ pub fn check_policy(password: &str, email: &str) -> Result<(), DomainError> {
             "must not be the same as the email address",
         ));
     }
+    if is_common(password) {
+        return Err(DomainError::new(
+            "password",
+            "is one of the most common passwords, which attackers try first; choose another",
+        ));
+    }
     Ok(())
 }
 
@@ -265,5 +271,37 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() && !"0O1lI".contains(c))
         );
         assert_ne!(a, generate_password(24));
+    }
+}
+
+/// Whether `password` is on the shipped list of common passwords (data/README.md), compared
+/// case-insensitively.
+pub fn is_common(password: &str) -> bool {
+    static LIST: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    let list = LIST.get_or_init(|| {
+        include_str!("../data/common-passwords.txt")
+            .lines()
+            .collect()
+    });
+    list.contains(password.trim().to_lowercase().as_str())
+}
+
+#[cfg(test)]
+mod common_password_tests {
+    use super::*;
+
+    #[test]
+    fn common_passwords_are_refused_whatever_their_case() {
+        for p in ["1234567890", "qwertyuiop", "Password123", "QWERTYUIOP"] {
+            let listed = is_common(p);
+            if listed {
+                assert_eq!(check_policy(p, "a@b.co").unwrap_err().field, "password");
+            }
+        }
+        assert!(is_common("1234567890"));
+        assert!(is_common("QwErTyUiOp"));
+        assert!(!is_common("correct horse battery staple"));
+        assert!(check_policy("correct horse battery staple", "a@b.co").is_ok());
     }
 }

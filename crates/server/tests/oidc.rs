@@ -2244,6 +2244,9 @@ async fn an_enrollment_link_sets_a_password_once_and_the_user_signs_in() {
     assert!(r.body.contains("at least 10 characters"), "{}", r.body);
     let r = submit("newcomer@acme.example", "newcomer@acme.example").await;
     r.expect_status(422);
+    let r = submit("Password123", "Password123").await;
+    r.expect_status(422);
+    assert!(r.body.contains("most common passwords"), "{}", r.body);
     let r = submit("a new passphrase here", "a new passphrase here").await;
     r.expect_status(200);
     assert!(r.body.contains("Your password is set"), "{}", r.body);
