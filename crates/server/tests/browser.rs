@@ -1,0 +1,345 @@
+//! The sign-in experience in a real browser: Debian's Chromium, headless, driven through
+//! chromedriver's WebDriver protocol against the real `serve auth` process. A user opens an
+//! authorization URL, signs in, approves consent and lands on the application's callback with a
+//! code the test exchanges; a wrong password shows the error; an enrollment link sets a password
+//! that then signs in. A screenshot of each page is saved under `target/browser-screenshots/`.
+//! `.ci/run` installs `chromium` and `chromium-driver` when they are missing.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use opentrusty_core::audit::Origin;
+use opentrusty_core::client::{NewClient, TokenEndpointAuthMethod, client_secret_digest};
+use opentrusty_core::rbac::Role;
+use opentrusty_core::user::NewUser;
+use opentrusty_testkit::TestDb;
+use serde_json::{Value, json};
+use support::{ALICE, Idp, PASSWORD, free_port, http, pkce};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver process and one headless Chromium session.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    shots: std::path::PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        for tool in ["chromium", "chromedriver"] {
+            assert!(
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {tool}")])
+                    .output()
+                    .is_ok_and(|o| o.status.success()),
+                "{tool} is missing: install Debian's chromium and chromium-driver (.ci/run does)"
+            );
+        }
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http().get(format!("{base}/status")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=414,896"],
+            },
+        }}});
+        let r: Value = http()
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
+            .to_owned();
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let shots = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join("browser-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser {
+            driver,
+            base,
+            session,
+            shots,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = http().request(method, url);
+        req = req.json(&body.unwrap_or(json!({})));
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        v["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn url(&self) -> String {
+        self.call(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn source(&self) -> String {
+        self.call(reqwest::Method::GET, "/source", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        match v[ELEMENT].as_str() {
+            Some(id) => id.to_owned(),
+            None => panic!("no {css} on the page: {v}\n{}", self.source().await),
+        }
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.element(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.element(css).await;
+        self.call(reqwest::Method::POST, &format!("/element/{e}/click"), None)
+            .await;
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG screenshot");
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Waits until the page's URL satisfies `done`.
+    async fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let url = self.url().await;
+            if done(&url) {
+                return url;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never reached {what}; at {url}\n{}",
+                self.source().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A one-page application at a loopback address: the callback the browser lands on.
+async fn application() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/callback",
+            axum::routing::get(|| async {
+                axum::response::Html("<!doctype html><title>App</title><h1>Signed in</h1>")
+            }),
+        );
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/callback")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_consents_enrolls_and_signs_in_again_in_chromium() {
+    let idp = Idp::start_with(TestDb::sqlite(true).await, &[]).await;
+    let callback = application().await;
+    let secret = "browser-app-secret-1d9c";
+    let mut new = NewClient::new(
+        idp.seed.tenant_a,
+        "browser-app",
+        "Browser App",
+        TokenEndpointAuthMethod::ClientSecretBasic,
+        Some(client_secret_digest(secret)),
+    );
+    new.redirect_uris = vec![callback.clone()];
+    idp.store
+        .create_client(&new, &Origin::system())
+        .await
+        .unwrap();
+    let browser = Browser::start().await;
+    let authorize = |challenge: &str| {
+        idp.authorize_url(&[
+            ("client_id", "browser-app"),
+            ("redirect_uri", callback.as_str()),
+            ("response_type", "code"),
+            ("scope", "openid email"),
+            ("state", "browser-state"),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .to_string()
+    };
+
+    // Sign in, consent, land on the application with a code.
+    let (challenge, verifier) = pkce();
+    browser.open(&authorize(&challenge)).await;
+    browser
+        .wait_for("the sign-in page", |u| u.contains("/login"))
+        .await;
+    assert!(browser.source().await.contains("<label for=\"email\">"));
+    browser.screenshot("1-login").await;
+    browser.type_into("#email", ALICE).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_for("the consent page", |u| u.contains("/consent"))
+        .await;
+    browser.screenshot("2-consent").await;
+    browser.click("button[value=approve]").await;
+    let landed = browser
+        .wait_for("the callback", |u| u.starts_with(&callback))
+        .await;
+    browser.screenshot("3-callback").await;
+    let query: std::collections::HashMap<String, String> = url::Url::parse(&landed)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(query["state"], "browser-state");
+    let r = http()
+        .post(idp.url("/oauth2/token"))
+        .basic_auth("browser-app", Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", query["code"].as_str()),
+            ("redirect_uri", callback.as_str()),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tokens: Value = r.json().await.unwrap();
+    assert!(tokens["id_token"].is_string());
+
+    // A wrong password shows the error on the sign-in page (a fresh browser session: cookies
+    // of the first sign-in would skip the page).
+    let browser = Browser::start().await;
+    let (challenge, _) = pkce();
+    browser.open(&authorize(&challenge)).await;
+    browser
+        .wait_for("the sign-in page", |u| u.contains("/login"))
+        .await;
+    browser.type_into("#email", ALICE).await;
+    browser
+        .type_into("#password", "not the password at all")
+        .await;
+    browser.click("button[type=submit]").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser.source().await.contains("role=\"alert\"") {
+        assert!(Instant::now() < deadline, "{}", browser.source().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(browser.source().await.contains("Invalid email or password"));
+    browser.screenshot("4-wrong-password").await;
+
+    // An enrollment link sets a password, which then signs in.
+    let token = opentrusty_core::secret::random_token();
+    let email = "carol@acme.example";
+    idp.store
+        .provision_user(
+            &NewUser::new(Some(idp.seed.tenant_a), email, Some("Carol"), None).unwrap(),
+            Some(Role::TenantMember),
+            &opentrusty_store::NewEnrollmentLink {
+                token_digest: opentrusty_core::secret::token_digest(&token),
+                purpose: opentrusty_store::EnrollmentPurpose::Enroll,
+                expires_at: opentrusty_core::now() + time::Duration::hours(72),
+            },
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    let browser = Browser::start().await;
+    browser
+        .open(&idp.url(&format!("/enroll?token={token}")))
+        .await;
+    browser
+        .wait_for("the enrollment page", |u| u.contains("/enroll"))
+        .await;
+    assert!(browser.source().await.contains(email));
+    browser.screenshot("5-enroll").await;
+    let new_password = "carol's brand new passphrase";
+    browser.type_into("#password", new_password).await;
+    browser.type_into("#password_confirm", new_password).await;
+    browser.click("button[type=submit]").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser.source().await.contains("Your password is set") {
+        assert!(Instant::now() < deadline, "{}", browser.source().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.screenshot("6-enrolled").await;
+    let (challenge, _) = pkce();
+    browser.open(&authorize(&challenge)).await;
+    browser
+        .wait_for("the sign-in page", |u| u.contains("/login"))
+        .await;
+    browser.type_into("#email", email).await;
+    browser.type_into("#password", new_password).await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_for("the consent page", |u| u.contains("/consent"))
+        .await;
+    browser.click("button[value=approve]").await;
+    browser
+        .wait_for("the callback", |u| u.starts_with(&callback))
+        .await;
+    browser.screenshot("7-new-password-signed-in").await;
+}
