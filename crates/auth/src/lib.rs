@@ -5,13 +5,13 @@
 
 mod authorize;
 mod control_plane;
-mod enroll;
 mod hashing;
 mod http;
 pub mod keys;
 mod limits;
 mod logout;
 mod pages;
+mod passwords;
 mod resources;
 mod token;
 
@@ -159,8 +159,10 @@ fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AuthState>)> {
         (Method::GET, "/logout", get(logout::logout_page)),
         (Method::POST, "/logout", post(logout::logout_submit)),
         (Method::GET, "/oauth2/logout", get(logout::rp_logout)),
-        (Method::GET, "/enroll", get(enroll::enroll_page)),
-        (Method::POST, "/enroll", post(enroll::enroll_submit)),
+        (Method::GET, "/enroll", get(passwords::enroll_page)),
+        (Method::POST, "/enroll", post(passwords::enroll_submit)),
+        (Method::GET, "/password", get(passwords::change_page)),
+        (Method::POST, "/password", post(passwords::change_submit)),
         (Method::POST, CONSOLE_LOGIN, post(control_plane::login)),
         (Method::POST, CONSOLE_LOGOUT, post(control_plane::logout)),
     ]

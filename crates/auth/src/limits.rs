@@ -92,7 +92,7 @@ enum Kind {
 /// Which limit a path falls under, and whether it answers with pages (else JSON).
 fn kind(path: &str) -> Option<(Kind, bool)> {
     match path {
-        "/login" => Some((Kind::Login, true)),
+        "/login" | "/password" => Some((Kind::Login, true)),
         "/api/v1/auth/login" => Some((Kind::Login, false)),
         "/enroll" => Some((Kind::Enroll, true)),
         "/oauth2/authorize" => Some((Kind::Authorize, true)),

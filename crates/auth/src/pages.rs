@@ -219,6 +219,49 @@ pub fn enroll(
     )
 }
 
+/// The page where a signed-in user changes their password.
+pub fn change_password(
+    status: StatusCode,
+    csrf: &str,
+    email: &str,
+    message: Option<&str>,
+) -> Response {
+    let alert = message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    page(
+        status,
+        "Change your password",
+        &format!(
+            "<h1>Change your password</h1><p>Signed in as {}.</p>{alert}\
+             <form method=\"post\" action=\"/password\">{}\
+             <input type=\"hidden\" name=\"username\" value=\"{}\" autocomplete=\"username\">\
+             <label for=\"current_password\">Current password</label>\
+             <input id=\"current_password\" name=\"current_password\" type=\"password\" \
+             autocomplete=\"current-password\" required autofocus>\
+             <label for=\"password\">New password</label>\
+             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" \
+             minlength=\"10\" maxlength=\"256\" required>\
+             <label for=\"password_confirm\">New password, again</label>\
+             <input id=\"password_confirm\" name=\"password_confirm\" type=\"password\" \
+             autocomplete=\"new-password\" minlength=\"10\" maxlength=\"256\" required>\
+             <button type=\"submit\">Change password</button></form>",
+            escape(email),
+            hidden("csrf_token", csrf),
+            escape(email),
+        ),
+    )
+}
+
+pub fn password_changed() -> Response {
+    page(
+        StatusCode::OK,
+        "Password changed",
+        "<h1>Your password is changed</h1><p>Use it from now on. Your other sessions have been \
+         signed out.</p>",
+    )
+}
+
 pub fn enrolled() -> Response {
     page(
         StatusCode::OK,

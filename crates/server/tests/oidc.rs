@@ -2285,3 +2285,89 @@ async fn an_enrollment_link_sets_a_password_once_and_the_user_signs_in() {
     let (_, claims) = jwt_parts(str_of(&r.json, "id_token"));
     assert_eq!(claims["email"], email);
 }
+
+/// A signed-in user changes their password: the current one is required (and a wrong one counts
+/// towards lockout), the policy applies, other sessions end, the new password signs in and the
+/// old one no longer does.
+#[tokio::test]
+async fn a_signed_in_user_changes_their_password() {
+    let idp = Idp::sqlite().await;
+    let browser = Browser::new(&idp);
+    let other = Browser::new(&idp);
+    // Two sessions of Alice's, in two browsers.
+    for b in [&browser, &other] {
+        let (challenge, _) = pkce();
+        let url = idp.authorize_url(&code_params(CONFIDENTIAL, "openid", "s", &challenge));
+        b.journey(url, Some((ALICE, PASSWORD))).await;
+    }
+    let anonymous = Browser::new(&idp).get(&idp.url("/password")).await;
+    anonymous.expect_status(401);
+    let page = browser.get(&idp.url("/password")).await;
+    page.expect_status(200);
+    assert!(page.body.contains(ALICE));
+    let csrf = support::inputs(&page.body)["csrf_token"].clone();
+    let change = |current: &'static str, new: &'static str| {
+        let csrf = csrf.clone();
+        let url = idp.url("/password");
+        let browser = &browser;
+        async move {
+            browser
+                .post(
+                    &url,
+                    &[
+                        ("csrf_token", csrf.as_str()),
+                        ("current_password", current),
+                        ("password", new),
+                        ("password_confirm", new),
+                    ],
+                )
+                .await
+        }
+    };
+    let r = change("not my password", "a brand new passphrase").await;
+    r.expect_status(401);
+    assert!(
+        r.body.contains("current password is not right"),
+        "{}",
+        r.body
+    );
+    let r = change(PASSWORD, "1234567890").await;
+    r.expect_status(422);
+    assert!(r.body.contains("most common"), "{}", r.body);
+    let r = change(PASSWORD, "a brand new passphrase").await;
+    r.expect_status(200);
+    assert!(r.body.contains("Your password is changed"), "{}", r.body);
+    // This browser stays signed in; the other one was signed out.
+    browser.get(&idp.url("/password")).await.expect_status(200);
+    other.get(&idp.url("/password")).await.expect_status(401);
+    let events = idp
+        .store
+        .list_audit(&opentrusty_store::AuditQuery {
+            action: Some("login.failed".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "the wrong current password was recorded");
+    // Old password out, new password in.
+    let stored = idp
+        .store
+        .password_hash(idp.seed.alice)
+        .await
+        .unwrap()
+        .unwrap();
+    let hasher = opentrusty_core::password::PasswordHasher::new(Default::default()).unwrap();
+    assert!(matches!(
+        hasher.verify(PASSWORD, &stored),
+        opentrusty_core::password::Verification::Mismatch
+    ));
+    let (challenge, verifier) = pkce();
+    let url = idp.authorize_url(&code_params(CONFIDENTIAL, "openid", "s2", &challenge));
+    let journey = Browser::new(&idp)
+        .journey(url, Some((ALICE, "a brand new passphrase")))
+        .await;
+    exchange_code(&idp, CONFIDENTIAL, &journey.code(), Some(&verifier))
+        .await
+        .expect_status(200);
+}

@@ -530,3 +530,55 @@ impl Store {
         Ok(row.into_user())
     }
 }
+
+impl Store {
+    /// Replaces a user's password from one of their sessions: every other session ends and the
+    /// token families not issued through `keep` are revoked, in the same transaction.
+    pub async fn change_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        keep: opentrusty_core::SessionId,
+        origin: &Origin,
+    ) -> Result<(), StoreError> {
+        let at = DbTime(now());
+        let mut tx = self.begin().await?;
+        let tenant: Option<Option<Uuid>> = on_tx!(tx, |c| sqlx::query_scalar(
+            "SELECT tenant_id FROM users WHERE id = $1 AND deleted_at IS NULL"
+        )
+        .bind(user.0)
+        .fetch_optional(&mut *c)
+        .await)?;
+        let tenant = tenant.ok_or(StoreError::NotFound)?;
+        tx.upsert_credential(user, password_hash).await?;
+        let sessions = on_tx!(tx, |c| sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 AND id <> $2"
+        )
+        .bind(user.0)
+        .bind(keep.0)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        let families = on_tx!(tx, |c| sqlx::query(
+            "UPDATE token_families SET revoked_at = $3, revoked_reason = 'password_changed' \
+             WHERE user_id = $1 AND revoked_at IS NULL \
+               AND (session_id IS NULL OR session_id <> $2)"
+        )
+        .bind(user.0)
+        .bind(keep.0)
+        .bind(at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        tx.audit(AuditEvent::new(
+            origin,
+            action::USER_PASSWORD_SET,
+            tenant.map(TenantId),
+            Some(Target::new("user", user)),
+            json!({ "purpose": "change", "ended": { "sessions": sessions, "token_families": families } }),
+            at.0,
+        ))
+        .await?;
+        tx.commit().await
+    }
+}
