@@ -378,7 +378,7 @@ pub async fn login_page(
     };
     let (csrf, fresh) = csrf_value(&headers);
     let heading = branding(&state, &client).await;
-    let page = pages::login(StatusCode::OK, &csrf, return_to, &heading, None);
+    let page = pages::login(StatusCode::OK, &csrf, return_to, &heading, None, "");
     with_csrf_cookie(&state, page, &csrf, fresh)
 }
 
@@ -437,6 +437,7 @@ pub async fn login_submit(
                 return_to,
                 &heading,
                 Some("Invalid email or password. Check both and try again."),
+                email,
             );
             return with_csrf_cookie(&state, page, &csrf, fresh);
         }
@@ -654,7 +655,8 @@ pub async fn consent_page(
     }
     let (csrf, fresh) = csrf_value(&headers);
     let scopes: Vec<&str> = request.scopes.iter().collect();
-    let page = pages::consent(&csrf, &encode(&pairs, None), &client.name, &scopes);
+    let look = branding(&state, &client).await;
+    let page = pages::consent(&csrf, &encode(&pairs, None), &client.name, &scopes, &look);
     with_csrf_cookie(&state, page, &csrf, fresh)
 }
 

@@ -117,6 +117,7 @@ pub fn login(
     return_to: &str,
     branding: &Branding,
     message: Option<&str>,
+    email: &str,
 ) -> Response {
     let alert = message
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
@@ -131,7 +132,7 @@ pub fn login(
         &format!(
             "{}<h1>{}</h1>{alert}<form method=\"post\" action=\"/login\">{}{}\
              <label for=\"email\">Email</label>\
-             <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
+             <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" value=\"{}\" required autofocus>\
              <label for=\"password\">Password</label>\
              <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
              <button type=\"submit\">Sign in</button></form>",
@@ -139,11 +140,18 @@ pub fn login(
             escape(&heading),
             hidden("csrf_token", csrf),
             hidden("return_to", return_to),
+            escape(email),
         ),
     )
 }
 
-pub fn consent(csrf: &str, request: &str, client_name: &str, scopes: &[&str]) -> Response {
+pub fn consent(
+    csrf: &str,
+    request: &str,
+    client_name: &str,
+    scopes: &[&str],
+    branding: &Branding,
+) -> Response {
     let items: String = scopes
         .iter()
         .map(|s| format!("<li>{}</li>", escape(scope_label(s))))
@@ -152,10 +160,11 @@ pub fn consent(csrf: &str, request: &str, client_name: &str, scopes: &[&str]) ->
         StatusCode::OK,
         "Allow access",
         &format!(
-            "<h1>Allow {} to access your account?</h1><p>It asks to:</p><ul>{items}</ul>\
+            "{}<h1>Allow {} to access your account?</h1><p>It asks to:</p><ul>{items}</ul>\
              <form method=\"post\" action=\"/consent\">{}{}\
              <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button> \
              <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+            branding.header(),
             escape(client_name),
             hidden("csrf_token", csrf),
             hidden("request", request),

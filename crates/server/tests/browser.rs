@@ -289,6 +289,13 @@ async fn a_person_signs_in_consents_enrolls_and_signs_in_again_in_chromium() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(browser.source().await.contains("Invalid email or password"));
+    assert!(
+        browser
+            .source()
+            .await
+            .contains(&format!("value=\"{ALICE}\"")),
+        "the email stays typed in after a failure"
+    );
     browser.screenshot("4-wrong-password").await;
 
     // An enrollment link sets a password, which then signs in.
