@@ -344,7 +344,18 @@ pub(crate) fn csrf_ok(state: &AuthState, headers: &HeaderMap, submitted: Option<
 }
 
 async fn branding(state: &AuthState, client: &OAuthClient) -> pages::Branding {
-    match state.store().get_tenant(client.tenant_id).await {
+    tenant_branding(state, Some(client.tenant_id)).await
+}
+
+/// How tenant `tenant`'s pages look (plain when there is none or it cannot be read).
+pub(crate) async fn tenant_branding(
+    state: &AuthState,
+    tenant: Option<opentrusty_core::TenantId>,
+) -> pages::Branding {
+    let Some(tenant) = tenant else {
+        return pages::Branding::default();
+    };
+    match state.store().get_tenant(tenant).await {
         Ok(Some(t)) => pages::Branding {
             name: Some(t.display_name.unwrap_or(t.name)),
             logo_url: t.logo_url,

@@ -201,6 +201,7 @@ pub fn enroll(
     token: &str,
     email: &str,
     message: Option<&str>,
+    branding: &Branding,
 ) -> Response {
     let alert = message
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
@@ -209,7 +210,7 @@ pub fn enroll(
         status,
         "Set your password",
         &format!(
-            "<h1>Set your password</h1><p>For {}. Use at least 10 characters; a passphrase of \
+            "{}<h1>Set your password</h1><p>For {}{}. Use at least 10 characters; a passphrase of \
              a few words is easy to remember and hard to guess.</p>{alert}\
              <form method=\"post\" action=\"/enroll\">{}{}\
              <input type=\"hidden\" name=\"username\" value=\"{}\" autocomplete=\"username\">\
@@ -220,7 +221,13 @@ pub fn enroll(
              <input id=\"password_confirm\" name=\"password_confirm\" type=\"password\" \
              autocomplete=\"new-password\" minlength=\"10\" maxlength=\"256\" required>\
              <button type=\"submit\">Set password</button></form>",
+            branding.header(),
             escape(email),
+            branding
+                .name
+                .as_deref()
+                .map(|n| format!(" at {}", escape(n)))
+                .unwrap_or_default(),
             hidden("csrf_token", csrf),
             hidden("token", token),
             escape(email),

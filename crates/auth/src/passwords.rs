@@ -54,7 +54,15 @@ pub async fn enroll_page(
         Err(e) => return unavailable(&e),
     };
     let (csrf, fresh) = csrf_value(&headers);
-    let page = pages::enroll(StatusCode::OK, &csrf, token, &pending.user.email, None);
+    let look = crate::authorize::tenant_branding(&state, pending.user.tenant_id).await;
+    let page = pages::enroll(
+        StatusCode::OK,
+        &csrf,
+        token,
+        &pending.user.email,
+        None,
+        &look,
+    );
     with_csrf_cookie(&state, page, &csrf, fresh)
 }
 
@@ -83,6 +91,7 @@ pub async fn enroll_submit(
         Err(e) => return unavailable(&e),
     };
     let csrf = field("csrf_token").unwrap_or_default();
+    let look = crate::authorize::tenant_branding(&state, pending.user.tenant_id).await;
     let again = |message: &str| {
         pages::enroll(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -90,6 +99,7 @@ pub async fn enroll_submit(
             token,
             &pending.user.email,
             Some(message),
+            &look,
         )
     };
     let password = field("password").unwrap_or_default();
