@@ -223,3 +223,37 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use crate::views::{AuditQueryParams, CreateClient, UpdateTenant, UserListQuery};
+
+    /// Bodies, query strings and cursors come straight from clients: no panic.
+    #[test]
+    fn bodies_queries_and_cursors_never_panic() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        let runs = opentrusty_testkit::fuzz(
+            "admin input",
+            &[
+                br#"{"client_name":"x","redirect_uris":["https://a.example/cb"],"access_token_ttl":60}"#,
+                br#"{"display_name":null,"status":"suspended"}"#,
+                b"limit=50&cursor=YS4wMTkzMDAwMA&email_prefix=a&status=active&type=user.created",
+            ],
+            |b| {
+                let _ = json::<CreateClient>(&headers, b);
+                let _ = json::<UpdateTenant>(&headers, b);
+                let text = String::from_utf8_lossy(b);
+                let _ = query::<UserListQuery>(Some(&text));
+                let _ = query::<AuditQueryParams>(Some(&text));
+                let _ = Cursor::decode(&text);
+                let _ = limit(Some(&text));
+            },
+        );
+        eprintln!("admin input: {runs} inputs");
+    }
+}

@@ -109,6 +109,18 @@ fn form_urldecode(s: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The client id and secret of an HTTP Basic `Authorization` value; `None` if it is anything
+/// else. RFC 6749 §2.3.1: both parts are form-encoded before Base64.
+pub(crate) fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((form_urldecode(id)?, form_urldecode(secret)?))
+}
+
 /// Authenticates the calling client by the method it is registered with. Public clients
 /// identify themselves with `client_id` alone.
 pub(crate) async fn authenticate_client(
@@ -120,25 +132,7 @@ pub(crate) async fn authenticate_client(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        Some(value) => {
-            let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-            if !scheme.eq_ignore_ascii_case("basic") {
-                return Err(TokenError::invalid_client());
-            }
-            let decoded = STANDARD
-                .decode(rest.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(TokenError::invalid_client)?;
-            let (id, secret) = decoded
-                .split_once(':')
-                .ok_or_else(TokenError::invalid_client)?;
-            // RFC 6749 §2.3.1: both parts are form-encoded before Base64.
-            Some((
-                form_urldecode(id).ok_or_else(TokenError::invalid_client)?,
-                form_urldecode(secret).ok_or_else(TokenError::invalid_client)?,
-            ))
-        }
+        Some(value) => Some(basic_credentials(value).ok_or_else(TokenError::invalid_client)?),
         None => None,
     };
     let body_id = param(form, "client_id")?;
@@ -568,4 +562,30 @@ async fn client_credentials(
         .issue_tokens(&minted.record, None, origin)
         .await?;
     Ok(token_response(&minted, &scope, None, None))
+}
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+
+    /// The Basic credentials parser and the form decoder take raw client input: no panic.
+    #[test]
+    fn basic_credentials_and_forms_never_panic() {
+        let runs = opentrusty_testkit::fuzz(
+            "basic+form",
+            &[
+                b"Basic YWNtZS13ZWI6c2VjcmV0",
+                b"Basic JUZGJTAwOiUyNQ==",
+                b"grant_type=authorization_code&code=abc&redirect_uri=https%3A%2F%2Fa.example",
+            ],
+            |b| {
+                let text = String::from_utf8_lossy(b);
+                let _ = basic_credentials(&text);
+                let pairs = http::pairs(b);
+                let _ = http::single(&pairs, "grant_type");
+                let _ = form_urldecode(&text);
+            },
+        );
+        eprintln!("basic+form: {runs} inputs");
+    }
 }

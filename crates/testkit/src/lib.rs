@@ -299,6 +299,114 @@ pub fn python_tool(name: &str) -> std::path::PathBuf {
     tool
 }
 
+/// Feeds `target` inputs derived from `seeds` by random mutation (bit flips, byte insertions
+/// and deletions, splices of two seeds, runs of interesting bytes) for `OPENTRUSTY_FUZZ_SECS`
+/// seconds (default 2, at most 60), deterministically from a fixed start. A panic is reported
+/// with the input that caused it. A lightweight, dependency-free property test for parsers of
+/// untrusted input: they must never panic.
+pub fn fuzz(name: &str, seeds: &[&[u8]], target: impl Fn(&[u8])) -> u64 {
+    let secs = std::env::var("OPENTRUSTY_FUZZ_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(2)
+        .min(60);
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15 ^ name.len() as u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const INTERESTING: &[&[u8]] = &[
+        b"\0",
+        b"%",
+        b"%00",
+        b"%zz",
+        b"=",
+        b"&",
+        b";",
+        b",",
+        b".",
+        b"..",
+        b":",
+        b"/",
+        b"\\",
+        b"\"",
+        b"'",
+        b"<",
+        b"\xff",
+        b"\xc3",
+        b"\xe2\x80\xae",
+        b" ",
+        b"\t",
+        b"\r\n",
+        b"+",
+        b"[",
+        b"]",
+        b"{",
+        b"}",
+        b"eyJ",
+        b"==",
+        b"-",
+        b"_",
+        b"#",
+        b"?",
+        b"@",
+    ];
+    let mut runs = 0u64;
+    while std::time::Instant::now() < deadline {
+        for _ in 0..256 {
+            let seed = seeds[(next() as usize) % seeds.len().max(1)];
+            let mut input = seed.to_vec();
+            for _ in 0..=(next() % 8) {
+                let at = if input.is_empty() {
+                    0
+                } else {
+                    (next() as usize) % (input.len() + 1)
+                };
+                match next() % 6 {
+                    0 if !input.is_empty() => {
+                        let i = at.min(input.len() - 1);
+                        input[i] ^= 1 << (next() % 8);
+                    }
+                    1 => input.insert(at, next() as u8),
+                    2 if !input.is_empty() => {
+                        input.remove(at.min(input.len() - 1));
+                    }
+                    3 => {
+                        let piece = INTERESTING[(next() as usize) % INTERESTING.len()];
+                        input.splice(at..at, piece.iter().copied());
+                    }
+                    4 => {
+                        let other = seeds[(next() as usize) % seeds.len().max(1)];
+                        let from = if other.is_empty() {
+                            0
+                        } else {
+                            (next() as usize) % other.len()
+                        };
+                        input.truncate(at);
+                        input.extend_from_slice(&other[from..]);
+                    }
+                    _ => {
+                        let n = (next() % 16) as usize;
+                        input.splice(at..at, std::iter::repeat_n(next() as u8, n));
+                    }
+                }
+            }
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target(&input)));
+            if result.is_err() {
+                panic!(
+                    "{name}: panicked on input {:?}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
+            runs += 1;
+        }
+    }
+    runs
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;
