@@ -553,15 +553,14 @@ async fn compare_password(
     password: &str,
 ) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, SignInError> {
     let inner = state.0.clone();
-    let password = password.to_owned();
-    let password_for_rehash = password.clone();
+    let presented = password.to_owned();
     let presented_hash = hash.clone();
     let verification = state
         .0
         .hash_pool
         .run(move || {
             let phc = presented_hash.as_deref().unwrap_or(&inner.dummy_hash);
-            inner.hasher.verify(&password, phc)
+            inner.hasher.verify(&presented, phc)
         })
         .await?;
     let Some(user) = user else {
@@ -581,13 +580,7 @@ async fn compare_password(
     if needs_rehash {
         // The hash predates the current Argon2 parameters: replace it while the password is
         // known. A failure here does not fail the sign-in; the next one tries again.
-        let inner = state.0.clone();
-        let password = password_for_rehash;
-        let upgraded = state
-            .0
-            .hash_pool
-            .run(move || inner.hasher.hash(&password))
-            .await;
+        let upgraded = state.hash_password(password).await;
         if let Ok(phc) = upgraded {
             let origin = opentrusty_core::audit::Origin {
                 actor: Some(Actor::User(user.id)),

@@ -99,6 +99,16 @@ impl AuthState {
         }))
     }
 
+    /// A PHC hash of `password` with the current parameters, computed on the bounded pool.
+    async fn hash_password(&self, password: &str) -> Result<String, hashing::Saturated> {
+        let inner = self.0.clone();
+        let password = password.to_owned();
+        self.0
+            .hash_pool
+            .run(move || inner.hasher.hash(&password))
+            .await
+    }
+
     pub fn keys(&self) -> &KeyRing {
         &self.0.keys
     }

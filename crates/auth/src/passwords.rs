@@ -109,14 +109,7 @@ pub async fn enroll_submit(
     if let Err(e) = check_policy(password, &pending.user.email) {
         return again(&format!("The password {}.", e.message));
     }
-    let hasher = state.0.clone();
-    let owned = password.to_owned();
-    let Ok(hash) = state
-        .0
-        .hash_pool
-        .run(move || hasher.hasher.hash(&owned))
-        .await
-    else {
+    let Ok(hash) = state.hash_password(password).await else {
         return crate::authorize::busy_page();
     };
     let origin = http::origin(&headers, peer, Some(Actor::User(pending.user.id)));
@@ -234,14 +227,7 @@ pub async fn change_submit(
         Err(crate::authorize::SignInError::Store(e)) => return unavailable(&e),
         Err(crate::authorize::SignInError::Saturated) => return crate::authorize::busy_page(),
     }
-    let hasher = state.0.clone();
-    let owned = password.to_owned();
-    let Ok(hash) = state
-        .0
-        .hash_pool
-        .run(move || hasher.hasher.hash(&owned))
-        .await
-    else {
+    let Ok(hash) = state.hash_password(password).await else {
         return crate::authorize::busy_page();
     };
     match state

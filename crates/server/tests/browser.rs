@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use opentrusty_core::audit::Origin;
 use opentrusty_core::client::{NewClient, TokenEndpointAuthMethod, client_secret_digest};
-use opentrusty_core::rbac::Role;
-use opentrusty_core::user::NewUser;
 use opentrusty_testkit::TestDb;
 use serde_json::{Value, json};
 use support::{ALICE, Idp, PASSWORD, free_port, http, pkce};
@@ -299,21 +297,8 @@ async fn a_person_signs_in_consents_enrolls_and_signs_in_again_in_chromium() {
     browser.screenshot("4-wrong-password").await;
 
     // An enrollment link sets a password, which then signs in.
-    let token = opentrusty_core::secret::random_token();
     let email = "carol@acme.example";
-    idp.store
-        .provision_user(
-            &NewUser::new(Some(idp.seed.tenant_a), email, Some("Carol"), None).unwrap(),
-            Some(Role::TenantMember),
-            &opentrusty_store::NewEnrollmentLink {
-                token_digest: opentrusty_core::secret::token_digest(&token),
-                purpose: opentrusty_store::EnrollmentPurpose::Enroll,
-                expires_at: opentrusty_core::now() + time::Duration::hours(72),
-            },
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    let (_, token) = idp.invite(email, Some("Carol")).await;
     let browser = Browser::start().await;
     browser
         .open(&idp.url(&format!("/enroll?token={token}")))

@@ -5,9 +5,6 @@
 
 mod support;
 
-use opentrusty_core::audit::Origin;
-use opentrusty_core::rbac::Role;
-use opentrusty_core::user::NewUser;
 use opentrusty_testkit::TestDb;
 use serde_json::{Value, json};
 use support::{
@@ -103,20 +100,7 @@ async fn debug_logs_carry_no_secret_of_any_flow() {
     secrets.push(wrong.to_owned());
 
     // Enrollment.
-    let token = opentrusty_core::secret::random_token();
-    idp.store
-        .provision_user(
-            &NewUser::new(Some(idp.seed.tenant_a), "dora@acme.example", None, None).unwrap(),
-            Some(Role::TenantMember),
-            &opentrusty_store::NewEnrollmentLink {
-                token_digest: opentrusty_core::secret::token_digest(&token),
-                purpose: opentrusty_store::EnrollmentPurpose::Enroll,
-                expires_at: opentrusty_core::now() + time::Duration::hours(1),
-            },
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    let (_, token) = idp.invite("dora@acme.example", None).await;
     let enroller = Browser::new(&idp);
     let page = enroller
         .get(&idp.url(&format!("/enroll?token={token}")))

@@ -2195,21 +2195,8 @@ async fn an_access_token_is_not_accepted_as_an_id_token_hint() {
 #[tokio::test]
 async fn an_enrollment_link_sets_a_password_once_and_the_user_signs_in() {
     let idp = Idp::sqlite().await;
-    let token = opentrusty_core::secret::random_token();
     let email = "newcomer@acme.example";
-    idp.store
-        .provision_user(
-            &NewUser::new(Some(idp.seed.tenant_a), email, Some("New"), None).unwrap(),
-            Some(Role::TenantMember),
-            &opentrusty_store::NewEnrollmentLink {
-                token_digest: opentrusty_core::secret::token_digest(&token),
-                purpose: opentrusty_store::EnrollmentPurpose::Enroll,
-                expires_at: opentrusty_core::now() + time::Duration::hours(72),
-            },
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    let (_, token) = idp.invite(email, Some("New")).await;
     let browser = Browser::new(&idp);
     let page = browser
         .get(&idp.url(&format!("/enroll?token={token}")))

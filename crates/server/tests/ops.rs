@@ -312,7 +312,12 @@ async fn expired_and_live_rows(idp: &Idp) -> ([u8; 32], [u8; 32]) {
 
 #[tokio::test]
 async fn cleanup_deletes_only_what_expired_and_the_janitor_runs_by_itself() {
-    let idp = Idp::sqlite().await;
+    // The server's own janitor is off here, so only `cleanup` deletes what is seeded.
+    let idp = Idp::start_with(
+        TestDb::sqlite(true).await,
+        &[("OPENTRUSTY_JANITOR_INTERVAL", "0")],
+    )
+    .await;
     let (live_token, live_session) = expired_and_live_rows(&idp).await;
     let (ok, out) = idp.cli(&["cleanup"]);
     assert!(ok, "{out}");

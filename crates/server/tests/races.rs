@@ -4,9 +4,6 @@
 
 mod support;
 
-use opentrusty_core::audit::Origin;
-use opentrusty_core::rbac::Role;
-use opentrusty_core::user::NewUser;
 use opentrusty_testkit::TestDb;
 use serde_json::Value;
 use support::{
@@ -92,21 +89,7 @@ async fn races(db: TestDb) {
     assert_eq!(rotated, 1, "exactly one rotation of the refresh token");
 
     // One enrollment link, fifty submissions.
-    let token = opentrusty_core::secret::random_token();
-    let racer = idp
-        .store
-        .provision_user(
-            &NewUser::new(Some(idp.seed.tenant_a), "racer@acme.example", None, None).unwrap(),
-            Some(Role::TenantMember),
-            &opentrusty_store::NewEnrollmentLink {
-                token_digest: opentrusty_core::secret::token_digest(&token),
-                purpose: opentrusty_store::EnrollmentPurpose::Enroll,
-                expires_at: opentrusty_core::now() + time::Duration::hours(1),
-            },
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    let (racer, token) = idp.invite("racer@acme.example", None).await;
     let mut tasks = Vec::new();
     for n in 0..RACERS {
         let (idp, token) = (idp.clone(), token.clone());
@@ -145,7 +128,7 @@ async fn races(db: TestDb) {
         .store
         .list_audit(&opentrusty_store::AuditQuery {
             action: Some("user.password_set".into()),
-            target: Some(racer.id.to_string()),
+            target: Some(racer.to_string()),
             limit: 100,
             ..Default::default()
         })

@@ -230,14 +230,10 @@ impl Store {
             return Ok(None);
         };
         let user_id = UserId(user_id);
-        let live: Option<Option<Uuid>> = on_tx!(tx, |c| sqlx::query_scalar(
-            "SELECT tenant_id FROM users WHERE id = $1 AND deleted_at IS NULL"
-        )
-        .bind(user_id.0)
-        .fetch_optional(&mut *c)
-        .await)?;
-        let Some(tenant) = live else {
-            return Ok(None);
+        let tenant = match tx.subject_tenant(Subject::User(user_id)).await {
+            Ok(t) => t,
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
         };
         tx.upsert_credential(user_id, password_hash).await?;
         let ended = tx
@@ -246,7 +242,7 @@ impl Store {
         tx.audit(AuditEvent::new(
             origin,
             action::USER_PASSWORD_SET,
-            tenant.map(TenantId),
+            tenant,
             Some(Target::new("user", user_id)),
             json!({ "purpose": purpose_of(&purpose).as_str(), "ended": ended }),
             at,

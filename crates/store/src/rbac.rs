@@ -149,7 +149,10 @@ impl Tx {
 
     /// The tenant a subject lives in (`None` for platform operators); `NotFound` if the subject
     /// does not exist or is deleted.
-    async fn subject_tenant(&mut self, subject: Subject) -> Result<Option<TenantId>, StoreError> {
+    pub(crate) async fn subject_tenant(
+        &mut self,
+        subject: Subject,
+    ) -> Result<Option<TenantId>, StoreError> {
         let found: Option<Option<Uuid>> = match subject {
             Subject::User(u) => on_tx!(self, |c| sqlx::query_scalar(
                 "SELECT tenant_id FROM users WHERE id = $1 AND deleted_at IS NULL"

@@ -7,7 +7,7 @@ use opentrusty_core::{TenantId, UserId, now};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::rbac::LAST_OWNER;
+use crate::rbac::{LAST_OWNER, Subject};
 use crate::rows::DbTime;
 use crate::{Store, StoreError, Tx, on_pool, on_tx};
 
@@ -290,18 +290,12 @@ impl Store {
         origin: &Origin,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        let tenant: Option<Option<Uuid>> = on_tx!(tx, |c| sqlx::query_scalar(
-            "SELECT tenant_id FROM users WHERE id = $1 AND deleted_at IS NULL"
-        )
-        .bind(user.0)
-        .fetch_optional(&mut *c)
-        .await)?;
-        let tenant = tenant.ok_or(StoreError::NotFound)?;
+        let tenant = tx.subject_tenant(Subject::User(user)).await?;
         tx.upsert_credential(user, password_hash).await?;
         tx.audit(AuditEvent::new(
             origin,
             action::USER_PASSWORD_SET,
-            tenant.map(TenantId),
+            tenant,
             Some(Target::new("user", user)),
             json!({}),
             now(),
@@ -543,13 +537,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let at = DbTime(now());
         let mut tx = self.begin().await?;
-        let tenant: Option<Option<Uuid>> = on_tx!(tx, |c| sqlx::query_scalar(
-            "SELECT tenant_id FROM users WHERE id = $1 AND deleted_at IS NULL"
-        )
-        .bind(user.0)
-        .fetch_optional(&mut *c)
-        .await)?;
-        let tenant = tenant.ok_or(StoreError::NotFound)?;
+        let tenant = tx.subject_tenant(Subject::User(user)).await?;
         tx.upsert_credential(user, password_hash).await?;
         let sessions = on_tx!(tx, |c| sqlx::query(
             "DELETE FROM sessions WHERE user_id = $1 AND id <> $2"
@@ -573,7 +561,7 @@ impl Store {
         tx.audit(AuditEvent::new(
             origin,
             action::USER_PASSWORD_SET,
-            tenant.map(TenantId),
+            tenant,
             Some(Target::new("user", user)),
             json!({ "purpose": "change", "ended": { "sessions": sessions, "token_families": families } }),
             at.0,

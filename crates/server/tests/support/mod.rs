@@ -408,6 +408,33 @@ impl Idp {
         Url::parse_with_params(&self.url("/oauth2/authorize"), params).unwrap()
     }
 
+    /// Provisions a tenant-A member without a password, as the admin plane does: the user's id
+    /// and the token of their enrollment link (valid 72 h).
+    pub async fn invite(&self, email: &str, given_name: Option<&str>) -> (UserId, String) {
+        let token = opentrusty_core::secret::random_token();
+        let user = self
+            .store
+            .provision_user(
+                &opentrusty_core::user::NewUser::new(
+                    Some(self.seed.tenant_a),
+                    email,
+                    given_name,
+                    None,
+                )
+                .unwrap(),
+                Some(opentrusty_core::rbac::Role::TenantMember),
+                &opentrusty_store::NewEnrollmentLink {
+                    token_digest: opentrusty_core::secret::token_digest(&token),
+                    purpose: opentrusty_store::EnrollmentPurpose::Enroll,
+                    expires_at: opentrusty_core::now() + time::Duration::hours(72),
+                },
+                &Origin::system(),
+            )
+            .await
+            .unwrap();
+        (user.id, token)
+    }
+
     /// Runs the CLI against this database (`keys rotate`, `keys list`, ...).
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
         let out = opentrusty(self.dir.path())
