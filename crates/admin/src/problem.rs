@@ -164,6 +164,10 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }
+            StoreError::Unwritable(_) => {
+                tracing::error!(error = %e, "database cannot take writes");
+                ApiError::Unavailable
+            }
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::Internal

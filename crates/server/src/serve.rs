@@ -35,6 +35,11 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
     } else {
         commands::require_current_schema(&store).await?;
     }
+    store.ensure_writable().await.map_err(|e| {
+        Failure(format!(
+            "{e}: is the database file or its file system read-only, or the disk full?"
+        ))
+    })?;
     if let Some(admin) = &settings.bootstrap {
         let mut err = std::io::stderr();
         commands::bootstrap(&store, &settings.hasher, admin, &mut err).await?;

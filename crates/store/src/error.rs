@@ -20,6 +20,10 @@ pub enum StoreError {
     /// The database could not be reached in time; the caller may retry later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database refuses writes until an operator acts (disk full, read-only file system,
+    /// I/O error); reads may still work and the caller may retry once it is fixed.
+    #[error("database cannot take writes: {0}")]
+    Unwritable(String),
     /// The database URL or settings are unusable.
     #[error("{0}")]
     Config(String),
@@ -50,6 +54,9 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if unavailable_code(db.code().as_deref()) => {
                 StoreError::Unavailable(db.message().to_owned())
             }
+            sqlx::Error::Database(db) if unwritable(db.as_ref()) => {
+                StoreError::Unwritable(db.message().to_owned())
+            }
             other => StoreError::Database(other),
         }
     }
@@ -67,6 +74,21 @@ fn unavailable_code(code: Option<&str>) -> bool {
     )
 }
 
+/// Errors that mean the storage under the database cannot take writes: PostgreSQL out of disk
+/// (53100) or in a read-only transaction (25006, a standby); SQLite full, read-only or failing
+/// I/O (primary result codes 13, 8 and 10, whatever their extended code).
+fn unwritable(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        return code
+            .parse::<i32>()
+            .is_ok_and(|c| matches!(c & 0xff, 8 | 10 | 13));
+    }
+    matches!(code.as_ref(), "53100" | "25006")
+}
+
 impl StoreError {
     /// Maps a unique violation to [`StoreError::Conflict`] naming `what`; other errors pass.
     pub(crate) fn unique_as(e: sqlx::Error, what: &'static str) -> StoreError {
@@ -80,6 +102,11 @@ impl StoreError {
 
     /// Whether retrying later could succeed (the database was unreachable or saturated).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::Unwritable(_))
+    }
+
+    /// Whether an operator must act before writes succeed again (see [`StoreError::Unwritable`]).
+    pub fn needs_operator(&self) -> bool {
+        matches!(self, StoreError::Unwritable(_))
     }
 }

@@ -143,7 +143,56 @@ pub(crate) struct Tx {
 
 pub(crate) enum TxInner {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(SqliteTx),
+}
+
+/// An SQLite transaction run by hand (`BEGIN IMMEDIATE` … `COMMIT`). A connection whose
+/// transaction did not commit is closed rather than returned to the pool: after SQLite rolls a
+/// transaction back by itself (disk full, I/O error), the driver's own transaction bookkeeping
+/// would leave the connection refusing every later transaction.
+pub(crate) struct SqliteTx {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    committed: bool,
+}
+
+impl SqliteTx {
+    async fn begin(pool: &SqlitePool) -> Result<SqliteTx, StoreError> {
+        use sqlx::Executor as _;
+        let mut conn = pool.acquire().await?;
+        conn.execute("BEGIN IMMEDIATE").await?;
+        Ok(SqliteTx {
+            conn,
+            committed: false,
+        })
+    }
+
+    async fn commit(mut self) -> Result<(), StoreError> {
+        use sqlx::Executor as _;
+        self.conn.execute("COMMIT").await?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for SqliteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for SqliteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// One step of a cascade: what it ends (the key of its count), the statement (taking the id as
@@ -261,6 +310,36 @@ impl Store {
         Ok(())
     }
 
+    /// Fails with [`StoreError::Unwritable`] when the database cannot take writes (a read-only
+    /// file or file system, a PostgreSQL standby), so a plane refuses to start rather than
+    /// serve only what needs no write. Writes nothing: the probe's change is rolled back.
+    pub async fn ensure_writable(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Postgres(pool) => {
+                let read_only: String =
+                    sqlx::query_scalar("SELECT current_setting('transaction_read_only')")
+                        .fetch_one(pool)
+                        .await?;
+                if read_only == "on" {
+                    return Err(StoreError::Unwritable(
+                        "the server accepts read-only transactions only (a standby?)".to_owned(),
+                    ));
+                }
+            }
+            Db::Sqlite(_) => {
+                let mut tx = self.begin().await?;
+                // Dropped without a commit: rolled back with its connection.
+                on_tx!(tx, |c| sqlx::query(
+                    "UPDATE schema_migrations SET version = version"
+                )
+                .execute(&mut *c)
+                .await
+                .map(|_| ()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Closes the pool, waiting for checked-out connections to come back.
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
@@ -272,7 +351,7 @@ impl Store {
     pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
         let inner = match &self.db {
             Db::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
-            Db::Sqlite(pool) => TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(pool) => TxInner::Sqlite(SqliteTx::begin(pool).await?),
         };
         Ok(Tx { inner })
     }

@@ -293,6 +293,19 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the server");
+            child.wait().expect("reap the server");
+        }
+    }
+
+    /// Whether the process has exited (and then its status).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
     /// The process's resident memory now, in kB (from /proc).
     pub fn rss_kb(&self) -> u64 {
         let pid = self.child.as_ref().map(|c| c.id()).unwrap_or_default();
