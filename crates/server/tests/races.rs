@@ -151,3 +151,50 @@ async fn fifty_racers_on_postgres() {
 async fn fifty_racers_on_sqlite() {
     races(TestDb::sqlite(true).await).await;
 }
+
+/// Two `opentrusty migrate` processes started at once on an empty database: both succeed and
+/// the schema is applied exactly once.
+async fn two_migrations_at_once(db: TestDb) {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let children: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            support::opentrusty(d.path())
+                .arg("migrate")
+                .env("OPENTRUSTY_DATABASE_URL", db.url())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            support::text(&out.stdout),
+            support::text(&out.stderr)
+        );
+    }
+    let store = db.store().await;
+    let status = store.migration_status().await.unwrap();
+    assert!(status.pending.is_empty());
+    let mut versions: Vec<i64> = status.applied.iter().map(|m| m.version).collect();
+    let applied = versions.len();
+    versions.dedup();
+    assert_eq!(versions.len(), applied, "each migration recorded once");
+    assert!(applied >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_migrate_processes_at_once_on_postgres() {
+    if let Some(db) = TestDb::postgres(false).await {
+        two_migrations_at_once(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_migrate_processes_at_once_on_sqlite() {
+    two_migrations_at_once(TestDb::sqlite(false).await).await;
+}
