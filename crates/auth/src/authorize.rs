@@ -558,9 +558,9 @@ async fn compare_password(
     let verification = state
         .0
         .hash_pool
-        .run(move || {
+        .run(move |memory| {
             let phc = presented_hash.as_deref().unwrap_or(&inner.dummy_hash);
-            inner.hasher.verify(&presented, phc)
+            inner.hasher.verify_in(&presented, phc, memory)
         })
         .await?;
     let Some(user) = user else {

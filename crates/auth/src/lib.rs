@@ -105,7 +105,7 @@ impl AuthState {
         let password = password.to_owned();
         self.0
             .hash_pool
-            .run(move || inner.hasher.hash(&password))
+            .run(move |_| inner.hasher.hash(&password))
             .await
     }
 

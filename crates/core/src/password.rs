@@ -1,8 +1,8 @@
 //! Password hashing with Argon2id and the password policy. Hashes are PHC strings, so a hash made
 //! with older parameters still verifies and is reported for upgrade on the next successful login.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::DomainError;
 
@@ -90,15 +90,16 @@ impl PasswordHasher {
 
     /// Verifies `password` against a PHC string made by this or an earlier configuration.
     pub fn verify(&self, password: &str, phc: &str) -> Verification {
+        self.verify_in(password, phc, &mut WorkingMemory::default())
+    }
+
+    /// As [`PasswordHasher::verify`], computing in `memory` (grown to the hash's memory cost
+    /// when smaller) so a caller that verifies often need not allocate it every time.
+    pub fn verify_in(&self, password: &str, phc: &str, memory: &mut WorkingMemory) -> Verification {
         let Ok(parsed) = PasswordHash::new(phc) else {
             return Verification::Mismatch;
         };
-        // Verify with the parameters recorded in the hash, not the current ones.
-        let verifier = Argon2::default();
-        if verifier
-            .verify_password(password.as_bytes(), &parsed)
-            .is_err()
-        {
+        if !recompute_matches(password.as_bytes(), &parsed, memory) {
             return Verification::Mismatch;
         }
         Verification::Match {
@@ -117,6 +118,56 @@ impl PasswordHasher {
             && p.t_cost() == self.params.iterations
             && p.p_cost() == self.params.parallelism
     }
+}
+
+/// Argon2's working memory (its memory cost in 1 KiB blocks), reusable from one verification to
+/// the next: allocating and faulting in megabytes per sign-in costs time, and freed blocks of
+/// that size scatter over the allocator's per-thread arenas.
+#[derive(Default)]
+pub struct WorkingMemory(Vec<Block>);
+
+impl WorkingMemory {
+    /// Bytes held.
+    pub fn size(&self) -> usize {
+        self.0.len() * Block::SIZE
+    }
+}
+
+/// Recomputes the hash of `password` with the algorithm, version, parameters and salt recorded
+/// in `stored` (not the current ones) and compares it in constant time.
+fn recompute_matches(
+    password: &[u8],
+    stored: &PasswordHash<'_>,
+    memory: &mut WorkingMemory,
+) -> bool {
+    let Some(expected) = &stored.hash else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(stored.algorithm),
+        Params::try_from(stored),
+    ) else {
+        return false;
+    };
+    let Ok(version) = stored.version.map_or(Ok(Version::V0x13), Version::try_from) else {
+        return false;
+    };
+    let mut salt = [0u8; 64];
+    let Some(salt) = stored.salt.and_then(|s| s.decode_b64(&mut salt).ok()) else {
+        return false;
+    };
+    let mut out = [0u8; 64];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    if memory.0.len() < blocks {
+        memory.0.resize(blocks, Block::new());
+    }
+    let computed =
+        argon.hash_password_into_with_memory(password, salt, out, &mut memory.0[..blocks]);
+    computed.is_ok() && crate::secret::constant_time_eq(out, expected.as_bytes())
 }
 
 /// Checks a new password against the policy: length bounds and not equal to the account's email.

@@ -301,6 +301,11 @@ impl Server {
         }
     }
 
+    /// The process id (0 once it is gone).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or_default()
+    }
+
     /// Whether the process has exited (and then its status).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.as_mut().and_then(|c| c.try_wait().unwrap())
@@ -308,8 +313,7 @@ impl Server {
 
     /// The process's resident memory now, in kB (from /proc).
     pub fn rss_kb(&self) -> u64 {
-        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or_default();
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .unwrap_or_default()
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
