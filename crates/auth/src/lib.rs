@@ -43,6 +43,9 @@ pub struct AuthSettings {
     pub session_lifetime_secs: i64,
     pub code_ttl_secs: i64,
     pub refresh_grace_secs: i64,
+    /// The algorithm JWT access tokens are signed with (ID tokens follow each client's
+    /// `id_token_signed_response_alg`).
+    pub access_token_alg: opentrusty_oidc::jose::Algorithm,
     /// Origins of the admin console, which calls the control-plane sign-in and sign-out from
     /// its own origin (CORS with credentials).
     pub console_origins: Vec<String>,

@@ -231,7 +231,10 @@ async fn mint_access_token(
                 iat.unix_timestamp(),
                 exp.unix_timestamp(),
             );
-            let key = state.keys().signer(Algorithm::RS256).await?;
+            let key = state
+                .keys()
+                .signer(state.settings().access_token_alg)
+                .await?;
             let token = key
                 .sign(Some("at+jwt"), &claims)
                 .map_err(|_| TokenError::new(ErrorCode::ServerError, "signing failed"))?;

@@ -248,6 +248,11 @@ pub struct AuthArgs {
     #[arg(long, value_name = "SECONDS")]
     pub auth_code_ttl: Option<String>,
 
+    /// Algorithm of JWT access tokens: RS256, ES256 or EdDSA
+    /// [env: OPENTRUSTY_ACCESS_TOKEN_ALG] [default: RS256]
+    #[arg(long, value_name = "ALG")]
+    pub access_token_alg: Option<String>,
+
     /// Seconds an already-rotated refresh token is still accepted
     /// [env: OPENTRUSTY_REFRESH_GRACE_PERIOD] [default: 0]
     #[arg(long, value_name = "SECONDS")]

@@ -723,6 +723,22 @@ fn auth(
             "a number of seconds from 0 to 300",
             |v| (0..=300).contains(v),
         )?,
+        access_token_alg: match given(
+            env,
+            "--access-token-alg",
+            "OPENTRUSTY_ACCESS_TOKEN_ALG",
+            &args.access_token_alg,
+        )? {
+            None => opentrusty_oidc::jose::Algorithm::RS256,
+            Some(g) => {
+                opentrusty_oidc::jose::Algorithm::parse(g.value.trim()).ok_or_else(|| {
+                    error(
+                        &g.name,
+                        format!("{:?} is not one of RS256, ES256, EdDSA", g.value),
+                    )
+                })?
+            }
+        },
         console_origins: Vec::new(),
         hash_workers: parse_number(
             given(
@@ -932,6 +948,7 @@ mod tests {
                 session_lifetime: None,
                 auth_code_ttl: None,
                 refresh_grace_period: None,
+                access_token_alg: None,
             },
         }
     }

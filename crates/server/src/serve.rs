@@ -56,11 +56,16 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
             );
             // Every auth process makes sure the default key exists before it serves; racing
             // processes end with one active key.
-            state
-                .keys()
-                .ensure(opentrusty_oidc::jose::Algorithm::RS256)
-                .await
-                .map_err(|e| Failure(format!("cannot prepare the signing keys: {e}")))?;
+            for alg in [
+                opentrusty_oidc::jose::Algorithm::RS256,
+                settings.auth.access_token_alg,
+            ] {
+                state
+                    .keys()
+                    .ensure(alg)
+                    .await
+                    .map_err(|e| Failure(format!("cannot prepare the signing keys: {e}")))?;
+            }
             Some(state)
         }
     };

@@ -2358,3 +2358,33 @@ async fn a_signed_in_user_changes_their_password() {
         .await
         .expect_status(200);
 }
+
+#[tokio::test]
+async fn access_tokens_are_signed_with_the_configured_algorithm() {
+    for alg in ["ES256", "EdDSA"] {
+        let idp = Idp::start_with(
+            TestDb::sqlite(true).await,
+            &[("OPENTRUSTY_ACCESS_TOKEN_ALG", alg)],
+        )
+        .await;
+        let token = client_credentials_token(&idp).await;
+        let (header, _) = jwt_parts(&token);
+        assert_eq!(header["alg"], alg);
+        assert!(published_kids(&idp).await.contains(&kid_of(&token)));
+        let r = introspect(&idp, ClientAuth::of(SERVICE), &token).await;
+        assert_eq!(r.json["active"], true);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::opentrusty(dir.path())
+        .args(["check", "all"])
+        .env("OPENTRUSTY_ACCESS_TOKEN_ALG", "HS256")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = format!(
+        "{}{}",
+        support::text(&out.stdout),
+        support::text(&out.stderr)
+    );
+    assert!(said.contains("OPENTRUSTY_ACCESS_TOKEN_ALG"), "{said}");
+}
