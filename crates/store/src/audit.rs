@@ -80,6 +80,32 @@ macro_rules! audit_columns {
          user_agent, request_id, metadata"
     };
 }
+pub(crate) use audit_columns;
+
+/// Binds `event` as the twelve parameters after those already bound to `q`, in the order of
+/// [`audit_columns!`], for statements that append their audit row themselves (PostgreSQL's
+/// data-modifying `WITH`: the change and its row in one statement, one round trip).
+pub(crate) fn bind_event<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    event: &'q AuditEvent,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let (target_kind, target_id) = match &event.target {
+        Some(t) => (Some(t.kind.as_str()), Some(t.id.as_str())),
+        None => (None, None),
+    };
+    q.bind(event.id.0)
+        .bind(DbTime(event.occurred_at))
+        .bind(event.tenant_id.map(|t| t.0))
+        .bind(event.actor.kind())
+        .bind(event.actor.id())
+        .bind(&event.action)
+        .bind(target_kind)
+        .bind(target_id)
+        .bind(&event.ip)
+        .bind(&event.user_agent)
+        .bind(&event.request_id)
+        .bind(Json(&event.metadata))
+}
 
 impl Tx {
     /// Appends `event` as part of this transaction: it lands if and only if the change does.

@@ -338,6 +338,46 @@ impl Store {
         origin: &Origin,
     ) -> Result<Rotation, StoreError> {
         let at = now();
+        if let crate::Db::Postgres(pool) = &self.db {
+            // The usual case in one statement, one round trip: spend the live token, record its
+            // successor, the access token and the audit row. When nothing was spent (reuse,
+            // grace period, unknown or revoked) the transaction below decides what it means.
+            let event =
+                crate::tokens::issue_event(access, Some(true), action::TOKEN_REFRESHED, origin);
+            let q = sqlx::query(concat!(
+                "WITH spent AS (UPDATE refresh_tokens SET rotated_at = $2 \
+                 WHERE token_hash = $1 AND rotated_at IS NULL AND expires_at > $2 \
+                   AND family_id IN (SELECT id FROM token_families WHERE revoked_at IS NULL) \
+                 RETURNING family_id), \
+                 family AS (SELECT f.id, f.expires_at FROM token_families f \
+                 JOIN spent ON spent.family_id = f.id), \
+                 successor AS (INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
+                 expires_at) SELECT $3, id, $2, expires_at FROM family), \
+                 token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+                 user_id, family_id, scope, created_at, expires_at) \
+                 SELECT $4, $5, $6, $7, $8, id, $9, $2, $10 FROM family), \
+                 trail AS (INSERT INTO audit_events (",
+                crate::audit::audit_columns!(),
+                ") SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22 FROM family) \
+                 SELECT id FROM family"
+            ))
+            .bind(&old[..])
+            .bind(DbTime(at))
+            .bind(&new[..])
+            .bind(access.jti)
+            .bind(access.token_digest.as_ref().map(|d| &d[..]))
+            .bind(access.tenant_id.0)
+            .bind(access.client_id.0)
+            .bind(access.user_id.map(|u| u.0))
+            .bind(&access.scope)
+            .bind(DbTime(access.expires_at));
+            let rotated = crate::audit::bind_event(q, &event)
+                .fetch_optional(pool)
+                .await?;
+            if rotated.is_some() {
+                return Ok(Rotation::Rotated);
+            }
+        }
         let mut tx = self.begin().await?;
         let spent: Option<Uuid> = on_tx!(tx, |c| sqlx::query_scalar(
             "UPDATE refresh_tokens SET rotated_at = $2 \
