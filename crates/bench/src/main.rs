@@ -143,17 +143,30 @@ async fn seed(url: &str, out: PathBuf, plan: Plan) {
     cc.grant_types = vec!["client_credentials".into()];
     cc.allowed_scopes = vec!["api".into()];
     store.create_client(&cc, &origin).await.expect("bench-cc");
-    let mut web = NewClient::new(
-        tenant,
-        "bench-web",
-        "web application",
-        TokenEndpointAuthMethod::ClientSecretBasic,
-        Some(client_secret_digest("bench-web-secret")),
-    );
-    web.redirect_uris = vec![REDIRECT_URI.into()];
-    web.first_party = true;
-    let web = store.create_client(&web, &origin).await.expect("bench-web");
-    for i in 2..plan.clients {
+    // Web applications with RS256 and with ES256 ID tokens: each code exchange and refresh signs
+    // an ID token besides the access token.
+    let mut webs = Vec::new();
+    for (client_id, alg, suffix) in [
+        ("bench-web", "RS256", ""),
+        ("bench-web-es256", "ES256", "-es256"),
+    ] {
+        let mut web = NewClient::new(
+            tenant,
+            client_id,
+            "web application",
+            TokenEndpointAuthMethod::ClientSecretBasic,
+            Some(client_secret_digest("bench-web-secret")),
+        );
+        web.redirect_uris = vec![REDIRECT_URI.into()];
+        web.first_party = true;
+        web.id_token_signed_response_alg = alg.into();
+        let web = store
+            .create_client(&web, &origin)
+            .await
+            .expect("a web client");
+        webs.push((web.id, suffix));
+    }
+    for i in 3..plan.clients {
         let mut c = NewClient::new(
             tenant,
             &format!("bench-client-{i:03}"),
@@ -192,82 +205,84 @@ async fn seed(url: &str, out: PathBuf, plan: Plan) {
 
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(sha2::Sha256::digest(VERIFIER.as_bytes()));
-    let codes: Vec<String> = (0..plan.codes).map(|_| random_token()).collect();
-    let codes = Arc::new(codes);
-    {
-        let (store, codes, challenge) = (store.clone(), codes.clone(), challenge.clone());
-        in_parallel(plan.codes, 8, move |i| {
-            let (store, codes, challenge) = (store.clone(), codes.clone(), challenge.clone());
-            async move {
-                let now = opentrusty_core::now();
-                store
-                    .issue_authorization_code(
-                        &NewAuthorizationCode {
-                            code_digest: token_digest(&codes[i]),
-                            tenant_id: tenant,
-                            client_id: web.id,
-                            user_id: user,
-                            session_id: None,
-                            redirect_uri: REDIRECT_URI.into(),
-                            scope: "openid offline_access".into(),
-                            nonce: None,
-                            code_challenge: Some(challenge),
-                            code_challenge_method: Some("S256".into()),
-                            auth_time: now,
-                            expires_at: now + time::Duration::hours(2),
-                        },
-                        &Origin::system(),
-                    )
-                    .await
-                    .expect("a code");
-            }
-        })
-        .await;
-    }
-    let mut refresh = Vec::new();
-    for _ in 0..plan.refresh {
-        let token = random_token();
-        let now = opentrusty_core::now();
-        store
-            .issue_tokens(
-                &NewAccessToken {
-                    jti: uuid::Uuid::now_v7(),
-                    token_digest: Some(token_digest(&random_token())),
-                    tenant_id: tenant,
-                    client_id: web.id,
-                    user_id: Some(user),
-                    scope: "openid offline_access".into(),
-                    expires_at: now + time::Duration::hours(1),
-                },
-                Some(&NewTokenFamily {
-                    tenant_id: tenant,
-                    client_id: web.id,
-                    user_id: Some(user),
-                    session_id: None,
-                    scope: "openid offline_access".into(),
-                    auth_time: Some(now),
-                    expires_at: now + time::Duration::days(1),
-                    refresh_digest: Some(token_digest(&token)),
-                }),
-                &origin,
-            )
-            .await
-            .expect("a refresh token");
-        refresh.push(token);
-    }
-    store.close().await;
-
     std::fs::create_dir_all(&out).expect("the output directory");
-    let write = |name: &str, lines: &[String]| {
+    let write = |name: String, lines: &[String]| {
         let mut f = std::fs::File::create(out.join(name)).expect("an output file");
         for l in lines {
             writeln!(f, "{l}").expect("write");
         }
     };
-    write("codes.txt", &codes);
-    write("refresh.txt", &refresh);
+    for (web, suffix) in webs {
+        let codes: Vec<String> = (0..plan.codes).map(|_| random_token()).collect();
+        let codes = Arc::new(codes);
+        {
+            let (store, codes, challenge) = (store.clone(), codes.clone(), challenge.clone());
+            in_parallel(plan.codes, 8, move |i| {
+                let (store, codes, challenge) = (store.clone(), codes.clone(), challenge.clone());
+                async move {
+                    let now = opentrusty_core::now();
+                    store
+                        .issue_authorization_code(
+                            &NewAuthorizationCode {
+                                code_digest: token_digest(&codes[i]),
+                                tenant_id: tenant,
+                                client_id: web,
+                                user_id: user,
+                                session_id: None,
+                                redirect_uri: REDIRECT_URI.into(),
+                                scope: "openid offline_access".into(),
+                                nonce: None,
+                                code_challenge: Some(challenge),
+                                code_challenge_method: Some("S256".into()),
+                                auth_time: now,
+                                expires_at: now + time::Duration::hours(2),
+                            },
+                            &Origin::system(),
+                        )
+                        .await
+                        .expect("a code");
+                }
+            })
+            .await;
+        }
+        let mut refresh = Vec::new();
+        for _ in 0..plan.refresh {
+            let token = random_token();
+            let now = opentrusty_core::now();
+            store
+                .issue_tokens(
+                    &NewAccessToken {
+                        jti: uuid::Uuid::now_v7(),
+                        token_digest: Some(token_digest(&random_token())),
+                        tenant_id: tenant,
+                        client_id: web,
+                        user_id: Some(user),
+                        scope: "openid offline_access".into(),
+                        expires_at: now + time::Duration::hours(1),
+                    },
+                    Some(&NewTokenFamily {
+                        tenant_id: tenant,
+                        client_id: web,
+                        user_id: Some(user),
+                        session_id: None,
+                        scope: "openid offline_access".into(),
+                        auth_time: Some(now),
+                        expires_at: now + time::Duration::days(1),
+                        refresh_digest: Some(token_digest(&token)),
+                    }),
+                    &origin,
+                )
+                .await
+                .expect("a refresh token");
+            refresh.push(token);
+        }
+        write(format!("codes{suffix}.txt"), &codes);
+        write(format!("refresh{suffix}.txt"), &refresh);
+    }
+    store.close().await;
+
     write(
-        "seed.env",
+        "seed.env".into(),
         &[
             format!("TENANT_ID={tenant}"),
             format!("BENCH_PASSWORD='{PASSWORD}'"),
@@ -278,7 +293,7 @@ async fn seed(url: &str, out: PathBuf, plan: Plan) {
         ],
     );
     eprintln!(
-        "seeded {} users in {:.1} s, {} clients, {} codes and {} refresh tokens in {:.1} s",
+        "seeded {} users in {:.1} s, {} clients, {} codes and {} refresh tokens per web client in {:.1} s",
         plan.users,
         (seeded_users - started).as_secs_f64(),
         plan.clients,

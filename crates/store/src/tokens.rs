@@ -169,38 +169,59 @@ impl Store {
         origin: &Origin,
     ) -> Result<(), StoreError> {
         let at = now();
-        let mut tx = self.begin().await?;
-        on_tx!(tx, |c| sqlx::query(
-            "INSERT INTO authorization_codes (code_hash, tenant_id, client_id, user_id, \
-             session_id, redirect_uri, scope, nonce, code_challenge, code_challenge_method, \
-             auth_time, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        )
-        .bind(&code.code_digest[..])
-        .bind(code.tenant_id.0)
-        .bind(code.client_id.0)
-        .bind(code.user_id.0)
-        .bind(code.session_id.map(|s| s.0))
-        .bind(&code.redirect_uri)
-        .bind(&code.scope)
-        .bind(&code.nonce)
-        .bind(&code.code_challenge)
-        .bind(&code.code_challenge_method)
-        .bind(DbTime(code.auth_time))
-        .bind(DbTime(at))
-        .bind(DbTime(code.expires_at))
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected()))?;
-        tx.audit(AuditEvent::new(
+        let event = AuditEvent::new(
             origin,
             action::AUTHORIZATION_CODE_ISSUED,
             Some(code.tenant_id),
             Some(Target::new("client", code.client_id)),
             json!({ "user_id": code.user_id, "scope": code.scope }),
             at,
-        ))
-        .await?;
+        );
+        macro_rules! insert_code {
+            ($tail:expr) => {
+                concat!(
+                    "INSERT INTO authorization_codes (code_hash, tenant_id, client_id, user_id, \
+                     session_id, redirect_uri, scope, nonce, code_challenge, \
+                     code_challenge_method, auth_time, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    $tail
+                )
+            };
+        }
+        macro_rules! bind_code {
+            ($q:expr) => {
+                $q.bind(&code.code_digest[..])
+                    .bind(code.tenant_id.0)
+                    .bind(code.client_id.0)
+                    .bind(code.user_id.0)
+                    .bind(code.session_id.map(|s| s.0))
+                    .bind(&code.redirect_uri)
+                    .bind(&code.scope)
+                    .bind(&code.nonce)
+                    .bind(&code.code_challenge)
+                    .bind(&code.code_challenge_method)
+                    .bind(DbTime(code.auth_time))
+                    .bind(DbTime(at))
+                    .bind(DbTime(code.expires_at))
+            };
+        }
+        if let crate::Db::Postgres(pool) = &self.db {
+            // The code and its audit row in one statement, one round trip.
+            let q = bind_code!(sqlx::query(concat!(
+                "WITH code AS (",
+                insert_code!(") INSERT INTO audit_events ("),
+                crate::audit::audit_columns!(),
+                ") VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+            )));
+            crate::audit::bind_event(q, &event).execute(pool).await?;
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        on_tx!(tx, |c| bind_code!(sqlx::query(insert_code!("")))
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        tx.audit(event).await?;
         tx.commit().await
     }
 
