@@ -226,6 +226,60 @@ impl Store {
         origin: &Origin,
     ) -> Result<Redemption, StoreError> {
         let at = DbTime(now());
+        if let crate::Db::Postgres(pool) = &self.db {
+            // The usual case in one statement, one round trip: claim the code, create its
+            // family (with the first refresh token, if any), the access token and the audit
+            // row. A code not claimable (replay, unknown, expired) goes to the replay handling.
+            let family_id = TokenFamilyId::new();
+            let event = crate::tokens::issue_event(
+                access,
+                Some(family.refresh_digest.is_some()),
+                action::TOKEN_ISSUED,
+                origin,
+            );
+            let q = sqlx::query(concat!(
+                "WITH claimed AS (UPDATE authorization_codes SET used_at = $2, family_id = $3 \
+                 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING 1), \
+                 family AS (INSERT INTO token_families (id, tenant_id, client_id, user_id, \
+                 session_id, scope, auth_time, created_at, expires_at) \
+                 SELECT $3, $4, $5, $6, $7, $8, $9, $2, $10 FROM claimed RETURNING id), \
+                 first_refresh AS (INSERT INTO refresh_tokens (token_hash, family_id, \
+                 created_at, expires_at) SELECT $11, id, $2, $10 FROM family \
+                 WHERE $11::bytea IS NOT NULL), \
+                 token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+                 user_id, family_id, scope, created_at, expires_at) \
+                 SELECT $12, $13, $14, $15, $16, id, $17, $2, $18 FROM family), \
+                 trail AS (INSERT INTO audit_events (",
+                crate::audit::audit_columns!(),
+                ") SELECT $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30 FROM family) \
+                 SELECT id FROM family"
+            ))
+            .bind(&code_digest[..])
+            .bind(at)
+            .bind(family_id.0)
+            .bind(family.tenant_id.0)
+            .bind(family.client_id.0)
+            .bind(family.user_id.map(|u| u.0))
+            .bind(family.session_id.map(|s| s.0))
+            .bind(&family.scope)
+            .bind(family.auth_time.map(DbTime))
+            .bind(DbTime(family.expires_at))
+            .bind(family.refresh_digest.as_ref().map(|d| &d[..]))
+            .bind(access.jti)
+            .bind(access.token_digest.as_ref().map(|d| &d[..]))
+            .bind(access.tenant_id.0)
+            .bind(access.client_id.0)
+            .bind(access.user_id.map(|u| u.0))
+            .bind(&access.scope)
+            .bind(DbTime(access.expires_at));
+            let issued = crate::audit::bind_event(q, &event)
+                .fetch_optional(pool)
+                .await?;
+            if issued.is_some() {
+                return Ok(Redemption::Issued(family_id));
+            }
+            return self.revoke_replayed_code(code_digest, origin).await;
+        }
         let mut tx = self.begin().await?;
         let claimed = on_tx!(tx, |c| sqlx::query(
             "UPDATE authorization_codes SET used_at = $2 \
