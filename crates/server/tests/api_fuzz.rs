@@ -8,7 +8,6 @@
 mod support;
 
 use opentrusty_testkit::TestDb;
-use serde_json::{Value, json};
 use support::{Server, free_port, http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,24 +27,8 @@ async fn schemathesis_finds_no_server_error_or_undocumented_response() {
         ],
     );
     server.wait_healthy().await;
-    let r = http()
-        .post(server.url("/api/v1/auth/login"))
-        .json(&json!({ "email": "root@example.com", "password": password }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("ot_session="))
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_owned();
-    let body: Value = r.json().await.unwrap();
-    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    let (cookie, csrf) =
+        support::console_sign_in(&server.url(""), "root@example.com", password).await;
 
     let schemathesis = opentrusty_testkit::python_tool("schemathesis");
     let base = server.url("");

@@ -9,7 +9,7 @@ use opentrusty_core::audit::Origin;
 use opentrusty_core::email::Email;
 use opentrusty_testkit::TestDb;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{
     ALICE, Browser, CALLBACK, CONFIDENTIAL, Idp, PASSWORD, Reply, SIGNED_OUT, Server, code_params,
     exchange_code, fast_hash, free_port, http, inputs, pkce,
@@ -178,24 +178,7 @@ async fn auth_plane_forms_need_their_token_and_origin(idp: &Idp) {
 
 /// Signs in on the console: the session cookie and its CSRF token.
 async fn console_session(idp: &Idp) -> (String, String) {
-    let r = http()
-        .post(idp.url("/api/v1/auth/login"))
-        .json(&json!({ "email": ROOT, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("ot_session="))
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_owned();
-    let body: Value = r.json().await.unwrap();
-    (cookie, body["csrf_token"].as_str().unwrap().to_owned())
+    support::console_sign_in(&idp.url(""), ROOT, PASSWORD).await
 }
 
 /// Every admin route that writes refuses a cookie request without the CSRF header, with a

@@ -49,24 +49,7 @@ async fn start(db: TestDb) -> Planes {
 
 /// Signs in on the auth plane: the session cookie value and the CSRF token.
 async fn sign_in(planes: &Planes, email: &str, password: &str) -> (String, String) {
-    let r = http()
-        .post(planes.auth.url("/api/v1/auth/login"))
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("ot_session="))
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_owned();
-    let body: Value = r.json().await.unwrap();
-    (cookie, body["csrf_token"].as_str().unwrap().to_owned())
+    support::console_sign_in(&planes.auth.url(""), email, password).await
 }
 
 /// An access token from the auth plane's token endpoint, `client_credentials` grant.

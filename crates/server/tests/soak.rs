@@ -215,28 +215,12 @@ async fn soak(db: TestDb) {
         ],
     );
     admin.wait_healthy().await;
-    let r = http()
-        .post(idp.url("/api/v1/auth/login"))
-        .json(&json!({ "email": ROOT, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let session = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("ot_session="))
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_owned();
-    let body: Value = r.json().await.unwrap();
+    let (session, csrf) = support::console_sign_in(&idp.url(""), ROOT, PASSWORD).await;
     let traffic = Arc::new(Traffic {
         idp,
         admin,
         session,
-        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+        csrf,
         ops: AtomicU64::new(0),
         requests: AtomicU64::new(0),
         errors: Default::default(),

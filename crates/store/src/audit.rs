@@ -86,9 +86,9 @@ pub(crate) use audit_columns;
 /// [`audit_columns!`], for statements that append their audit row themselves (PostgreSQL's
 /// data-modifying `WITH`: the change and its row in one statement, one round trip).
 pub(crate) fn bind_event<'q>(
-    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    q: crate::tokens::PgQuery<'q>,
     event: &'q AuditEvent,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+) -> crate::tokens::PgQuery<'q> {
     let (target_kind, target_id) = match &event.target {
         Some(t) => (Some(t.kind.as_str()), Some(t.id.as_str())),
         None => (None, None),

@@ -264,14 +264,8 @@ impl Store {
             .bind(&family.scope)
             .bind(family.auth_time.map(DbTime))
             .bind(DbTime(family.expires_at))
-            .bind(family.refresh_digest.as_ref().map(|d| &d[..]))
-            .bind(access.jti)
-            .bind(access.token_digest.as_ref().map(|d| &d[..]))
-            .bind(access.tenant_id.0)
-            .bind(access.client_id.0)
-            .bind(access.user_id.map(|u| u.0))
-            .bind(&access.scope)
-            .bind(DbTime(access.expires_at));
+            .bind(family.refresh_digest.as_ref().map(|d| &d[..]));
+            let q = crate::tokens::bind_access(q, access);
             let issued = crate::audit::bind_event(q, &event)
                 .fetch_optional(pool)
                 .await?;
@@ -417,14 +411,8 @@ impl Store {
             ))
             .bind(&old[..])
             .bind(DbTime(at))
-            .bind(&new[..])
-            .bind(access.jti)
-            .bind(access.token_digest.as_ref().map(|d| &d[..]))
-            .bind(access.tenant_id.0)
-            .bind(access.client_id.0)
-            .bind(access.user_id.map(|u| u.0))
-            .bind(&access.scope)
-            .bind(DbTime(access.expires_at));
+            .bind(&new[..]);
+            let q = crate::tokens::bind_access(q, access);
             let rotated = crate::audit::bind_event(q, &event)
                 .fetch_optional(pool)
                 .await?;

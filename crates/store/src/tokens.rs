@@ -140,6 +140,21 @@ impl Tx {
     }
 }
 
+/// PostgreSQL query under construction (the single-statement writes).
+pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds an access token's jti, digest, tenant, client, user, scope and expiry, in that order,
+/// after the parameters already bound to `q`.
+pub(crate) fn bind_access<'q>(q: PgQuery<'q>, access: &'q NewAccessToken) -> PgQuery<'q> {
+    q.bind(access.jti)
+        .bind(access.token_digest.as_ref().map(|d| &d[..]))
+        .bind(access.tenant_id.0)
+        .bind(access.client_id.0)
+        .bind(access.user_id.map(|u| u.0))
+        .bind(&access.scope)
+        .bind(DbTime(access.expires_at))
+}
+
 /// The audit row of an issued access token.
 pub(crate) fn issue_event(
     access: &NewAccessToken,
@@ -241,20 +256,13 @@ impl Store {
             let event = issue_event(access, None, action::TOKEN_ISSUED, origin);
             let q = sqlx::query(concat!(
                 "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-                 user_id, scope, created_at, expires_at) \
+                 user_id, scope, expires_at, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
                  INSERT INTO audit_events (",
                 crate::audit::audit_columns!(),
                 ") VALUES ($9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-            ))
-            .bind(access.jti)
-            .bind(access.token_digest.as_ref().map(|d| &d[..]))
-            .bind(access.tenant_id.0)
-            .bind(access.client_id.0)
-            .bind(access.user_id.map(|u| u.0))
-            .bind(&access.scope)
-            .bind(DbTime(now()))
-            .bind(DbTime(access.expires_at));
+            ));
+            let q = bind_access(q, access).bind(DbTime(now()));
             crate::audit::bind_event(q, &event).execute(pool).await?;
             return Ok(None);
         }

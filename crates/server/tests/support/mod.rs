@@ -467,6 +467,29 @@ impl Idp {
     }
 }
 
+/// Signs in on the console endpoint of the auth plane at `base`: the session cookie's value and
+/// the CSRF token the admin plane wants with it.
+pub async fn console_sign_in(base: &str, email: &str, password: &str) -> (String, String) {
+    let r = http()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("ot_session="))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let body: Value = r.json().await.unwrap();
+    (cookie, body["csrf_token"].as_str().unwrap().to_owned())
+}
+
 /// A random S256 PKCE pair: (challenge, verifier).
 pub fn pkce() -> (String, String) {
     let (challenge, verifier) = openidconnect::PkceCodeChallenge::new_random_sha256();
