@@ -306,7 +306,7 @@ impl Store {
             return Ok(Redemption::Issued(family_id));
         }
         // Not claimable: a replay of a redeemed code, or an unknown or expired one.
-        drop(tx);
+        tx.rollback().await;
         self.revoke_replayed_code(code_digest, origin).await
     }
 
@@ -328,6 +328,7 @@ impl Store {
         .fetch_optional(&mut *c)
         .await)?;
         let Some((family_id, tenant, client)) = used else {
+            tx.rollback().await;
             return Ok(Redemption::Invalid);
         };
         let revoked = match family_id {
@@ -443,9 +444,11 @@ impl Store {
                 .fetch_optional(&mut *c)
                 .await)?;
                 let Some((family, Some(rotated_at), expires_at, None, tenant)) = row else {
+                    tx.rollback().await;
                     return Ok(Rotation::Invalid);
                 };
                 if expires_at.0 <= at {
+                    tx.rollback().await;
                     return Ok(Rotation::Invalid);
                 }
                 let within_grace =

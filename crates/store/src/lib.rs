@@ -172,6 +172,14 @@ impl SqliteTx {
         self.committed = true;
         Ok(())
     }
+
+    /// Rolls back; the connection goes back to the pool only if that worked.
+    async fn rollback(mut self) {
+        use sqlx::Executor as _;
+        if self.conn.execute("ROLLBACK").await.is_ok() {
+            self.committed = true;
+        }
+    }
 }
 
 impl std::ops::Deref for SqliteTx {
@@ -220,6 +228,18 @@ impl Tx {
             counts.insert(what.to_owned(), n.into());
         }
         Ok(counts)
+    }
+
+    /// Ends the transaction without its changes. Dropping it does the same, but on SQLite only
+    /// this keeps the connection for the pool: use it where a refusal is an expected outcome
+    /// (an unknown token, a replayed code), so that such requests do not cost a reconnection.
+    pub(crate) async fn rollback(self) {
+        match self.inner {
+            TxInner::Postgres(t) => {
+                let _ = t.rollback().await;
+            }
+            TxInner::Sqlite(t) => t.rollback().await,
+        }
     }
 
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
