@@ -303,15 +303,15 @@ async fn seed(url: &str, out: PathBuf, plan: Plan) {
     );
 }
 
-/// Runs `work` on `threads` threads for `secs`; operations per second, all threads together.
-fn rate(threads: usize, secs: Duration, work: impl Fn() + Send + Sync + 'static) -> f64 {
-    let work = Arc::new(work);
+/// Runs an operation made by `make` on each of `threads` threads for `secs` (each thread gets
+/// its own, with its own state); operations per second, all threads together.
+fn rate<W: FnMut() + Send + 'static>(threads: usize, secs: Duration, make: impl Fn() -> W) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|_| {
-            let (work, stop, done) = (work.clone(), stop.clone(), done.clone());
+            let (mut work, stop, done) = (make(), stop.clone(), done.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     work();
@@ -339,48 +339,30 @@ fn floors(secs: Duration) {
     for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
         let (key, _) = SigningKey::generate(alg).expect("a key");
         let key = Arc::new(key);
-        let claims = claims.clone();
-        let one = {
+        let sign = || {
             let (key, claims) = (key.clone(), claims.clone());
-            rate(1, secs, move || {
+            move || {
                 key.sign(Some("at+jwt"), &claims).expect("a signature");
-            })
+            }
         };
-        let all = rate(cores, secs, move || {
-            key.sign(Some("at+jwt"), &claims).expect("a signature");
-        });
+        let one = rate(1, secs, sign);
+        let all = rate(cores, secs, sign);
         println!("sign {alg} {one:.0} {all:.0}");
     }
     let params = hash_params();
     let hasher = PasswordHasher::new(params).expect("valid Argon2id parameters");
     let phc = hasher.hash(PASSWORD);
-    let verify = move |memory: &mut WorkingMemory| {
-        let ok = hasher.verify_in(PASSWORD, &phc, memory);
-        assert!(matches!(ok, Verification::Match { .. }));
+    // Each thread verifies in its own working memory, as each hashing worker of the server does.
+    let verify = || {
+        let (hasher, phc) = (hasher.clone(), phc.clone());
+        let mut memory = WorkingMemory::default();
+        move || {
+            let ok = hasher.verify_in(PASSWORD, &phc, &mut memory);
+            assert!(matches!(ok, Verification::Match { .. }));
+        }
     };
-    let verify = Arc::new(verify);
-    let per_thread = |threads: usize| {
-        let verify = verify.clone();
-        let memories: Arc<Vec<std::sync::Mutex<WorkingMemory>>> = Arc::new(
-            (0..threads)
-                .map(|_| std::sync::Mutex::new(WorkingMemory::default()))
-                .collect(),
-        );
-        let next = Arc::new(AtomicU64::new(0));
-        rate(threads, secs, move || {
-            thread_local!(static SLOT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) });
-            let slot = SLOT.with(|s| {
-                s.get().unwrap_or_else(|| {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize % memories.len();
-                    s.set(Some(i));
-                    i
-                })
-            });
-            verify(&mut memories[slot].lock().unwrap());
-        })
-    };
-    let one = per_thread(1);
-    let all = per_thread(cores);
+    let one = rate(1, secs, verify);
+    let all = rate(cores, secs, verify);
     println!(
         "argon2id m={} t={} p={} {one:.1} {all:.1}",
         params.memory_kib, params.iterations, params.parallelism

@@ -56,10 +56,11 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
             );
             // Every auth process makes sure the default key exists before it serves; racing
             // processes end with one active key.
-            for alg in [
-                opentrusty_oidc::jose::Algorithm::RS256,
-                settings.auth.access_token_alg,
-            ] {
+            let mut algs = vec![opentrusty_oidc::jose::Algorithm::RS256];
+            if settings.auth.access_token_alg != algs[0] {
+                algs.push(settings.auth.access_token_alg);
+            }
+            for alg in algs {
                 state
                     .keys()
                     .ensure(alg)

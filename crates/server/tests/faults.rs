@@ -396,9 +396,9 @@ impl PrivatePostgres {
         Path::new(String::from_utf8(out.stdout).unwrap().trim()).join(name)
     }
 
-    fn run(args: &[&str]) {
-        let as_root = running_as_root();
-        let mut cmd = if as_root {
+    /// One of PostgreSQL's programs with `args`, as the `postgres` user when we are root.
+    fn command(args: &[&str]) -> Command {
+        let mut cmd = if running_as_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]);
             c.arg(Self::bin(args[0]));
@@ -406,7 +406,12 @@ impl PrivatePostgres {
         } else {
             Command::new(Self::bin(args[0]))
         };
-        let out = cmd.args(&args[1..]).output().unwrap();
+        cmd.args(&args[1..]);
+        cmd
+    }
+
+    fn run(args: &[&str]) {
+        let out = Self::command(args).output().unwrap();
         assert!(
             out.status.success(),
             "{args:?}: {}{}",
@@ -478,15 +483,27 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(Self::bin("pg_ctl"))
-            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
-            .output();
-        let _ = Command::new(Self::bin("pg_ctl"))
-            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
-            .output();
+        let _ = Self::command(&[
+            "pg_ctl",
+            "-D",
+            data.to_str().unwrap(),
+            "-m",
+            "immediate",
+            "stop",
+        ])
+        .output();
     }
+}
+
+/// Migrates and seeds the empty database at `url`, then starts `serve auth` on it.
+async fn seeded_auth(url: &str, dir: &Path) -> Server {
+    let store = Store::connect(url, &Default::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    support::seed(&store).await;
+    store.close().await;
+    let mut server = Server::auth(dir, url, free_port());
+    server.wait_healthy().await;
+    server
 }
 
 fn running_as_root() -> bool {
@@ -512,13 +529,8 @@ async fn postgres_restarted_under_load_is_survived_without_a_restart() {
             .unwrap();
     }
     let url = pg.url("opentrusty");
-    let store = Store::connect(&url, &Default::default()).await.unwrap();
-    store.migrate().await.unwrap();
-    support::seed(&store).await;
-    store.close().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::auth(dir.path(), &url, free_port());
-    server.wait_healthy().await;
+    let mut server = seeded_auth(&url, dir.path()).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut set = JoinSet::new();
@@ -694,13 +706,8 @@ async fn writes_refused_reads_served(http: &reqwest::Client, server: &Server, ea
 async fn the_sqlite_default_on_a_full_or_read_only_disk_refuses_writes_clearly_and_stays_sound() {
     let disk = SmallDisk::mount("4m");
     let url = format!("sqlite://{}", disk.path().join("opentrusty.db").display());
-    let store = Store::connect(&url, &Default::default()).await.unwrap();
-    store.migrate().await.unwrap();
-    support::seed(&store).await;
-    store.close().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::auth(dir.path(), &url, free_port());
-    server.wait_healthy().await;
+    let mut server = seeded_auth(&url, dir.path()).await;
     let http = client();
     let (status, body) = client_credentials(&http, &server).await;
     assert_eq!(status, 200, "{body}");
