@@ -6,18 +6,20 @@
 # Argon2id verify rate) and the reference peer (node oidc-provider) side by side, and prints one
 # table. See docs/benchmarks.md.
 #
-#   bash bench/run.sh [--sqlite] [--secs N] [--skip-peer]
+#   bash bench/run.sh [--sqlite] [--secs N] [--skip-peer] [--only REGEX]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BACKEND=postgres
 SECS=8
 PEER=1
+ONLY=.
 while [ $# -gt 0 ]; do
     case "$1" in
         --sqlite) BACKEND=sqlite ;;
         --secs) SECS="$2"; shift ;;
         --skip-peer) PEER=0 ;;
+        --only) ONLY="$2"; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -54,7 +56,7 @@ trap cleanup EXIT
 if [ "$BACKEND" = postgres ]; then
     DB_NAME="ot_bench_$$"
     psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE ${DB_NAME}" >/dev/null
-    DB_URL="postgres://postgres@127.0.0.1:5432/${DB_NAME}"
+    DB_URL="postgres://postgres@127.0.0.1:5432/${DB_NAME}${BENCH_PG_PARAMS:-}"
 else
     DB_URL="sqlite://${WORK}/opentrusty.db"
 fi
@@ -94,6 +96,14 @@ start() { # name port plane [env...]
     echo "$name did not start:" >&2; cat "$WORK/$name.log" >&2; exit 1
 }
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+# CPU time in clock ticks (user + system) of one process, and of every PostgreSQL process.
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {
+    local total=0 pid
+    for pid in $(pgrep -x postgres || true); do total=$((total + $(cpu_ticks "$pid"))); done
+    echo "$total"
+}
 
 start auth $AUTH auth
 IDLE_RSS_AUTH=$(rss_mb "$PID_auth")
@@ -148,19 +158,27 @@ RESULTS="$WORK/results.txt"
 # measure name pid url script: warm-up, three runs, median by throughput.
 measure() {
     local name=$1 pid=$2 url=$3 script=$4 runs=()
+    [[ "$name" =~ $ONLY ]] || return 0
     BENCH_OFFSET=0 BENCH_REFRESH="${REFRESH_PREFIX:-}00" wrk_once "$WARMUP" "$url" "$script" >/dev/null
+    local server0 pg0
+    server0=$(cpu_ticks "$pid") pg0=$(pg_ticks)
     for i in $(seq 1 "$RUNS"); do
         runs+=("$(BENCH_OFFSET=$((i * CODES_PER_RUN)) BENCH_REFRESH="${REFRESH_PREFIX:-}0$i" \
             wrk_once "$SECS" "$url" "$script")")
     done
+    # CPU per answered request over the three runs: the server's, PostgreSQL's.
+    local cpu
+    cpu=$(printf '%s\n' "${runs[@]}" | awk -v secs="$SECS" -v tick="$TICK_US" \
+        -v server=$(($(cpu_ticks "$pid") - server0)) -v pg=$(($(pg_ticks) - pg0)) \
+        '{ n += ($5 != "" ? $5 : $1) * secs } END { printf "%.0f / %.0f", server * tick / n, pg * tick / n }')
     local median
     median=$(printf '%s\n' "${runs[@]}" | sort -n -k1 | sed -n 2p)
     local all
     all=$(printf '%s\n' "${runs[@]}" | awk '{printf "%s%.0f", (NR > 1 ? " / " : ""), ($5 != "" ? $5 : $1)}')
     local rss=""
     [ -n "$pid" ] && rss=$(rss_mb "$pid")
-    echo "$name|$median|$all|$rss" >>"$RESULTS"
-    echo "  $name: $median ($all)"
+    echo "$name|$median|$all|$rss|$cpu" >>"$RESULTS"
+    echo "  $name: $median ($all) cpu µs/request server / PostgreSQL: $cpu"
 }
 
 echo "workloads: wrk -t1 -c${CONNECTIONS}, ${WARMUP} s warm-up, ${RUNS} × ${SECS} s"
@@ -228,7 +246,7 @@ for line in """$FLOORS""".splitlines():
         argon = " ".join(f[1:-2])
 peer = {}
 for line in open(peer_file):
-    name, median, runs, rss = line.rstrip("\n").split("|")
+    name, median, runs, rss, cpu = line.rstrip("\n").split("|")
     peer[name] = float(median.split()[0])
 print()
 print("Backend: %s; idle RSS: auth %s MB, admin %s MB" % (backend, idle_auth, idle_admin))
@@ -236,10 +254,10 @@ print("Floors (1 core / all cores): " + ", ".join(
     "%s %.0f / %.0f signatures/s" % (k, *floors[k]) for k in ("RS256", "ES256", "EdDSA"))
     + "; Argon2id %s verify %.1f / %.1f per s" % (argon, *floors["argon2"]))
 print()
-print("| workload | req/s (median) | runs | p50 ms | p99 ms | errors | RSS MB | vs. peer | vs. floor |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| workload | req/s (median) | runs | p50 ms | p99 ms | errors | RSS MB | CPU µs/req server / PostgreSQL | vs. peer | vs. floor |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for line in open(results):
-    name, median, runs, rss = line.rstrip("\n").split("|")
+    name, median, runs, rss, cpu = line.rstrip("\n").split("|")
     f = median.split()
     rps = float(f[4]) if len(f) > 4 else float(f[0])
     vs_peer = vs_floor = ""
@@ -248,10 +266,10 @@ for line in open(results):
     if name == "client_credentials, RS256":
         vs_floor = "%.0f %%" % (100 * rps / floors["RS256"][1])
     if name.startswith("client_credentials, ES256"):
-        vs_peer = "%.2f× peer RS256" % (rps / peer["client_credentials, RS256"]) if peer else ""
+        vs_peer = "%.2f× peer RS256" % (rps / peer["client_credentials, RS256"]) if "client_credentials, RS256" in peer else ""
         vs_floor = "%.0f %%" % (100 * rps / floors["ES256"][1])
     if name.startswith("client_credentials, EdDSA"):
-        vs_peer = "%.2f× peer RS256" % (rps / peer["client_credentials, RS256"]) if peer else ""
+        vs_peer = "%.2f× peer RS256" % (rps / peer["client_credentials, RS256"]) if "client_credentials, RS256" in peer else ""
         vs_floor = "%.0f %%" % (100 * rps / floors["EdDSA"][1])
     if name.endswith("exchange, RS256") or name.endswith("rotation, RS256"):
         vs_floor = "%.0f %% (2 signatures)" % (100 * rps / (floors["RS256"][1] / 2))
@@ -259,9 +277,9 @@ for line in open(results):
         vs_floor = "%.0f %% (2 signatures)" % (100 * rps / (floors["ES256"][1] / 2))
     if name.startswith("password login"):
         vs_floor = "%.0f %%" % (100 * rps / floors["argon2"][1])
-    print("| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |" % (name, rps, runs, f[1], f[2], f[3], rss, vs_peer, vs_floor))
+    print("| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |" % (name, rps, runs, f[1], f[2], f[3], rss, cpu, vs_peer, vs_floor))
 for line in open(peer_file):
-    name, median, runs, rss = line.rstrip("\n").split("|")
+    name, median, runs, rss, cpu = line.rstrip("\n").split("|")
     f = median.split()
-    print("| peer: %s | %.0f | %s | %s | %s | %s | %s | | |" % (name, float(f[0]), runs, f[1], f[2], f[3], rss))
+    print("| peer: %s | %.0f | %s | %s | %s | %s | %s | %s | | |" % (name, float(f[0]), runs, f[1], f[2], f[3], rss, cpu.split(" / ")[0]))
 EOF

@@ -13,7 +13,7 @@ use opentrusty_core::secret::token_digest;
 use opentrusty_core::user::UserStatus;
 use opentrusty_oidc::claims;
 use opentrusty_oidc::scope::Scopes;
-use opentrusty_store::AccessTokenRecord;
+use opentrusty_store::{AccessTokenKey, AccessTokenRecord};
 use serde_json::{Value, json};
 
 use crate::AuthState;
@@ -50,29 +50,36 @@ pub(crate) async fn resolve_access_token(
     state: &AuthState,
     token: &str,
 ) -> Result<Option<AccessTokenRecord>, TokenError> {
-    if token.contains('.') {
-        let Ok((header, claims)) = state.keys().verify(token).await else {
-            return Ok(None);
-        };
-        if header.typ.as_deref() != Some("at+jwt")
-            || claims.get("iss").and_then(Value::as_str) != Some(state.issuer())
-        {
-            return Ok(None);
+    let found = match access_token_key(state, token).await {
+        Some(AccessTokenKey::Jti(jti)) => state.store().find_access_token(jti, now()).await?,
+        Some(AccessTokenKey::Digest(digest)) => {
+            state
+                .store()
+                .find_access_token_by_digest(&digest, now())
+                .await?
         }
-        let Some(jti) = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .and_then(|j| uuid::Uuid::parse_str(j).ok())
-        else {
-            return Ok(None);
-        };
-        Ok(state.store().find_access_token(jti, now()).await?)
-    } else {
-        Ok(state
-            .store()
-            .find_access_token_by_digest(&token_digest(token), now())
-            .await?)
+        None => None,
+    };
+    Ok(found)
+}
+
+/// Where to look a presented access token up; `None` for a JWT that is not one of ours (bad
+/// signature, wrong type or issuer, no `jti`).
+async fn access_token_key(state: &AuthState, token: &str) -> Option<AccessTokenKey> {
+    if !token.contains('.') {
+        return Some(AccessTokenKey::Digest(token_digest(token)));
     }
+    let (header, claims) = state.keys().verify(token).await.ok()?;
+    if header.typ.as_deref() != Some("at+jwt")
+        || claims.get("iss").and_then(Value::as_str) != Some(state.issuer())
+    {
+        return None;
+    }
+    claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .and_then(|j| uuid::Uuid::parse_str(j).ok())
+        .map(AccessTokenKey::Jti)
 }
 
 fn bearer_error(status: StatusCode, error: Option<&str>, description: &str) -> Response {
@@ -164,10 +171,13 @@ async fn userinfo(state: &AuthState, token: &str) -> Response {
             "the access token is invalid",
         )
     };
-    let record = match resolve_access_token(state, token).await {
-        Ok(Some(r)) if r.active => r,
+    let Some(key) = access_token_key(state, token).await else {
+        return invalid();
+    };
+    let (record, user) = match state.store().find_access_token_with_user(key, now()).await {
+        Ok(Some((r, user))) if r.active => (r, user),
         Ok(_) => return invalid(),
-        Err(e) => return e.into_response(),
+        Err(e) => return TokenError::from(e).into_response(),
     };
     let scopes = Scopes::parse(&record.scope).unwrap_or_default();
     let Some(user_id) = record.user_id else {
@@ -184,10 +194,9 @@ async fn userinfo(state: &AuthState, token: &str) -> Response {
             "the openid scope is required",
         );
     }
-    let user = match state.store().get_user_by_id(user_id).await {
-        Ok(Some(u)) if u.status == UserStatus::Active => u,
-        Ok(_) => return invalid(),
-        Err(e) => return TokenError::from(e).into_response(),
+    let user = match user {
+        Some(u) if u.id == user_id && u.status == UserStatus::Active => u,
+        _ => return invalid(),
     };
     no_store_json(StatusCode::OK, claims::userinfo(&user, &scopes))
 }

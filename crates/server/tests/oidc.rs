@@ -345,6 +345,7 @@ on_both_backends!(
     confidential_client_code_flow_with_pkce_refresh_revoke_and_introspect,
     public_client_code_flow_with_pkce_refresh_revoke_and_introspect,
     client_credentials_grant_issues_an_access_token_only,
+    userinfo_answers_for_live_users_only,
 );
 
 async fn confidential_client_code_flow_with_pkce_refresh_revoke_and_introspect(idp: Idp) {
@@ -1370,6 +1371,80 @@ async fn userinfo_challenges_missing_and_invalid_tokens_and_refuses_tokens_witho
         r.headers,
         r.body
     );
+}
+
+/// UserInfo reads the token and its user in one statement: the user's current profile is
+/// released, and a disabled or deleted user's tokens get `invalid_token`, JWT and opaque alike.
+async fn userinfo_answers_for_live_users_only(idp: Idp) {
+    let jwt = obtain_tokens(&idp, CONFIDENTIAL, "openid email profile").await;
+    let opaque = obtain_tokens(&idp, OPAQUE, "openid email").await;
+    let (jwt, opaque) = (
+        str_of(&jwt, "access_token"),
+        str_of(&opaque, "access_token"),
+    );
+    let patch = |given: Option<&str>, status| {
+        opentrusty_core::user::UserPatch::new(Some(given), None, status).unwrap()
+    };
+    idp.store
+        .update_user(
+            idp.seed.tenant_a,
+            idp.seed.alice,
+            &patch(Some("Alicia"), None),
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    let info = userinfo(&idp, jwt).await;
+    info.expect_status(200);
+    assert_eq!(info.json["email"], ALICE);
+    assert_eq!(info.json["given_name"], "Alicia", "{}", info.body);
+    assert_eq!(info.json["sub"], idp.seed.alice.to_string());
+    userinfo(&idp, opaque).await.expect_status(200);
+
+    idp.store
+        .update_user(
+            idp.seed.tenant_a,
+            idp.seed.alice,
+            &patch(
+                Some("Alicia"),
+                Some(opentrusty_core::user::UserStatus::Disabled),
+            ),
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    for token in [jwt, opaque] {
+        let r = userinfo(&idp, token).await;
+        r.expect_status(401);
+        assert!(
+            r.header("www-authenticate")
+                .is_some_and(|c| c.contains("invalid_token")),
+            "{:?}",
+            r.headers
+        );
+    }
+
+    // Enabled again, then deleted: fresh tokens stop working with the user.
+    idp.store
+        .update_user(
+            idp.seed.tenant_a,
+            idp.seed.alice,
+            &patch(
+                Some("Alicia"),
+                Some(opentrusty_core::user::UserStatus::Active),
+            ),
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    let fresh = obtain_tokens(&idp, CONFIDENTIAL, "openid email").await;
+    let fresh = str_of(&fresh, "access_token");
+    userinfo(&idp, fresh).await.expect_status(200);
+    idp.store
+        .delete_user(idp.seed.tenant_a, idp.seed.alice, &Origin::system())
+        .await
+        .unwrap();
+    userinfo(&idp, fresh).await.expect_status(401);
 }
 
 #[tokio::test]

@@ -32,7 +32,9 @@ pub use bootstrap::BootstrapOutcome;
 pub use clients::ClientAccess;
 pub use enrollment::{EnrollmentPurpose, NewEnrollmentLink, PendingEnrollment};
 pub use error::StoreError;
-pub use grants::{AccessTokenRecord, CodeGrant, Redemption, RefreshGrant, Rotation};
+pub use grants::{
+    AccessTokenKey, AccessTokenRecord, CodeGrant, Redemption, RefreshGrant, Rotation,
+};
 pub use janitor::Swept;
 pub use keys::{NewSigningKey, StoredKey};
 pub use migrate::{AppliedMigration, MIGRATIONS, Migration, MigrationStatus, schema_fingerprint};

@@ -12,21 +12,21 @@ use crate::rows::DbTime;
 use crate::{Store, StoreError, Tx, on_pool, on_tx};
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
-    id: Uuid,
-    tenant_id: Option<Uuid>,
-    email: String,
-    email_verified: bool,
-    given_name: Option<String>,
-    family_name: Option<String>,
-    status: String,
-    locked_until: Option<DbTime>,
-    created_at: DbTime,
-    updated_at: DbTime,
+pub(crate) struct UserRow {
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Option<Uuid>,
+    pub(crate) email: String,
+    pub(crate) email_verified: bool,
+    pub(crate) given_name: Option<String>,
+    pub(crate) family_name: Option<String>,
+    pub(crate) status: String,
+    pub(crate) locked_until: Option<DbTime>,
+    pub(crate) created_at: DbTime,
+    pub(crate) updated_at: DbTime,
 }
 
 impl UserRow {
-    fn into_user(self) -> User {
+    pub(crate) fn into_user(self) -> User {
         User {
             id: UserId(self.id),
             tenant_id: self.tenant_id.map(TenantId),
