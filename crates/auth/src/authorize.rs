@@ -473,22 +473,16 @@ pub(crate) async fn verify_password(
     email: &str,
     password: &str,
 ) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, SignInError> {
-    let user = match Email::parse(email) {
-        Ok(e) => match tenant {
-            Some(t) => state.store().find_user_by_email(t, e.normalized()).await?,
-            None => {
-                state
-                    .store()
-                    .find_platform_user_by_email(e.normalized())
-                    .await?
-            }
-        },
+    let found = match Email::parse(email) {
+        Ok(e) => {
+            state
+                .store()
+                .find_user_for_sign_in(tenant, e.normalized())
+                .await?
+        }
         Err(_) => None,
     };
-    let hash = match &user {
-        Some(u) => state.store().password_hash(u.id).await?,
-        None => None,
-    };
+    let (user, hash) = found.map_or((None, None), |(user, hash)| (Some(user), hash));
     check_password(state, user, hash, password).await
 }
 

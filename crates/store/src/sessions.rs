@@ -67,6 +67,63 @@ impl Store {
             ip: new.ip.clone(),
             user_agent: new.user_agent.clone(),
         };
+        let event = AuditEvent::new(
+            origin,
+            action::LOGIN_SUCCEEDED,
+            session.tenant_id,
+            Some(Target::new("user", session.user_id)),
+            json!({ "session_id": session.id }),
+            at,
+        );
+        macro_rules! insert_session {
+            () => {
+                concat!(
+                    "INSERT INTO sessions (token_hash, ",
+                    session_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $5, $5, $6, $7, $8)"
+                )
+            };
+        }
+        // A successful sign-in restarts the failure count.
+        macro_rules! reset_failures {
+            ($user:literal) => {
+                concat!(
+                    "UPDATE users SET failed_login_count = 0, failed_login_since = NULL, \
+                     locked_until = NULL WHERE id = ",
+                    $user,
+                    " AND (failed_login_count <> 0 OR locked_until IS NOT NULL)"
+                )
+            };
+        }
+        macro_rules! bind_session {
+            ($q:expr) => {
+                $q.bind(&new.token_digest[..])
+                    .bind(session.id.0)
+                    .bind(session.user_id.0)
+                    .bind(session.tenant_id.map(|t| t.0))
+                    .bind(DbTime(at))
+                    .bind(DbTime(session.expires_at))
+                    .bind(&session.ip)
+                    .bind(&session.user_agent)
+            };
+        }
+        if let crate::Db::Postgres(pool) = &self.db {
+            // Old session out, new session in, failure count reset and the audit row: one
+            // statement, one round trip (a sign-in made five).
+            let q = bind_session!(sqlx::query(concat!(
+                "WITH ended AS (DELETE FROM sessions WHERE token_hash = $9), \
+                 started AS (",
+                insert_session!(),
+                "), reset AS (",
+                reset_failures!("$3"),
+                ") INSERT INTO audit_events (",
+                crate::audit::audit_columns!(),
+                ") VALUES ($10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+            )))
+            .bind(replacing.map(|old| &old[..]));
+            crate::audit::bind_event(q, &event).execute(pool).await?;
+            return Ok(session);
+        }
         let mut tx = self.begin().await?;
         if let Some(old) = replacing {
             on_tx!(tx, |c| sqlx::query(
@@ -77,42 +134,16 @@ impl Store {
             .await
             .map(|r| r.rows_affected()))?;
         }
-        on_tx!(tx, |c| sqlx::query(concat!(
-            "INSERT INTO sessions (token_hash, ",
-            session_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $5, $5, $6, $7, $8)"
-        ))
-        .bind(&new.token_digest[..])
-        .bind(session.id.0)
-        .bind(session.user_id.0)
-        .bind(session.tenant_id.map(|t| t.0))
-        .bind(DbTime(at))
-        .bind(DbTime(session.expires_at))
-        .bind(&session.ip)
-        .bind(&session.user_agent)
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected()))?;
-        // A successful sign-in restarts the failure count.
-        on_tx!(tx, |c| {
-            sqlx::query(
-            "UPDATE users SET failed_login_count = 0, failed_login_since = NULL, \
-             locked_until = NULL WHERE id = $1 AND (failed_login_count <> 0 OR locked_until IS NOT NULL)"
-        )
-        .bind(session.user_id.0)
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
-        tx.audit(AuditEvent::new(
-            origin,
-            action::LOGIN_SUCCEEDED,
-            session.tenant_id,
-            Some(Target::new("user", session.user_id)),
-            json!({ "session_id": session.id }),
-            at,
-        ))
-        .await?;
+        on_tx!(tx, |c| bind_session!(sqlx::query(insert_session!()))
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        on_tx!(tx, |c| sqlx::query(reset_failures!("$1"))
+            .bind(session.user_id.0)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        tx.audit(event).await?;
         tx.commit().await?;
         Ok(session)
     }

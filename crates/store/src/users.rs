@@ -189,6 +189,49 @@ impl Store {
         Ok(row.map(UserRow::into_user))
     }
 
+    /// What a password sign-in needs in one round trip: the live user of `tenant` (or, when
+    /// `None`, the platform operator) with this normalised email, and their password hash.
+    pub async fn find_user_for_sign_in(
+        &self,
+        tenant: Option<TenantId>,
+        email_normalized: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            password_hash: Option<String>,
+        }
+        macro_rules! sign_in_select {
+            ($tenant:literal) => {
+                concat!(
+                    "SELECT u.id, u.tenant_id, u.email, u.email_verified, u.given_name, \
+                     u.family_name, u.status, u.locked_until, u.created_at, u.updated_at, \
+                     c.password_hash FROM users u LEFT JOIN credentials c ON c.user_id = u.id \
+                     WHERE ",
+                    $tenant,
+                    " AND u.email_normalized = $1 AND u.deleted_at IS NULL"
+                )
+            };
+        }
+        let row: Option<Row> = match tenant {
+            Some(t) => on_pool!(self, |pool| sqlx::query_as(sign_in_select!(
+                "u.tenant_id = $2"
+            ))
+            .bind(email_normalized)
+            .bind(t.0)
+            .fetch_optional(pool)
+            .await)?,
+            None => on_pool!(self, |pool| sqlx::query_as(sign_in_select!(
+                "u.tenant_id IS NULL"
+            ))
+            .bind(email_normalized)
+            .fetch_optional(pool)
+            .await)?,
+        };
+        Ok(row.map(|r| (r.user.into_user(), r.password_hash)))
+    }
+
     /// A live platform operator (a user with no tenant) by normalised email.
     pub async fn find_platform_user_by_email(
         &self,

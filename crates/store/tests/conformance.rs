@@ -481,6 +481,49 @@ async fn users_are_unique_per_tenant_by_normalized_email(db: &TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(platform.tenant_id, None);
+
+    // The sign-in lookup: the right account per tenant (or among operators), with its hash.
+    store
+        .set_password_hash(ada, "$argon2id$ada", &Origin::system())
+        .await
+        .unwrap();
+    let (u, hash) = store
+        .find_user_for_sign_in(Some(a), "ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((u.id, hash.as_deref()), (ada, Some("$argon2id$ada")));
+    let (u, hash) = store
+        .find_user_for_sign_in(Some(b), "ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((u.id, hash.as_deref()), (other, Some("$argon2id$stub")));
+    let (u, hash) = store
+        .find_user_for_sign_in(None, "ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (u.id, hash),
+        (platform.id, None),
+        "created without a password"
+    );
+    store.delete_user(a, ada, &Origin::system()).await.unwrap();
+    assert!(
+        store
+            .find_user_for_sign_in(Some(a), "ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_user_for_sign_in(Some(TenantId::new()), "ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn users_need_a_live_tenant(db: &TestDb) {
@@ -936,6 +979,37 @@ async fn sessions_are_found_by_digest_until_they_expire(db: &TestDb) {
     );
     let unknown = secret::token_digest("not a session");
     assert!(store.find_session(&unknown, now()).await.unwrap().is_none());
+
+    // Signing in again from the same browser ends the session it had, in the same write.
+    let next = secret::token_digest(&secret::random_token());
+    let replaced = store
+        .create_session(
+            &NewSession {
+                user_id: u,
+                tenant_id: Some(t),
+                token_digest: next,
+                expires_at: now() + Duration::hours(1),
+                ip: Some("192.0.2.7".into()),
+                user_agent: Some("test".into()),
+            },
+            Some(&digest),
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    assert!(store.find_session(&digest, now()).await.unwrap().is_none());
+    let found = store.find_session(&next, now()).await.unwrap().unwrap();
+    assert_eq!(found, replaced);
+    assert_eq!(found.ip.as_deref(), Some("192.0.2.7"));
+    let events = actions(&store, Some(t)).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|a| *a == action::LOGIN_SUCCEEDED)
+            .count(),
+        2,
+        "{events:?}"
+    );
 }
 
 /// A user, a client and an unredeemed code for them; returns what the redemption needs.
