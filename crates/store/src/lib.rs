@@ -4,6 +4,7 @@
 //! Every operation that changes state writes its audit event in the same transaction.
 
 mod audit;
+mod batch;
 mod bootstrap;
 mod clients;
 mod consents;
@@ -98,6 +99,8 @@ enum Db {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// PostgreSQL only: the group commit for client-credentials tokens (`batch.rs`).
+    issue_batcher: Option<std::sync::Arc<batch::IssueBatcher>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -148,30 +151,35 @@ pub(crate) enum TxInner {
     Sqlite(SqliteTx),
 }
 
-/// An SQLite transaction run by hand (`BEGIN IMMEDIATE` … `COMMIT`). A connection whose
-/// transaction did not commit is closed rather than returned to the pool: after SQLite rolls a
-/// transaction back by itself (disk full, I/O error), the driver's own transaction bookkeeping
-/// would leave the connection refusing every later transaction.
+/// An SQLite transaction run by hand (`BEGIN IMMEDIATE` … `COMMIT`). A connection that may
+/// still be inside a transaction is closed rather than returned to the pool: after SQLite rolls
+/// a transaction back by itself (disk full, I/O error), the driver's own transaction bookkeeping
+/// would leave the connection refusing every later transaction; and a request abandoned by its
+/// client while `BEGIN` was on its way would otherwise pool a connection that holds the write
+/// lock, stalling every writer of every process.
 pub(crate) struct SqliteTx {
     conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    committed: bool,
+    /// No transaction is open on `conn`: it may go back to the pool.
+    settled: bool,
 }
 
 impl SqliteTx {
     async fn begin(pool: &SqlitePool) -> Result<SqliteTx, StoreError> {
         use sqlx::Executor as _;
-        let mut conn = pool.acquire().await?;
-        conn.execute("BEGIN IMMEDIATE").await?;
-        Ok(SqliteTx {
-            conn,
-            committed: false,
-        })
+        // In doubt from before `BEGIN` is sent: dropped while it runs, or refused (a rare
+        // busy timeout), the connection is closed and the pool opens a fresh one.
+        let mut tx = SqliteTx {
+            conn: pool.acquire().await?,
+            settled: false,
+        };
+        tx.conn.execute("BEGIN IMMEDIATE").await?;
+        Ok(tx)
     }
 
     async fn commit(mut self) -> Result<(), StoreError> {
         use sqlx::Executor as _;
         self.conn.execute("COMMIT").await?;
-        self.committed = true;
+        self.settled = true;
         Ok(())
     }
 
@@ -179,7 +187,7 @@ impl SqliteTx {
     async fn rollback(mut self) {
         use sqlx::Executor as _;
         if self.conn.execute("ROLLBACK").await.is_ok() {
-            self.committed = true;
+            self.settled = true;
         }
     }
 }
@@ -199,7 +207,7 @@ impl std::ops::DerefMut for SqliteTx {
 
 impl Drop for SqliteTx {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.settled {
             self.conn.close_on_drop();
         }
     }
@@ -304,7 +312,11 @@ impl Store {
                 ));
             }
         };
-        Ok(Store { db })
+        let issue_batcher = match &db {
+            Db::Postgres(pool) => Some(batch::IssueBatcher::start(pool.clone())),
+            Db::Sqlite(_) => None,
+        };
+        Ok(Store { db, issue_batcher })
     }
 
     pub fn backend(&self) -> Backend {

@@ -43,6 +43,8 @@ opentrusty_testkit::each_backend!(
     an_email_gets_console_roles_in_one_place_under_concurrent_grants,
     the_janitor_deletes_what_expired_and_nothing_else,
     failed_passwords_lock_an_account_until_unlocked_or_signed_in,
+    concurrent_issuances_are_each_recorded_and_audited_and_fail_alone,
+    writes_abandoned_at_any_step_leave_no_transaction_open,
 );
 
 fn admin_origin() -> Origin {
@@ -1444,5 +1446,114 @@ async fn failed_passwords_lock_an_account_until_unlocked_or_signed_in(db: &TestD
                 .await
                 .unwrap()
         );
+    }
+}
+
+/// Client-credentials tokens issued at the same moment (on PostgreSQL they share statements):
+/// each one that succeeds is recorded with its audit row, and a token whose client does not
+/// exist fails on its own without taking the others with it.
+async fn concurrent_issuances_are_each_recorded_and_audited_and_fail_alone(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "Busy").await;
+    let c = client(&store, t, "busy-service").await;
+    let token = |client_id| NewAccessToken {
+        jti: uuid::Uuid::now_v7(),
+        token_digest: Some(secret::token_digest(&secret::random_token())),
+        tenant_id: t,
+        client_id,
+        user_id: None,
+        scope: "api".into(),
+        expires_at: now() + Duration::minutes(5),
+    };
+    let mut tokens: Vec<NewAccessToken> = (0..40).map(|_| token(c)).collect();
+    tokens[17] = token(ClientId::new());
+    let mut racers = tokio::task::JoinSet::new();
+    for (i, access) in tokens.iter().cloned().enumerate() {
+        let store = store.clone();
+        racers.spawn(async move {
+            let outcome = store.issue_tokens(&access, None, &Origin::system()).await;
+            (i, outcome)
+        });
+    }
+    while let Some(joined) = racers.join_next().await {
+        let (i, outcome) = joined.unwrap();
+        assert_eq!(outcome.is_err(), i == 17, "token {i}: {outcome:?}");
+    }
+    for (i, access) in tokens.iter().enumerate() {
+        let recorded = store
+            .find_access_token_by_digest(access.token_digest.as_ref().unwrap(), now())
+            .await
+            .unwrap();
+        assert_eq!(recorded.is_some(), i != 17, "token {i}");
+    }
+    let issued = actions(&store, Some(t))
+        .await
+        .into_iter()
+        .filter(|a| a == action::TOKEN_ISSUED)
+        .count();
+    assert_eq!(issued, 39);
+}
+
+/// Polls `work` at most `polls` times, then drops it: what happens to a request's future when
+/// its client goes away mid-request.
+async fn abandon_after<F: std::future::Future>(polls: usize, work: F) -> Option<F::Output> {
+    let mut work = std::pin::pin!(work);
+    let mut left = polls;
+    std::future::poll_fn(move |cx| {
+        if left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        left -= 1;
+        work.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
+/// A write abandoned between any two of its steps (before `BEGIN` answered, between
+/// statements, during `COMMIT`) must not leave a pooled connection inside a transaction: on
+/// SQLite that connection would refuse every later transaction and hold the write lock from
+/// every other connection and process.
+async fn writes_abandoned_at_any_step_leave_no_transaction_open(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "Abandoned").await;
+    let c = client(&store, t, "abandoned-service").await;
+    let token = || NewAccessToken {
+        jti: uuid::Uuid::now_v7(),
+        token_digest: None,
+        tenant_id: t,
+        client_id: c,
+        user_id: None,
+        scope: "api".into(),
+        expires_at: now() + Duration::minutes(5),
+    };
+    // Every attempt is bounded: a write that waits for SQLite's write lock held by an abandoned
+    // transaction waits for the busy timeout (seconds), which fails the test here.
+    let attempt = std::time::Duration::from_secs(3);
+    for _round in 0..5 {
+        for polls in 1..40 {
+            let (access, origin) = (token(), Origin::system());
+            let abandoned = abandon_after(polls, store.issue_tokens(&access, None, &origin));
+            tokio::time::timeout(attempt, abandoned)
+                .await
+                .expect("no write waits on an abandoned transaction");
+        }
+    }
+    // Enough writes at once to go through every pooled connection.
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (store, access) = (store.clone(), token());
+        writers.spawn(async move {
+            tokio::time::timeout(
+                attempt,
+                store.issue_tokens(&access, None, &Origin::system()),
+            )
+            .await
+        });
+    }
+    while let Some(joined) = writers.join_next().await {
+        joined
+            .unwrap()
+            .expect("a write is not kept waiting by an abandoned one")
+            .expect("a write succeeds after abandoned ones");
     }
 }

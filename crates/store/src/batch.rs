@@ -1,0 +1,175 @@
+//! Group commit for client-credentials issuance on PostgreSQL: access tokens issued at the same
+//! moment are written by one statement (the tokens and their audit rows together), and each
+//! caller is answered only after that statement committed, so no token is handed out that is
+//! not recorded and audited. A batch that fails is retried one token at a time, so one bad row
+//! (a client deleted a moment ago) fails only its own request.
+
+use std::sync::Arc;
+
+use opentrusty_core::Timestamp;
+use opentrusty_core::audit::AuditEvent;
+use sqlx::PgPool;
+use sqlx::types::Json;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::StoreError;
+use crate::tokens::NewAccessToken;
+
+/// Most tokens one statement writes; more waiting callers go into the next batch.
+const MAX_BATCH: usize = 64;
+/// Batches in flight at once: while one waits for PostgreSQL the next one gathers.
+const WRITERS: usize = 2;
+
+struct Issuance {
+    access: NewAccessToken,
+    event: AuditEvent,
+    created_at: Timestamp,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The queue in front of the writers; cheap to clone with the store.
+pub(crate) struct IssueBatcher {
+    queue: mpsc::UnboundedSender<Issuance>,
+}
+
+impl IssueBatcher {
+    /// Starts the writers on the current runtime.
+    pub(crate) fn start(pool: PgPool) -> Arc<IssueBatcher> {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_batches(pool.clone(), receiver.clone()));
+        }
+        Arc::new(IssueBatcher { queue })
+    }
+
+    /// Records `access` with its audit row; `None` when the writers are gone (their runtime
+    /// ended), and the caller writes the token itself.
+    pub(crate) async fn issue(
+        &self,
+        access: &NewAccessToken,
+        event: AuditEvent,
+        created_at: Timestamp,
+    ) -> Option<Result<(), StoreError>> {
+        let (done, answer) = oneshot::channel();
+        let issuance = Issuance {
+            access: access.clone(),
+            event,
+            created_at,
+            done,
+        };
+        self.queue.send(issuance).ok()?;
+        answer.await.ok()
+    }
+}
+
+async fn write_batches(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Issuance>>>) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut queue = receiver.lock().await;
+            if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return;
+            }
+        }
+        let outcome = insert(&pool, &batch).await;
+        if outcome.is_ok() || batch.len() == 1 {
+            let mut outcome = Some(outcome);
+            for issuance in batch {
+                let _ = issuance.done.send(outcome.take().unwrap_or(Ok(())));
+            }
+            continue;
+        }
+        for issuance in batch {
+            let outcome = insert(&pool, std::slice::from_ref(&issuance)).await;
+            let _ = issuance.done.send(outcome);
+        }
+    }
+}
+
+/// One statement for the whole batch: the tokens, then their audit rows, from arrays.
+async fn insert(pool: &PgPool, batch: &[Issuance]) -> Result<(), StoreError> {
+    let n = batch.len();
+    let mut jti = Vec::with_capacity(n);
+    let mut digest = Vec::with_capacity(n);
+    let mut tenant = Vec::with_capacity(n);
+    let mut client = Vec::with_capacity(n);
+    let mut user = Vec::with_capacity(n);
+    let mut scope = Vec::with_capacity(n);
+    let mut expires = Vec::with_capacity(n);
+    let mut created = Vec::with_capacity(n);
+    let mut id = Vec::with_capacity(n);
+    let mut occurred = Vec::with_capacity(n);
+    let mut event_tenant = Vec::with_capacity(n);
+    let mut actor_kind = Vec::with_capacity(n);
+    let mut actor_id = Vec::with_capacity(n);
+    let mut action = Vec::with_capacity(n);
+    let mut target_kind = Vec::with_capacity(n);
+    let mut target_id = Vec::with_capacity(n);
+    let mut ip = Vec::with_capacity(n);
+    let mut user_agent = Vec::with_capacity(n);
+    let mut request_id = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    for Issuance {
+        access,
+        event,
+        created_at,
+        ..
+    } in batch
+    {
+        jti.push(access.jti);
+        digest.push(access.token_digest.map(|d| d.to_vec()));
+        tenant.push(access.tenant_id.0);
+        client.push(access.client_id.0);
+        user.push(access.user_id.map(|u| u.0));
+        scope.push(access.scope.as_str());
+        expires.push(access.expires_at);
+        created.push(*created_at);
+        id.push(event.id.0);
+        occurred.push(event.occurred_at);
+        event_tenant.push(event.tenant_id.map(|t| t.0));
+        actor_kind.push(event.actor.kind());
+        actor_id.push(event.actor.id());
+        action.push(event.action.as_str());
+        target_kind.push(event.target.as_ref().map(|t| t.kind.as_str()));
+        target_id.push(event.target.as_ref().map(|t| t.id.as_str()));
+        ip.push(event.ip.as_deref());
+        user_agent.push(event.user_agent.as_deref());
+        request_id.push(event.request_id.as_deref());
+        metadata.push(Json(&event.metadata));
+    }
+    sqlx::query(concat!(
+        "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+         user_id, scope, expires_at, created_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::bytea[], $3::uuid[], $4::uuid[], $5::uuid[], \
+         $6::text[], $7::timestamptz[], $8::timestamptz[])) \
+         INSERT INTO audit_events (",
+        crate::audit::audit_columns!(),
+        ") SELECT * FROM UNNEST($9::uuid[], $10::timestamptz[], $11::uuid[], $12::text[], \
+         $13::uuid[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
+         $19::text[], $20::jsonb[])"
+    ))
+    .bind(jti)
+    .bind(digest)
+    .bind(tenant)
+    .bind(client)
+    .bind(user)
+    .bind(scope)
+    .bind(expires)
+    .bind(created)
+    .bind(id)
+    .bind(occurred)
+    .bind(event_tenant)
+    .bind(actor_kind)
+    .bind(actor_id)
+    .bind(action)
+    .bind(target_kind)
+    .bind(target_id)
+    .bind(ip)
+    .bind(user_agent)
+    .bind(request_id)
+    .bind(metadata)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
