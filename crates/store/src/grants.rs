@@ -481,7 +481,8 @@ impl Store {
             let q = sqlx::query(concat!(
                 "WITH spent AS (UPDATE refresh_tokens SET rotated_at = $2 \
                  WHERE token_hash = $1 AND rotated_at IS NULL AND expires_at > $2 \
-                   AND family_id IN (SELECT id FROM token_families WHERE revoked_at IS NULL) \
+                   AND EXISTS (SELECT 1 FROM token_families f \
+                          WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
                  RETURNING family_id), \
                  family AS (SELECT f.id, f.expires_at FROM token_families f \
                  JOIN spent ON spent.family_id = f.id), \
@@ -510,7 +511,8 @@ impl Store {
         let spent: Option<Uuid> = on_tx!(tx, |c| sqlx::query_scalar(
             "UPDATE refresh_tokens SET rotated_at = $2 \
              WHERE token_hash = $1 AND rotated_at IS NULL AND expires_at > $2 \
-               AND family_id IN (SELECT id FROM token_families WHERE revoked_at IS NULL) \
+               AND EXISTS (SELECT 1 FROM token_families f \
+                          WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
              RETURNING family_id"
         )
         .bind(&old[..])

@@ -22,6 +22,7 @@ mod tokens;
 mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -100,7 +101,9 @@ enum Db {
 pub struct Store {
     db: Db,
     /// PostgreSQL only: the group commit for client-credentials tokens (`batch.rs`).
-    issue_batcher: Option<std::sync::Arc<batch::IssueBatcher>>,
+    issue_batcher: Option<Arc<batch::IssueBatcher>>,
+    /// SQLite only: whose turn it is to write in this process (`SqliteTx::begin`).
+    sqlite_writers: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -161,16 +164,28 @@ pub(crate) struct SqliteTx {
     conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
     /// No transaction is open on `conn`: it may go back to the pool.
     settled: bool,
+    /// This process's turn to write (released after `conn`, when the transaction is dropped).
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl SqliteTx {
-    async fn begin(pool: &SqlitePool) -> Result<SqliteTx, StoreError> {
+    async fn begin(
+        pool: &SqlitePool,
+        writers: &Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<SqliteTx, StoreError> {
         use sqlx::Executor as _;
+        // One writer at a time per process, queued in order: SQLite has one write lock, and
+        // connections left to its busy handler sleep in growing steps (up to 100 ms) and miss
+        // the moment it is free; under load that convoy cut refresh rotation twentyfold
+        // (docs/benchmarks.md). The turn comes before the connection, so waiting writers hold
+        // no connection readers need.
+        let turn = writers.clone().lock_owned().await;
         // In doubt from before `BEGIN` is sent: dropped while it runs, or refused (a rare
         // busy timeout), the connection is closed and the pool opens a fresh one.
         let mut tx = SqliteTx {
             conn: pool.acquire().await?,
             settled: false,
+            _turn: turn,
         };
         tx.conn.execute("BEGIN IMMEDIATE").await?;
         Ok(tx)
@@ -316,7 +331,11 @@ impl Store {
             Db::Postgres(pool) => Some(batch::IssueBatcher::start(pool.clone())),
             Db::Sqlite(_) => None,
         };
-        Ok(Store { db, issue_batcher })
+        Ok(Store {
+            db,
+            issue_batcher,
+            sqlite_writers: Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -385,7 +404,7 @@ impl Store {
     pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
         let inner = match &self.db {
             Db::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
-            Db::Sqlite(pool) => TxInner::Sqlite(SqliteTx::begin(pool).await?),
+            Db::Sqlite(pool) => TxInner::Sqlite(SqliteTx::begin(pool, &self.sqlite_writers).await?),
         };
         Ok(Tx { inner })
     }
