@@ -100,10 +100,15 @@ rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 # CPU time in clock ticks (user + system) of one process, and of every PostgreSQL process.
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# "pid ticks" per PostgreSQL process; pg_delta sums what each process present at the end used
+# since the start (a process that ended in between is missed, never counted negative).
 pg_ticks() {
-    local total=0 pid
-    for pid in $(pgrep -x postgres || true); do total=$((total + $(cpu_ticks "$pid"))); done
-    echo "$total"
+    local pid
+    for pid in $(pgrep -x postgres || true); do echo "$pid $(cpu_ticks "$pid")"; done
+}
+pg_delta() { # start-snapshot
+    pg_ticks | awk -v start="$1" 'BEGIN { n = split(start, s, "\n"); for (i = 1; i <= n; i++) { split(s[i], f, " "); was[f[1]] = f[2] } }
+        { total += $2 - ($1 in was ? was[$1] : 0) } END { print total + 0 }'
 }
 
 start auth $AUTH auth
@@ -170,7 +175,7 @@ measure() {
     # CPU per answered request over the three runs: the server's, PostgreSQL's.
     local cpu
     cpu=$(printf '%s\n' "${runs[@]}" | awk -v secs="$SECS" -v tick="$TICK_US" \
-        -v server=$(($(cpu_ticks "$pid") - server0)) -v pg=$(($(pg_ticks) - pg0)) \
+        -v server=$(($(cpu_ticks "$pid") - server0)) -v pg="$(pg_delta "$pg0")" \
         '{ n += ($5 != "" ? $5 : $1) * secs } END { printf "%.0f / %.0f", server * tick / n, pg * tick / n }')
     local median
     median=$(printf '%s\n' "${runs[@]}" | sort -n -k1 | sed -n 2p)
