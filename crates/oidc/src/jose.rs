@@ -514,8 +514,7 @@ fn base64_len(bytes: usize) -> usize {
     bytes.div_ceil(3) * 4
 }
 
-/// ring has no RSA key generation, so the `rsa` crate makes the key and ring does everything
-/// else: the `rsa` crate's own private-key operations are not constant time (RUSTSEC-2023-0071).
+/// A new RSA-2048 key as PKCS#8 DER, made by OpenSSL (ring cannot generate RSA keys).
 fn generate_rsa_pkcs8() -> Result<Vec<u8>, JoseError> {
     let rsa = Rsa::generate(RSA_GENERATED_BITS).map_err(|_| JoseError::Crypto)?;
     let key = PKey::from_rsa(rsa).map_err(|_| JoseError::Crypto)?;

@@ -318,9 +318,10 @@ async fn bootstrap_twice_creates_one_admin_and_one_audit_row() {
             .collect();
         assert_eq!(bootstrapped.len(), 1);
         let admin = store
-            .find_platform_user_by_email("root@example.com")
+            .find_user_for_sign_in(None, "root@example.com")
             .await
             .unwrap()
+            .map(|(user, _)| user)
             .expect("the admin exists");
         assert_eq!(admin.tenant_id, None);
         let grants = store.grants_of(Subject::User(admin.id)).await.unwrap();
@@ -359,9 +360,10 @@ async fn bootstrap_uses_the_given_password_and_never_prints_it() {
     assert!(!all.contains("a long operator passphrase"));
     let store = db.store().await;
     let admin = store
-        .find_platform_user_by_email("ops@example.com")
+        .find_user_for_sign_in(None, "ops@example.com")
         .await
         .unwrap()
+        .map(|(user, _)| user)
         .unwrap();
     let hash = store.password_hash(admin.id).await.unwrap().unwrap();
     assert!(hash.starts_with("$argon2id$v=19$m=8192,t=2,p=1$"), "{hash}");

@@ -1382,18 +1382,16 @@ async fn userinfo_answers_for_live_users_only(idp: Idp) {
         str_of(&jwt, "access_token"),
         str_of(&opaque, "access_token"),
     );
-    let patch = |given: Option<&str>, status| {
-        opentrusty_core::user::UserPatch::new(Some(given), None, status).unwrap()
+    let (store, tenant, alice) = (&idp.store, idp.seed.tenant_a, idp.seed.alice);
+    let change_alice = |status| async move {
+        let patch =
+            opentrusty_core::user::UserPatch::new(Some(Some("Alicia")), None, status).unwrap();
+        store
+            .update_user(tenant, alice, &patch, &Origin::system())
+            .await
+            .unwrap();
     };
-    idp.store
-        .update_user(
-            idp.seed.tenant_a,
-            idp.seed.alice,
-            &patch(Some("Alicia"), None),
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    change_alice(None).await;
     let info = userinfo(&idp, jwt).await;
     info.expect_status(200);
     assert_eq!(info.json["email"], ALICE);
@@ -1401,18 +1399,7 @@ async fn userinfo_answers_for_live_users_only(idp: Idp) {
     assert_eq!(info.json["sub"], idp.seed.alice.to_string());
     userinfo(&idp, opaque).await.expect_status(200);
 
-    idp.store
-        .update_user(
-            idp.seed.tenant_a,
-            idp.seed.alice,
-            &patch(
-                Some("Alicia"),
-                Some(opentrusty_core::user::UserStatus::Disabled),
-            ),
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    change_alice(Some(opentrusty_core::user::UserStatus::Disabled)).await;
     for token in [jwt, opaque] {
         let r = userinfo(&idp, token).await;
         r.expect_status(401);
@@ -1425,18 +1412,7 @@ async fn userinfo_answers_for_live_users_only(idp: Idp) {
     }
 
     // Enabled again, then deleted: fresh tokens stop working with the user.
-    idp.store
-        .update_user(
-            idp.seed.tenant_a,
-            idp.seed.alice,
-            &patch(
-                Some("Alicia"),
-                Some(opentrusty_core::user::UserStatus::Active),
-            ),
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    change_alice(Some(opentrusty_core::user::UserStatus::Active)).await;
     let fresh = obtain_tokens(&idp, CONFIDENTIAL, "openid email").await;
     let fresh = str_of(&fresh, "access_token");
     userinfo(&idp, fresh).await.expect_status(200);

@@ -43,14 +43,16 @@ impl IssueBatcher {
         Arc::new(IssueBatcher { queue })
     }
 
-    /// Records `access` with its audit row; `None` when the writers are gone (their runtime
-    /// ended), and the caller writes the token itself.
+    /// Records `access` with its audit row. `Err` hands the event back when the writers are
+    /// gone (their runtime ended) and nothing was queued: the caller writes the token itself.
+    /// A writer that stops after taking the token cannot say whether it was written: that is
+    /// answered as unavailable (the client retries) rather than written a second time.
     pub(crate) async fn issue(
         &self,
         access: &NewAccessToken,
         event: AuditEvent,
         created_at: Timestamp,
-    ) -> Option<Result<(), StoreError>> {
+    ) -> Result<Result<(), StoreError>, AuditEvent> {
         let (done, answer) = oneshot::channel();
         let issuance = Issuance {
             access: access.clone(),
@@ -58,8 +60,14 @@ impl IssueBatcher {
             created_at,
             done,
         };
-        self.queue.send(issuance).ok()?;
-        answer.await.ok()
+        if let Err(mpsc::error::SendError(back)) = self.queue.send(issuance) {
+            return Err(back.event);
+        }
+        Ok(answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the token writer stopped".to_owned(),
+            ))
+        }))
     }
 }
 
@@ -72,17 +80,23 @@ async fn write_batches(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver
                 return;
             }
         }
-        let outcome = insert(&pool, &batch).await;
-        if outcome.is_ok() || batch.len() == 1 {
-            let mut outcome = Some(outcome);
-            for issuance in batch {
-                let _ = issuance.done.send(outcome.take().unwrap_or(Ok(())));
+        match insert(&pool, &batch).await {
+            Ok(()) => {
+                for issuance in batch {
+                    let _ = issuance.done.send(Ok(()));
+                }
             }
-            continue;
-        }
-        for issuance in batch {
-            let outcome = insert(&pool, std::slice::from_ref(&issuance)).await;
-            let _ = issuance.done.send(outcome);
+            Err(e) if batch.len() == 1 => {
+                if let Some(issuance) = batch.pop() {
+                    let _ = issuance.done.send(Err(e));
+                }
+            }
+            Err(_) => {
+                for issuance in batch {
+                    let outcome = insert(&pool, std::slice::from_ref(&issuance)).await;
+                    let _ = issuance.done.send(outcome);
+                }
+            }
         }
     }
 }

@@ -254,13 +254,14 @@ impl Store {
             // One statement, one round trip: the token and its audit row (atomic as any
             // statement). Round trips, not the inserts, are most of this write's cost.
             let event = issue_event(access, None, action::TOKEN_ISSUED, origin);
-            if let Some(batcher) = &self.issue_batcher {
-                // Concurrent issuances share one statement (group commit, `batch.rs`).
-                if let Some(outcome) = batcher.issue(access, event.clone(), now()).await {
-                    outcome?;
-                    return Ok(None);
-                }
-            }
+            // Concurrent issuances share one statement (group commit, `batch.rs`).
+            let event = match &self.issue_batcher {
+                Some(batcher) => match batcher.issue(access, event, now()).await {
+                    Ok(outcome) => return outcome.map(|()| None),
+                    Err(event) => event,
+                },
+                None => event,
+            };
             let q = sqlx::query(concat!(
                 "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
                  user_id, scope, expires_at, created_at) \

@@ -171,24 +171,6 @@ impl Store {
         Ok(row.map(UserRow::into_user))
     }
 
-    /// A live user of `tenant` by normalised email.
-    pub async fn find_user_by_email(
-        &self,
-        tenant: TenantId,
-        email_normalized: &str,
-    ) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE tenant_id = $1 AND email_normalized = $2 AND deleted_at IS NULL"
-        ))
-        .bind(tenant.0)
-        .bind(email_normalized)
-        .fetch_optional(pool)
-        .await)?;
-        Ok(row.map(UserRow::into_user))
-    }
-
     /// What a password sign-in needs in one round trip: the live user of `tenant` (or, when
     /// `None`, the platform operator) with this normalised email, and their password hash.
     pub async fn find_user_for_sign_in(
@@ -230,24 +212,6 @@ impl Store {
             .await)?,
         };
         Ok(row.map(|r| (r.user.into_user(), r.password_hash)))
-    }
-
-    /// A live platform operator (a user with no tenant) by normalised email.
-    pub async fn find_platform_user_by_email(
-        &self,
-        email_normalized: &str,
-    ) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = on_pool!(self, |pool| {
-            sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE tenant_id IS NULL AND email_normalized = $1 AND deleted_at IS NULL"
-        ))
-        .bind(email_normalized)
-        .fetch_optional(pool)
-        .await
-        })?;
-        Ok(row.map(UserRow::into_user))
     }
 
     /// Live accounts with this email that hold `control_plane:login` anywhere, in live tenants

@@ -444,9 +444,10 @@ async fn users_are_unique_per_tenant_by_normalized_email(db: &TestDb) {
     let b = tenant(&store, "B").await;
     let ada = user(&store, a, " Ada@Example.COM").await;
     let found = store
-        .find_user_by_email(a, "ada@example.com")
+        .find_user_for_sign_in(Some(a), "ada@example.com")
         .await
         .unwrap()
+        .map(|(user, _)| user)
         .unwrap();
     assert_eq!(found.id, ada);
     assert_eq!(found.email, "Ada@Example.COM");
@@ -461,9 +462,10 @@ async fn users_are_unique_per_tenant_by_normalized_email(db: &TestDb) {
     assert_ne!(other, ada);
     assert!(
         store
-            .find_user_by_email(b, "ada@example.com")
+            .find_user_for_sign_in(Some(b), "ada@example.com")
             .await
             .unwrap()
+            .map(|(user, _)| user)
             .is_some()
     );
 
@@ -478,9 +480,10 @@ async fn users_are_unique_per_tenant_by_normalized_email(db: &TestDb) {
         Err(StoreError::Conflict(_))
     ));
     let platform = store
-        .find_platform_user_by_email("ada@example.com")
+        .find_user_for_sign_in(None, "ada@example.com")
         .await
         .unwrap()
+        .map(|(user, _)| user)
         .unwrap();
     assert_eq!(platform.tenant_id, None);
 
@@ -759,16 +762,18 @@ async fn bootstrap_creates_one_admin_once(db: &TestDb) {
         BootstrapOutcome::AlreadyPresent
     );
     let admin = store
-        .find_platform_user_by_email("root@example.com")
+        .find_user_for_sign_in(None, "root@example.com")
         .await
         .unwrap()
+        .map(|(user, _)| user)
         .unwrap();
     assert_eq!(admin.id, id);
     assert!(
         store
-            .find_platform_user_by_email("other@example.com")
+            .find_user_for_sign_in(None, "other@example.com")
             .await
             .unwrap()
+            .map(|(user, _)| user)
             .is_none()
     );
     let g = store.grants_of(Subject::User(id)).await.unwrap();
@@ -923,9 +928,10 @@ async fn tenant_scoped_queries_never_return_other_tenants_rows(db: &TestDb) {
     // Lookups and listings see only their tenant.
     assert_eq!(
         store
-            .find_user_by_email(a, "same@example.com")
+            .find_user_for_sign_in(Some(a), "same@example.com")
             .await
             .unwrap()
+            .map(|(user, _)| user)
             .unwrap()
             .id,
         ua
