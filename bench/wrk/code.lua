@@ -18,3 +18,4 @@ request = function()
   local code = codes[offset + i] or "exhausted"
   return wrk.format("POST", nil, headers, "grant_type=authorization_code&code=" .. code .. tail)
 end
+dofile("bench/wrk/pace.lua")

@@ -18,3 +18,4 @@ response = function(status, headers, body)
     pool[#pool + 1] = next
   end
 end
+dofile("bench/wrk/pace.lua")

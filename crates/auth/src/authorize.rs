@@ -137,30 +137,79 @@ async fn authorize(
         Ok(c) => c,
         Err(e) => return storage_page(&e),
     };
-    let request = match validate(&params, client.as_ref(), usable) {
+    let (client, request) = match checked_request(state, &params, client, usable) {
+        Ok(checked) => checked,
+        Err(answer) => return *answer,
+    };
+    let session = match current_session(state, headers).await {
+        // A session of another tenant does not sign anyone in to this client.
+        Ok(s) => s
+            .map(|(s, _)| s)
+            .filter(|s| s.tenant_id == Some(client.tenant_id)),
+        Err(e) => {
+            http::store_failure(&e);
+            return error_redirect(
+                state,
+                &request.redirect_uri,
+                request.state.as_deref(),
+                &OAuthError::new(ErrorCode::TemporarilyUnavailable, "try again later"),
+            );
+        }
+    };
+    proceed(state, headers, peer, &pairs, &client, &request, session).await
+}
+
+/// The validated request and its client, or the answer that refuses it: an error page when
+/// the client or redirect URI cannot be trusted, else an error redirect.
+fn checked_request(
+    state: &AuthState,
+    params: &AuthorizeParams,
+    client: Option<OAuthClient>,
+    usable: bool,
+) -> Result<(OAuthClient, AuthorizeRequest), Box<Response>> {
+    let request = match validate(params, client.as_ref(), usable) {
         Ok(r) => r,
         Err(Rejection::Page(message)) => {
-            return pages::error(
+            return Err(Box::new(pages::error(
                 StatusCode::BAD_REQUEST,
                 "This sign-in link is not valid",
                 message,
-            );
+            )));
         }
         Err(Rejection::Redirect {
             redirect_uri,
             state: st,
             error,
         }) => {
-            return error_redirect(state, &redirect_uri, st.as_deref(), &error);
+            return Err(Box::new(error_redirect(
+                state,
+                &redirect_uri,
+                st.as_deref(),
+                &error,
+            )));
         }
     };
     let Some(client) = client else {
-        return pages::error(
+        return Err(Box::new(pages::error(
             StatusCode::BAD_REQUEST,
             "This sign-in link is not valid",
             "Unknown application.",
-        );
+        )));
     };
+    Ok((client, request))
+}
+
+/// Takes a valid request on from the browser's session (`None`: not signed in to the client's
+/// tenant): to the sign-in page, to the consent page, or back to the client with a code.
+async fn proceed(
+    state: &AuthState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    pairs: &[(String, String)],
+    client: &OAuthClient,
+    request: &AuthorizeRequest,
+    session: Option<Session>,
+) -> Response {
     // The database failing mid-flow is reported to the client as temporarily_unavailable.
     let unavailable = |e: &StoreError| {
         http::store_failure(e);
@@ -180,20 +229,15 @@ async fn authorize(
         )
     };
 
-    let session = match current_session(state, headers).await {
-        // A session of another tenant does not sign anyone in to this client.
-        Ok(s) => s.filter(|(s, _)| s.tenant_id == Some(client.tenant_id)),
-        Err(e) => return unavailable(&e),
-    };
     let needs_login = match &session {
         None => true,
-        Some((s, _)) => request.prompt.login || too_old(s.auth_time, request.max_age),
+        Some(s) => request.prompt.login || too_old(s.auth_time, request.max_age),
     };
     if needs_login {
         if request.prompt.none {
             return fail(ErrorCode::LoginRequired, "the user is not signed in");
         }
-        let return_to = format!("{AUTHORIZE_PATH}?{}", encode(&pairs, Some("login")));
+        let return_to = format!("{AUTHORIZE_PATH}?{}", encode(pairs, Some("login")));
         let login = format!(
             "/login?{}",
             url::form_urlencoded::Serializer::new(String::new())
@@ -202,7 +246,7 @@ async fn authorize(
         );
         return see_other(&login);
     }
-    let Some((session, _)) = session else {
+    let Some(session) = session else {
         return fail(ErrorCode::LoginRequired, "the user is not signed in");
     };
 
@@ -228,10 +272,46 @@ async fn authorize(
                     "the user has not approved this application",
                 );
             }
-            return see_other(&format!("/consent?{}", encode(&pairs, None)));
+            return see_other(&format!("/consent?{}", encode(pairs, None)));
         }
     }
-    issue_code(state, headers, peer, &client, &request, &session).await
+    issue_code(state, headers, peer, client, request, &session).await
+}
+
+/// After a sign-in, carries on with the authorization request it was for (`return_to`, whose
+/// client is `client`) as the endpoint would on the browser's next request, sparing the
+/// browser that redirect and the server a second look-up of the client and the session.
+async fn continue_after_sign_in(
+    state: &AuthState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    return_to: &str,
+    client: OAuthClient,
+    session: Session,
+) -> Response {
+    let query = return_to
+        .strip_prefix(AUTHORIZE_PATH)
+        .and_then(|r| r.strip_prefix('?'))
+        .unwrap_or_default();
+    let pairs = http::pairs(query.as_bytes());
+    let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if params.client_id.as_deref() != Some(client.client_id.as_str()) {
+        return see_other(return_to);
+    }
+    let (client, request) = match checked_request(state, &params, Some(client), true) {
+        Ok(checked) => checked,
+        Err(answer) => return *answer,
+    };
+    proceed(
+        state,
+        headers,
+        peer,
+        &pairs,
+        &client,
+        &request,
+        Some(session),
+    )
+    .await
 }
 
 async fn issue_code(
@@ -455,9 +535,11 @@ pub async fn login_submit(
     };
     let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
     match start_session(&state, &headers, &user, &origin).await {
-        Ok((cookie, _)) => {
-            let mut r = see_other(return_to);
-            r.headers_mut().append(header::SET_COOKIE, cookie);
+        Ok(started) => {
+            let mut r =
+                continue_after_sign_in(&state, &headers, peer, return_to, client, started.session)
+                    .await;
+            r.headers_mut().append(header::SET_COOKIE, started.cookie);
             r
         }
         Err(e) => storage_page(&e),
@@ -597,14 +679,20 @@ async fn compare_password(
     Ok(Ok(user))
 }
 
-/// Creates a session for `user` replacing the browser's previous one; returns its cookie and
-/// the digest that identifies it.
+/// A session just started: its cookie, the digest that identifies it, and the session.
+pub(crate) struct StartedSession {
+    pub cookie: axum::http::HeaderValue,
+    pub digest: [u8; 32],
+    pub session: Session,
+}
+
+/// Creates a session for `user` replacing the browser's previous one.
 pub(crate) async fn start_session(
     state: &AuthState,
     headers: &HeaderMap,
     user: &opentrusty_core::user::User,
     origin: &opentrusty_core::audit::Origin,
-) -> Result<(axum::http::HeaderValue, [u8; 32]), StoreError> {
+) -> Result<StartedSession, StoreError> {
     let token = random_token();
     let previous = http::cookie(headers, SESSION_COOKIE).map(|c| token_digest(&c));
     let lifetime = state.settings().session_lifetime_secs;
@@ -617,14 +705,15 @@ pub(crate) async fn start_session(
         ip: origin.ip.clone(),
         user_agent: origin.user_agent.clone(),
     };
-    state
+    let session = state
         .store()
         .create_session(&new, previous.as_ref(), origin)
         .await?;
-    Ok((
-        http::set_cookie(state, SESSION_COOKIE, &token, Some(lifetime), true),
+    Ok(StartedSession {
+        cookie: http::set_cookie(state, SESSION_COOKIE, &token, Some(lifetime), true),
         digest,
-    ))
+        session,
+    })
 }
 
 pub async fn consent_page(

@@ -173,8 +173,8 @@ pub async fn login(
         }
     };
     let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
-    let (cookie, digest) = match start_session(&state, &headers, &user, &origin).await {
-        Ok(c) => c,
+    let started = match start_session(&state, &headers, &user, &origin).await {
+        Ok(s) => s,
         Err(e) => return crate::token::TokenError::from(e).into_response(),
     };
     let mut r = no_store_json(
@@ -183,10 +183,10 @@ pub async fn login(
             "user_id": user.id,
             "email": user.email,
             "tenant_id": user.tenant_id,
-            "csrf_token": session_csrf_token(&state.0.master_key, &digest),
+            "csrf_token": session_csrf_token(&state.0.master_key, &started.digest),
         }),
     );
-    r.headers_mut().append(header::SET_COOKIE, cookie);
+    r.headers_mut().append(header::SET_COOKIE, started.cookie);
     r
 }
 

@@ -297,17 +297,10 @@ async fn mint_id_token(
         .map_err(|_| TokenError::new(ErrorCode::ServerError, "signing failed"))
 }
 
-/// The user a grant speaks for, if still allowed to get tokens for `client`.
-async fn grant_user(
-    state: &AuthState,
-    client: &OAuthClient,
-    id: UserId,
-) -> Result<User, TokenError> {
-    state
-        .store()
-        .get_user_by_id(id)
-        .await?
-        .filter(|u| u.status == UserStatus::Active && u.tenant_id == Some(client.tenant_id))
+/// The user a grant speaks for (read with the grant), if still allowed to get tokens for
+/// `client`.
+fn grant_user(client: &OAuthClient, user: Option<User>) -> Result<User, TokenError> {
+    user.filter(|u| u.status == UserStatus::Active && u.tenant_id == Some(client.tenant_id))
         .ok_or(TokenError::new(
             ErrorCode::InvalidGrant,
             "the user can no longer sign in",
@@ -406,7 +399,7 @@ async fn authorization_code(
         "code is required",
     ))?;
     let digest = token_digest(code);
-    let grant = state
+    let mut grant = state
         .store()
         .find_authorization_code(&digest)
         .await?
@@ -435,7 +428,7 @@ async fn authorization_code(
             ));
         }
     }
-    let user = grant_user(state, client, grant.user_id).await?;
+    let user = grant_user(client, grant.user.take())?;
     let scopes = Scopes::parse(&grant.scope).unwrap_or_default();
     let scope = scopes.to_string();
     let subject = user.id.to_string();
@@ -490,7 +483,7 @@ async fn refresh_token(
         "refresh_token is required",
     ))?;
     let digest = token_digest(presented);
-    let grant = state
+    let mut grant = state
         .store()
         .find_refresh_token(&digest)
         .await?
@@ -500,8 +493,8 @@ async fn refresh_token(
     }
     let granted = Scopes::parse(&grant.scope).unwrap_or_default();
     let scopes = requested_scope(form, granted, "a refresh cannot widen the granted scope")?;
-    let user_id = grant.user_id.ok_or_else(invalid)?;
-    let user = grant_user(state, client, user_id).await?;
+    grant.user_id.ok_or_else(invalid)?;
+    let user = grant_user(client, grant.user.take())?;
     let scope = scopes.to_string();
     let minted =
         mint_access_token(state, client, &user.id.to_string(), Some(user.id), &scope).await?;

@@ -640,8 +640,6 @@ async fn up_to_consent(idp: &Idp, browser: &Browser, start: Url) -> Url {
     let login = browser.see_other(&r);
     assert_eq!(login.path(), "/login");
     let r = browser.submit_login(login.as_str(), ALICE, PASSWORD).await;
-    let back = browser.see_other(&r);
-    let r = browser.get(back.as_str()).await;
     let consent = browser.see_other(&r);
     assert_eq!(consent.path(), "/consent", "{consent} ({})", idp.issuer());
     consent

@@ -31,6 +31,8 @@ pub struct CodeGrant {
     pub expires_at: Timestamp,
     /// Already redeemed once.
     pub used: bool,
+    /// The user the code was issued to, unless deleted since.
+    pub user: Option<User>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -47,6 +49,8 @@ struct CodeRow {
     auth_time: DbTime,
     expires_at: DbTime,
     used_at: Option<DbTime>,
+    #[sqlx(flatten)]
+    user: JoinedUser,
 }
 
 /// What redeeming a code did.
@@ -73,6 +77,8 @@ pub struct RefreshGrant {
     pub expires_at: Timestamp,
     pub rotated_at: Option<Timestamp>,
     pub family_revoked: bool,
+    /// The family's user, unless deleted since.
+    pub user: Option<User>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -87,6 +93,8 @@ struct RefreshRow {
     expires_at: DbTime,
     rotated_at: Option<DbTime>,
     revoked_at: Option<DbTime>,
+    #[sqlx(flatten)]
+    user: JoinedUser,
 }
 
 /// What presenting a refresh token did.
@@ -137,7 +145,7 @@ macro_rules! access_select {
     ($where:literal) => {
         access_select!("", "", $where)
     };
-    ($columns:literal, $joins:literal, $where:literal) => {
+    ($columns:expr, $joins:literal, $where:literal) => {
         concat!(
             "SELECT a.jti, a.tenant_id, a.client_id, c.client_id AS client_public_id, a.user_id, \
              a.scope, a.created_at, a.expires_at, \
@@ -155,15 +163,23 @@ macro_rules! access_select {
     };
 }
 
+/// The columns of a grant's user joined with `LEFT JOIN users u` (see [`JoinedUser`]), so a
+/// grant and its user come back in one round trip.
+macro_rules! joined_user_columns {
+    () => {
+        "u.id AS user_row_id, u.tenant_id AS user_tenant_id, u.email AS user_email, \
+         u.email_verified AS user_email_verified, u.given_name AS user_given_name, \
+         u.family_name AS user_family_name, u.status AS user_status, \
+         u.locked_until AS user_locked_until, u.created_at AS user_created_at, \
+         u.updated_at AS user_updated_at"
+    };
+}
+
 /// The token's user beside the token, for UserInfo: one round trip instead of two.
 macro_rules! access_with_user_select {
     ($where:literal) => {
         access_select!(
-            ", u.id AS user_row_id, u.tenant_id AS user_tenant_id, u.email AS user_email, \
-             u.email_verified AS user_email_verified, u.given_name AS user_given_name, \
-             u.family_name AS user_family_name, u.status AS user_status, \
-             u.locked_until AS user_locked_until, u.created_at AS user_created_at, \
-             u.updated_at AS user_updated_at",
+            concat!(", ", joined_user_columns!()),
             " LEFT JOIN users u ON u.id = a.user_id AND u.deleted_at IS NULL",
             $where
         )
@@ -178,10 +194,9 @@ pub enum AccessTokenKey {
     Digest([u8; 32]),
 }
 
+/// A user read through [`joined_user_columns`]: every column is NULL when there is none.
 #[derive(sqlx::FromRow)]
-struct AccessUserRow {
-    #[sqlx(flatten)]
-    access: AccessRow,
+struct JoinedUser {
     user_row_id: Option<Uuid>,
     user_tenant_id: Option<Uuid>,
     user_email: Option<String>,
@@ -194,41 +209,37 @@ struct AccessUserRow {
     user_updated_at: Option<DbTime>,
 }
 
+impl JoinedUser {
+    fn into_user(self) -> Option<User> {
+        Some(
+            UserRow {
+                id: self.user_row_id?,
+                tenant_id: self.user_tenant_id,
+                email: self.user_email?,
+                email_verified: self.user_email_verified?,
+                given_name: self.user_given_name,
+                family_name: self.user_family_name,
+                status: self.user_status?,
+                locked_until: self.user_locked_until,
+                created_at: self.user_created_at?,
+                updated_at: self.user_updated_at?,
+            }
+            .into_user(),
+        )
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AccessUserRow {
+    #[sqlx(flatten)]
+    access: AccessRow,
+    #[sqlx(flatten)]
+    user: JoinedUser,
+}
+
 impl AccessUserRow {
     fn into_parts(self) -> (AccessTokenRecord, Option<User>) {
-        let user = match (
-            self.user_row_id,
-            self.user_email,
-            self.user_email_verified,
-            self.user_status,
-            self.user_created_at,
-            self.user_updated_at,
-        ) {
-            (
-                Some(id),
-                Some(email),
-                Some(email_verified),
-                Some(status),
-                Some(created),
-                Some(updated),
-            ) => Some(
-                UserRow {
-                    id,
-                    tenant_id: self.user_tenant_id,
-                    email,
-                    email_verified,
-                    given_name: self.user_given_name,
-                    family_name: self.user_family_name,
-                    status,
-                    locked_until: self.user_locked_until,
-                    created_at: created,
-                    updated_at: updated,
-                }
-                .into_user(),
-            ),
-            _ => None,
-        };
-        (self.access.into_record(), user)
+        (self.access.into_record(), self.user.into_user())
     }
 }
 
@@ -271,19 +282,26 @@ impl Tx {
 }
 
 impl Store {
-    /// The code with this digest, used or not (expired ones included: the caller decides).
+    /// The code with this digest, used or not (expired ones included: the caller decides),
+    /// with its user.
     pub async fn find_authorization_code(
         &self,
         code_digest: &[u8; 32],
     ) -> Result<Option<CodeGrant>, StoreError> {
-        let row: Option<CodeRow> = on_pool!(self, |pool| sqlx::query_as(
-            "SELECT tenant_id, client_id, user_id, session_id, redirect_uri, scope, nonce, \
-             code_challenge, code_challenge_method, auth_time, expires_at, used_at \
-             FROM authorization_codes WHERE code_hash = $1"
-        )
+        let row: Option<CodeRow> = on_pool!(self, |pool| {
+            sqlx::query_as(concat!(
+            "SELECT a.tenant_id, a.client_id, a.user_id, a.session_id, a.redirect_uri, a.scope, \
+             a.nonce, a.code_challenge, a.code_challenge_method, a.auth_time, a.expires_at, \
+             a.used_at, ",
+            joined_user_columns!(),
+            " FROM authorization_codes a \
+             LEFT JOIN users u ON u.id = a.user_id AND u.deleted_at IS NULL \
+             WHERE a.code_hash = $1"
+        ))
         .bind(&code_digest[..])
         .fetch_optional(pool)
-        .await)?;
+        .await
+        })?;
         Ok(row.map(|r| CodeGrant {
             tenant_id: TenantId(r.tenant_id),
             client_id: ClientId(r.client_id),
@@ -297,6 +315,7 @@ impl Store {
             auth_time: r.auth_time.0,
             expires_at: r.expires_at.0,
             used: r.used_at.is_some(),
+            user: r.user.into_user(),
         }))
     }
 
@@ -433,17 +452,19 @@ impl Store {
         Ok(Redemption::Replayed)
     }
 
-    /// The refresh token with this digest and its family.
+    /// The refresh token with this digest, its family and the family's user.
     pub async fn find_refresh_token(
         &self,
         digest: &[u8; 32],
     ) -> Result<Option<RefreshGrant>, StoreError> {
-        let row: Option<RefreshRow> = on_pool!(self, |pool| sqlx::query_as(
+        let row: Option<RefreshRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
             "SELECT r.family_id, f.tenant_id, f.client_id, f.user_id, f.session_id, f.scope, \
-             f.auth_time, r.expires_at, r.rotated_at, f.revoked_at \
-             FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
+             f.auth_time, r.expires_at, r.rotated_at, f.revoked_at, ",
+            joined_user_columns!(),
+            " FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
+             LEFT JOIN users u ON u.id = f.user_id AND u.deleted_at IS NULL \
              WHERE r.token_hash = $1"
-        )
+        ))
         .bind(&digest[..])
         .fetch_optional(pool)
         .await)?;
@@ -458,6 +479,7 @@ impl Store {
             expires_at: r.expires_at.0,
             rotated_at: r.rotated_at.map(|t| t.0),
             family_revoked: r.revoked_at.is_some(),
+            user: r.user.into_user(),
         }))
     }
 
