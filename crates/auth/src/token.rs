@@ -21,7 +21,10 @@ use opentrusty_oidc::error::ErrorCode;
 use opentrusty_oidc::jose::Algorithm;
 use opentrusty_oidc::pkce;
 use opentrusty_oidc::scope::Scopes;
-use opentrusty_store::{NewAccessToken, NewTokenFamily, Redemption, Rotation, StoreError};
+use opentrusty_store::{
+    ClientAccess, CodeGrant, NewAccessToken, NewTokenFamily, Redemption, RefreshGrant, Rotation,
+    StoreError,
+};
 use serde_json::{Value, json};
 
 use crate::AuthState;
@@ -121,13 +124,16 @@ pub(crate) fn basic_credentials(value: &str) -> Option<(String, String)> {
     Some((form_urldecode(id)?, form_urldecode(secret)?))
 }
 
-/// Authenticates the calling client by the method it is registered with. Public clients
-/// identify themselves with `client_id` alone.
-pub(crate) async fn authenticate_client(
-    state: &AuthState,
-    headers: &HeaderMap,
-    form: &Form,
-) -> Result<OAuthClient, TokenError> {
+/// The client a request names and the proof it offers, before anything is looked up.
+struct ClaimedClient {
+    id: String,
+    secret: Option<String>,
+    method: TokenEndpointAuthMethod,
+}
+
+/// Reads the client's credentials from the request (HTTP Basic, or `client_id` and
+/// `client_secret` in the body; public clients send `client_id` alone).
+fn claimed_client(headers: &HeaderMap, form: &Form) -> Result<ClaimedClient, TokenError> {
     let basic = match headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -137,39 +143,48 @@ pub(crate) async fn authenticate_client(
     };
     let body_id = param(form, "client_id")?;
     let body_secret = param(form, "client_secret")?;
-    let (client_id, secret, method) = match (&basic, body_id, body_secret) {
-        (Some(_), _, Some(_)) => {
-            return Err(TokenError::new(
-                ErrorCode::InvalidRequest,
-                "use one client authentication method",
-            ));
-        }
+    match (basic, body_id, body_secret) {
+        (Some(_), _, Some(_)) => Err(TokenError::new(
+            ErrorCode::InvalidRequest,
+            "use one client authentication method",
+        )),
         (Some((id, secret)), body, None) => {
             if body.is_some_and(|b| b != id) {
                 return Err(TokenError::invalid_client());
             }
-            (
-                id.as_str(),
-                Some(secret.as_str()),
-                TokenEndpointAuthMethod::ClientSecretBasic,
-            )
+            Ok(ClaimedClient {
+                id,
+                secret: Some(secret),
+                method: TokenEndpointAuthMethod::ClientSecretBasic,
+            })
         }
-        (None, Some(id), Some(secret)) => {
-            (id, Some(secret), TokenEndpointAuthMethod::ClientSecretPost)
-        }
-        (None, Some(id), None) => (id, None, TokenEndpointAuthMethod::None),
-        (None, None, _) => return Err(TokenError::invalid_client()),
-    };
-    let access = state
-        .store()
-        .find_client_for_request(client_id)
-        .await?
+        (None, Some(id), Some(secret)) => Ok(ClaimedClient {
+            id: id.to_owned(),
+            secret: Some(secret.to_owned()),
+            method: TokenEndpointAuthMethod::ClientSecretPost,
+        }),
+        (None, Some(id), None) => Ok(ClaimedClient {
+            id: id.to_owned(),
+            secret: None,
+            method: TokenEndpointAuthMethod::None,
+        }),
+        (None, None, _) => Err(TokenError::invalid_client()),
+    }
+}
+
+/// Checks the claim against the client as stored: live and usable, registered for this
+/// authentication method, and the secret matching.
+fn verify_client(
+    claimed: &ClaimedClient,
+    access: Option<ClientAccess>,
+) -> Result<OAuthClient, TokenError> {
+    let access = access
         .filter(|a| a.usable)
         .ok_or_else(TokenError::invalid_client)?;
-    if access.client.token_endpoint_auth_method != method {
+    if access.client.token_endpoint_auth_method != claimed.method {
         return Err(TokenError::invalid_client());
     }
-    if let Some(secret) = secret
+    if let Some(secret) = &claimed.secret
         && !access
             .secret_hash
             .is_some_and(|h| client_secret_matches(secret, &h))
@@ -177,6 +192,58 @@ pub(crate) async fn authenticate_client(
         return Err(TokenError::invalid_client());
     }
     Ok(access.client)
+}
+
+/// Authenticates the calling client by the method it is registered with. Public clients
+/// identify themselves with `client_id` alone.
+pub(crate) async fn authenticate_client(
+    state: &AuthState,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<OAuthClient, TokenError> {
+    let claimed = claimed_client(headers, form)?;
+    let access = state.store().find_client_for_request(&claimed.id).await?;
+    verify_client(&claimed, access)
+}
+
+/// The code or refresh token a token request presents, read in the same round trip as its
+/// client (`Nothing` when the parameter is missing or repeated, or for client_credentials).
+enum Presented {
+    Nothing,
+    Code([u8; 32], Option<CodeGrant>),
+    Refresh([u8; 32], Option<RefreshGrant>),
+}
+
+/// Looks up the client and what the request presents for `grant_type`, in one round trip.
+async fn client_and_presented(
+    state: &AuthState,
+    claimed: &ClaimedClient,
+    grant_type: &str,
+    form: &Form,
+) -> Result<(Option<ClientAccess>, Presented), TokenError> {
+    let presented = |name| http::single(form, name).ok().flatten().map(token_digest);
+    let store = state.store();
+    Ok(match grant_type {
+        "authorization_code" if let Some(digest) = presented("code") => {
+            match store.find_client_with_code(&claimed.id, &digest).await? {
+                Some((access, grant)) => (Some(access), Presented::Code(digest, grant)),
+                None => (None, Presented::Nothing),
+            }
+        }
+        "refresh_token" if let Some(digest) = presented("refresh_token") => {
+            match store
+                .find_client_with_refresh_token(&claimed.id, &digest)
+                .await?
+            {
+                Some((access, grant)) => (Some(access), Presented::Refresh(digest, grant)),
+                None => (None, Presented::Nothing),
+            }
+        }
+        _ => (
+            store.find_client_for_request(&claimed.id).await?,
+            Presented::Nothing,
+        ),
+    })
 }
 
 /// The `scope` parameter when given (it must stay within `ceiling`), else `ceiling` itself.
@@ -372,7 +439,9 @@ async fn token_inner(
             "the grant type is not supported",
         ));
     }
-    let client = authenticate_client(state, headers, form).await?;
+    let claimed = claimed_client(headers, form)?;
+    let (access, presented) = client_and_presented(state, &claimed, &grant_type, form).await?;
+    let client = verify_client(&claimed, access)?;
     if !allows_grant(&client, &grant_type) {
         return Err(TokenError::new(
             ErrorCode::UnauthorizedClient,
@@ -381,8 +450,8 @@ async fn token_inner(
     }
     let origin = http::origin(headers, peer, Some(Actor::Client(client.id)));
     match grant_type.as_str() {
-        "authorization_code" => authorization_code(state, &client, form, &origin).await,
-        "refresh_token" => refresh_token(state, &client, form, &origin).await,
+        "authorization_code" => authorization_code(state, &client, form, &origin, presented).await,
+        "refresh_token" => refresh_token(state, &client, form, &origin, presented).await,
         _ => client_credentials(state, &client, form, &origin).await,
     }
 }
@@ -392,18 +461,18 @@ async fn authorization_code(
     client: &OAuthClient,
     form: &Form,
     origin: &Origin,
+    presented: Presented,
 ) -> Result<Response, TokenError> {
     let invalid = || TokenError::new(ErrorCode::InvalidGrant, "the authorization code is invalid");
-    let code = param(form, "code")?.ok_or(TokenError::new(
-        ErrorCode::InvalidRequest,
-        "code is required",
-    ))?;
-    let digest = token_digest(code);
-    let mut grant = state
-        .store()
-        .find_authorization_code(&digest)
-        .await?
-        .ok_or_else(invalid)?;
+    let Presented::Code(digest, grant) = presented else {
+        // Missing, or repeated (which is its own error).
+        param(form, "code")?;
+        return Err(TokenError::new(
+            ErrorCode::InvalidRequest,
+            "code is required",
+        ));
+    };
+    let mut grant = grant.ok_or_else(invalid)?;
     if grant.used {
         state.store().revoke_replayed_code(&digest, origin).await?;
         return Err(invalid());
@@ -476,18 +545,17 @@ async fn refresh_token(
     client: &OAuthClient,
     form: &Form,
     origin: &Origin,
+    presented: Presented,
 ) -> Result<Response, TokenError> {
     let invalid = || TokenError::new(ErrorCode::InvalidGrant, "the refresh token is invalid");
-    let presented = param(form, "refresh_token")?.ok_or(TokenError::new(
-        ErrorCode::InvalidRequest,
-        "refresh_token is required",
-    ))?;
-    let digest = token_digest(presented);
-    let mut grant = state
-        .store()
-        .find_refresh_token(&digest)
-        .await?
-        .ok_or_else(invalid)?;
+    let Presented::Refresh(digest, grant) = presented else {
+        param(form, "refresh_token")?;
+        return Err(TokenError::new(
+            ErrorCode::InvalidRequest,
+            "refresh_token is required",
+        ));
+    };
+    let mut grant = grant.ok_or_else(invalid)?;
     if grant.client_id != client.id || grant.family_revoked || grant.expires_at <= now() {
         return Err(invalid());
     }

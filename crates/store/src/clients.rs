@@ -47,11 +47,21 @@ pub struct ClientAccess {
 }
 
 #[derive(sqlx::FromRow)]
-struct ClientAccessRow {
+pub(crate) struct ClientAccessRow {
     secret_hash: Option<String>,
     usable: bool,
     #[sqlx(flatten)]
     client: ClientRow,
+}
+
+impl ClientAccessRow {
+    pub(crate) fn into_access(self) -> ClientAccess {
+        ClientAccess {
+            secret_hash: self.secret_hash,
+            usable: self.usable,
+            client: self.client.into_client(),
+        }
+    }
 }
 
 impl ClientRow {
@@ -91,6 +101,21 @@ macro_rules! client_columns {
          id_token_ttl_secs, active, created_at"
     };
 }
+pub(crate) use client_columns;
+
+/// The live client with public id `$1` as [`ClientAccessRow`] reads it: the protocol
+/// endpoints' look-up, alone or as the first part of a token request's one round trip.
+macro_rules! client_access_select {
+    () => {
+        concat!(
+            "SELECT secret_hash, COALESCE(active AND (SELECT tenants.status = 'active' \
+             FROM tenants WHERE tenants.id = oauth_clients.tenant_id), FALSE) AS usable, ",
+            $crate::clients::client_columns!(),
+            " FROM oauth_clients WHERE client_id = $1 AND deleted_at IS NULL"
+        )
+    };
+}
+pub(crate) use client_access_select;
 
 /// Lifetimes are stored as 32-bit seconds (68 years is plenty); anything else is refused.
 fn ttl(secs: i64) -> Result<i32, StoreError> {
@@ -205,20 +230,12 @@ impl Store {
         &self,
         client_id: &str,
     ) -> Result<Option<ClientAccess>, StoreError> {
-        let row: Option<ClientAccessRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
-            "SELECT secret_hash, COALESCE(active AND (SELECT tenants.status = 'active' \
-             FROM tenants WHERE tenants.id = oauth_clients.tenant_id), FALSE) AS usable, ",
-            client_columns!(),
-            " FROM oauth_clients WHERE client_id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(client_id)
-        .fetch_optional(pool)
-        .await)?;
-        Ok(row.map(|r| ClientAccess {
-            secret_hash: r.secret_hash,
-            usable: r.usable,
-            client: r.client.into_client(),
-        }))
+        let row: Option<ClientAccessRow> =
+            on_pool!(self, |pool| sqlx::query_as(client_access_select!())
+                .bind(client_id)
+                .fetch_optional(pool)
+                .await)?;
+        Ok(row.map(ClientAccessRow::into_access))
     }
 
     /// Live clients of `tenant` in id order.

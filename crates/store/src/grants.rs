@@ -10,6 +10,8 @@ use opentrusty_core::{ClientId, SessionId, TenantId, Timestamp, UserId, now};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::ClientAccess;
+use crate::clients::{ClientAccessRow, client_access_select};
 use crate::rows::DbTime;
 use crate::tokens::{NewAccessToken, NewTokenFamily};
 use crate::users::UserRow;
@@ -35,22 +37,56 @@ pub struct CodeGrant {
     pub user: Option<User>,
 }
 
+/// The columns of an authorization code `a` under names of their own (they sit beside a
+/// client's in a token request's look-up); read as [`JoinedCode`].
+macro_rules! code_columns {
+    () => {
+        "a.tenant_id AS code_tenant_id, a.client_id AS code_client_id, \
+         a.user_id AS code_user_id, a.session_id AS code_session_id, \
+         a.redirect_uri AS code_redirect_uri, a.scope AS code_scope, a.nonce AS code_nonce, \
+         a.code_challenge AS code_challenge, a.code_challenge_method AS code_challenge_method, \
+         a.auth_time AS code_auth_time, a.expires_at AS code_expires_at, \
+         a.used_at AS code_used_at"
+    };
+}
+
+/// A code read through [`code_columns`]; every column is NULL when a `LEFT JOIN` found none.
 #[derive(sqlx::FromRow)]
-struct CodeRow {
-    tenant_id: Uuid,
-    client_id: Uuid,
-    user_id: Uuid,
-    session_id: Option<Uuid>,
-    redirect_uri: String,
-    scope: String,
-    nonce: Option<String>,
+struct JoinedCode {
+    code_tenant_id: Option<Uuid>,
+    code_client_id: Option<Uuid>,
+    code_user_id: Option<Uuid>,
+    code_session_id: Option<Uuid>,
+    code_redirect_uri: Option<String>,
+    code_scope: Option<String>,
+    code_nonce: Option<String>,
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
-    auth_time: DbTime,
-    expires_at: DbTime,
-    used_at: Option<DbTime>,
+    code_auth_time: Option<DbTime>,
+    code_expires_at: Option<DbTime>,
+    code_used_at: Option<DbTime>,
     #[sqlx(flatten)]
     user: JoinedUser,
+}
+
+impl JoinedCode {
+    fn into_grant(self) -> Option<CodeGrant> {
+        Some(CodeGrant {
+            tenant_id: TenantId(self.code_tenant_id?),
+            client_id: ClientId(self.code_client_id?),
+            user_id: UserId(self.code_user_id?),
+            session_id: self.code_session_id.map(SessionId),
+            redirect_uri: self.code_redirect_uri?,
+            scope: self.code_scope?,
+            nonce: self.code_nonce,
+            code_challenge: self.code_challenge,
+            code_challenge_method: self.code_challenge_method,
+            auth_time: self.code_auth_time?.0,
+            expires_at: self.code_expires_at?.0,
+            used: self.code_used_at.is_some(),
+            user: self.user.into_user(),
+        })
+    }
 }
 
 /// What redeeming a code did.
@@ -81,20 +117,60 @@ pub struct RefreshGrant {
     pub user: Option<User>,
 }
 
+/// The columns of a refresh token `r` and its family `f` under names of their own; read as
+/// [`JoinedRefresh`].
+macro_rules! refresh_columns {
+    () => {
+        "r.family_id AS refresh_family_id, f.tenant_id AS refresh_tenant_id, \
+         f.client_id AS refresh_client_id, f.user_id AS refresh_user_id, \
+         f.session_id AS refresh_session_id, f.scope AS refresh_scope, \
+         f.auth_time AS refresh_auth_time, r.expires_at AS refresh_expires_at, \
+         r.rotated_at AS refresh_rotated_at, f.revoked_at AS refresh_family_revoked_at"
+    };
+}
+
+/// A refresh token read through [`refresh_columns`]; all NULL when a `LEFT JOIN` found none.
 #[derive(sqlx::FromRow)]
-struct RefreshRow {
-    family_id: Uuid,
-    tenant_id: Uuid,
-    client_id: Uuid,
-    user_id: Option<Uuid>,
-    session_id: Option<Uuid>,
-    scope: String,
-    auth_time: Option<DbTime>,
-    expires_at: DbTime,
-    rotated_at: Option<DbTime>,
-    revoked_at: Option<DbTime>,
+struct JoinedRefresh {
+    refresh_family_id: Option<Uuid>,
+    refresh_tenant_id: Option<Uuid>,
+    refresh_client_id: Option<Uuid>,
+    refresh_user_id: Option<Uuid>,
+    refresh_session_id: Option<Uuid>,
+    refresh_scope: Option<String>,
+    refresh_auth_time: Option<DbTime>,
+    refresh_expires_at: Option<DbTime>,
+    refresh_rotated_at: Option<DbTime>,
+    refresh_family_revoked_at: Option<DbTime>,
     #[sqlx(flatten)]
     user: JoinedUser,
+}
+
+impl JoinedRefresh {
+    fn into_grant(self) -> Option<RefreshGrant> {
+        Some(RefreshGrant {
+            family_id: TokenFamilyId(self.refresh_family_id?),
+            tenant_id: TenantId(self.refresh_tenant_id?),
+            client_id: ClientId(self.refresh_client_id?),
+            user_id: self.refresh_user_id.map(UserId),
+            session_id: self.refresh_session_id.map(SessionId),
+            scope: self.refresh_scope?,
+            auth_time: self.refresh_auth_time.map(|t| t.0),
+            expires_at: self.refresh_expires_at?.0,
+            rotated_at: self.refresh_rotated_at.map(|t| t.0),
+            family_revoked: self.refresh_family_revoked_at.is_some(),
+            user: self.user.into_user(),
+        })
+    }
+}
+
+/// A client and the grant its token request presents, read in one round trip.
+#[derive(sqlx::FromRow)]
+struct ClientWith<G> {
+    #[sqlx(flatten)]
+    client: ClientAccessRow,
+    #[sqlx(flatten)]
+    grant: G,
 }
 
 /// What presenting a refresh token did.
@@ -288,11 +364,10 @@ impl Store {
         &self,
         code_digest: &[u8; 32],
     ) -> Result<Option<CodeGrant>, StoreError> {
-        let row: Option<CodeRow> = on_pool!(self, |pool| {
-            sqlx::query_as(concat!(
-            "SELECT a.tenant_id, a.client_id, a.user_id, a.session_id, a.redirect_uri, a.scope, \
-             a.nonce, a.code_challenge, a.code_challenge_method, a.auth_time, a.expires_at, \
-             a.used_at, ",
+        let row: Option<JoinedCode> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            code_columns!(),
+            ", ",
             joined_user_columns!(),
             " FROM authorization_codes a \
              LEFT JOIN users u ON u.id = a.user_id AND u.deleted_at IS NULL \
@@ -300,23 +375,33 @@ impl Store {
         ))
         .bind(&code_digest[..])
         .fetch_optional(pool)
-        .await
-        })?;
-        Ok(row.map(|r| CodeGrant {
-            tenant_id: TenantId(r.tenant_id),
-            client_id: ClientId(r.client_id),
-            user_id: UserId(r.user_id),
-            session_id: r.session_id.map(SessionId),
-            redirect_uri: r.redirect_uri,
-            scope: r.scope,
-            nonce: r.nonce,
-            code_challenge: r.code_challenge,
-            code_challenge_method: r.code_challenge_method,
-            auth_time: r.auth_time.0,
-            expires_at: r.expires_at.0,
-            used: r.used_at.is_some(),
-            user: r.user.into_user(),
-        }))
+        .await)?;
+        Ok(row.and_then(JoinedCode::into_grant))
+    }
+
+    /// The live client with public id `client_id` and, when it exists, the code with this
+    /// digest as [`Store::find_authorization_code`] reads it: a code exchange's reads in one
+    /// round trip. The code is read whoever it was issued to; the caller checks.
+    pub async fn find_client_with_code(
+        &self,
+        client_id: &str,
+        code_digest: &[u8; 32],
+    ) -> Result<Option<(ClientAccess, Option<CodeGrant>)>, StoreError> {
+        let row: Option<ClientWith<JoinedCode>> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT c.*, ",
+            code_columns!(),
+            ", ",
+            joined_user_columns!(),
+            " FROM (",
+            client_access_select!(),
+            ") c LEFT JOIN authorization_codes a ON a.code_hash = $2 \
+             LEFT JOIN users u ON u.id = a.user_id AND u.deleted_at IS NULL"
+        ))
+        .bind(client_id)
+        .bind(&code_digest[..])
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(|r| (r.client.into_access(), r.grant.into_grant())))
     }
 
     /// Redeems a code and records what it issues, atomically: exactly one caller can redeem a
@@ -457,9 +542,10 @@ impl Store {
         &self,
         digest: &[u8; 32],
     ) -> Result<Option<RefreshGrant>, StoreError> {
-        let row: Option<RefreshRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
-            "SELECT r.family_id, f.tenant_id, f.client_id, f.user_id, f.session_id, f.scope, \
-             f.auth_time, r.expires_at, r.rotated_at, f.revoked_at, ",
+        let row: Option<JoinedRefresh> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            refresh_columns!(),
+            ", ",
             joined_user_columns!(),
             " FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
              LEFT JOIN users u ON u.id = f.user_id AND u.deleted_at IS NULL \
@@ -468,19 +554,33 @@ impl Store {
         .bind(&digest[..])
         .fetch_optional(pool)
         .await)?;
-        Ok(row.map(|r| RefreshGrant {
-            family_id: TokenFamilyId(r.family_id),
-            tenant_id: TenantId(r.tenant_id),
-            client_id: ClientId(r.client_id),
-            user_id: r.user_id.map(UserId),
-            session_id: r.session_id.map(SessionId),
-            scope: r.scope,
-            auth_time: r.auth_time.map(|t| t.0),
-            expires_at: r.expires_at.0,
-            rotated_at: r.rotated_at.map(|t| t.0),
-            family_revoked: r.revoked_at.is_some(),
-            user: r.user.into_user(),
-        }))
+        Ok(row.and_then(JoinedRefresh::into_grant))
+    }
+
+    /// The live client with public id `client_id` and, when it exists, the refresh token with
+    /// this digest as [`Store::find_refresh_token`] reads it, in one round trip.
+    pub async fn find_client_with_refresh_token(
+        &self,
+        client_id: &str,
+        digest: &[u8; 32],
+    ) -> Result<Option<(ClientAccess, Option<RefreshGrant>)>, StoreError> {
+        let row: Option<ClientWith<JoinedRefresh>> =
+            on_pool!(self, |pool| sqlx::query_as(concat!(
+                "SELECT c.*, ",
+                refresh_columns!(),
+                ", ",
+                joined_user_columns!(),
+                " FROM (",
+                client_access_select!(),
+                ") c LEFT JOIN (refresh_tokens r JOIN token_families f ON f.id = r.family_id) \
+                 ON r.token_hash = $2 \
+                 LEFT JOIN users u ON u.id = f.user_id AND u.deleted_at IS NULL"
+            ))
+            .bind(client_id)
+            .bind(&digest[..])
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(|r| (r.client.into_access(), r.grant.into_grant())))
     }
 
     /// Spends the refresh token `old` and records its successor `new` and a new access token,

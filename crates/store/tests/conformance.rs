@@ -45,6 +45,7 @@ opentrusty_testkit::each_backend!(
     failed_passwords_lock_an_account_until_unlocked_or_signed_in,
     concurrent_issuances_are_each_recorded_and_audited_and_fail_alone,
     writes_abandoned_at_any_step_leave_no_transaction_open,
+    a_token_request_reads_its_client_and_grant_in_one_look_up,
 );
 
 fn admin_origin() -> Origin {
@@ -1562,4 +1563,132 @@ async fn writes_abandoned_at_any_step_leave_no_transaction_open(db: &TestDb) {
             .expect("a write is not kept waiting by an abandoned one")
             .expect("a write succeeds after abandoned ones");
     }
+}
+
+/// A code exchange and a refresh read the client and the presented grant (with its user) in
+/// one statement: the same grant the separate look-ups return, whichever client presents it,
+/// and nothing for an unknown client.
+async fn a_token_request_reads_its_client_and_grant_in_one_look_up(db: &TestDb) {
+    use opentrusty_store::Redemption;
+    let store = db.store().await;
+    let (code, t, c, u) = pending_code(&store).await;
+    let other = client(&store, t, "bystander").await;
+    let unknown = secret::token_digest("no such grant");
+
+    let (found, grant) = store
+        .find_client_with_code("racer", &code)
+        .await
+        .unwrap()
+        .expect("a live client");
+    assert_eq!((found.client.id, found.usable), (c, true));
+    assert_eq!(found.secret_hash.as_deref(), Some("digest"));
+    let grant = grant.expect("the code");
+    assert_eq!(
+        Some(&grant),
+        store.find_authorization_code(&code).await.unwrap().as_ref()
+    );
+    assert_eq!(grant.user.as_ref().map(|u| u.id), Some(u));
+    assert!(!grant.used);
+    // Presented by another client, the code is still read (the caller refuses it).
+    let (found, grant) = store
+        .find_client_with_code("bystander", &code)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.client.id, other);
+    assert_eq!(grant.map(|g| g.client_id), Some(c));
+    let (_, none) = store
+        .find_client_with_code("racer", &unknown)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(none, None);
+    assert!(
+        store
+            .find_client_with_code("nobody", &code)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let refresh = secret::token_digest(&secret::random_token());
+    let issued = store
+        .redeem_authorization_code(
+            &code,
+            &access(t, c, u),
+            &family(t, c, u, refresh),
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    let Redemption::Issued(family_id) = issued else {
+        panic!("{issued:?}")
+    };
+    let (_, used) = store
+        .find_client_with_code("racer", &code)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(used.unwrap().used);
+    let (found, grant) = store
+        .find_client_with_refresh_token("racer", &refresh)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.client.id, c);
+    let grant = grant.expect("the refresh token");
+    assert_eq!(
+        Some(&grant),
+        store.find_refresh_token(&refresh).await.unwrap().as_ref()
+    );
+    assert_eq!(
+        (grant.family_id, grant.user.as_ref().map(|u| u.id)),
+        (family_id, Some(u))
+    );
+    assert!(!grant.family_revoked && grant.rotated_at.is_none());
+    let (_, none) = store
+        .find_client_with_refresh_token("racer", &unknown)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(none, None);
+    assert!(
+        store
+            .find_client_with_refresh_token("nobody", &refresh)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A deleted user is read as none; a suspended tenant makes its clients unusable.
+    store.delete_user(t, u, &admin_origin()).await.unwrap();
+    let (_, grant) = store
+        .find_client_with_refresh_token("racer", &refresh)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.expect("the token stays readable").user, None);
+    let (_, grant) = store
+        .find_client_with_code("racer", &code)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.unwrap().user, None);
+    store
+        .update_tenant(
+            t,
+            &TenantPatch {
+                status: Some(TenantStatus::Suspended),
+                ..TenantPatch::default()
+            },
+            &admin_origin(),
+        )
+        .await
+        .unwrap();
+    let (found, _) = store
+        .find_client_with_code("racer", &code)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!found.usable);
 }
