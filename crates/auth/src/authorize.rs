@@ -82,6 +82,17 @@ fn error_redirect(
     see_other(&with_params(redirect_uri, &params))
 }
 
+/// The database failing mid-flow, reported to the client as `temporarily_unavailable`.
+fn unavailable(state: &AuthState, request: &AuthorizeRequest, e: &StoreError) -> Response {
+    http::store_failure(e);
+    error_redirect(
+        state,
+        &request.redirect_uri,
+        request.state.as_deref(),
+        &OAuthError::new(ErrorCode::TemporarilyUnavailable, "try again later"),
+    )
+}
+
 fn storage_page(e: &StoreError) -> Response {
     let (status, _) = http::store_failure(e);
     pages::error(
@@ -146,15 +157,7 @@ async fn authorize(
         Ok(s) => s
             .map(|(s, _)| s)
             .filter(|s| s.tenant_id == Some(client.tenant_id)),
-        Err(e) => {
-            http::store_failure(&e);
-            return error_redirect(
-                state,
-                &request.redirect_uri,
-                request.state.as_deref(),
-                &OAuthError::new(ErrorCode::TemporarilyUnavailable, "try again later"),
-            );
-        }
+        Err(e) => return unavailable(state, &request, &e),
     };
     proceed(state, headers, peer, &pairs, &client, &request, session).await
 }
@@ -210,16 +213,6 @@ async fn proceed(
     request: &AuthorizeRequest,
     session: Option<Session>,
 ) -> Response {
-    // The database failing mid-flow is reported to the client as temporarily_unavailable.
-    let unavailable = |e: &StoreError| {
-        http::store_failure(e);
-        error_redirect(
-            state,
-            &request.redirect_uri,
-            request.state.as_deref(),
-            &OAuthError::new(ErrorCode::TemporarilyUnavailable, "try again later"),
-        )
-    };
     let fail = |code: ErrorCode, d: &str| {
         error_redirect(
             state,
@@ -262,7 +255,7 @@ async fn proceed(
                 Ok(given) => given
                     .and_then(|g| Scopes::parse(&g))
                     .is_some_and(|g| request.scopes.is_subset(&g)),
-                Err(e) => return unavailable(&e),
+                Err(e) => return unavailable(state, request, &e),
             }
         };
         if !consented {
@@ -343,13 +336,7 @@ async fn issue_code(
         .issue_authorization_code(&record, &origin)
         .await
     {
-        http::store_failure(&e);
-        return error_redirect(
-            state,
-            &request.redirect_uri,
-            request.state.as_deref(),
-            &OAuthError::new(ErrorCode::TemporarilyUnavailable, "try again later"),
-        );
+        return unavailable(state, request, &e);
     }
     let mut params = vec![("code", code.as_str())];
     if let Some(s) = &request.state {
