@@ -311,6 +311,14 @@ async fn a_person_signs_in_consents_enrolls_and_signs_in_again_in_chromium() {
         "the email stays typed in after a failure"
     );
     browser.screenshot("4-wrong-password").await;
+    // The right password then: Alice approved this application above, so the sign-in's own
+    // answer takes the browser to the application (a cross-origin redirect after the form).
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    let landed = browser
+        .wait_for("the callback after sign-in", |u| u.starts_with(&callback))
+        .await;
+    assert!(landed.contains("code="), "{landed}");
 
     // An enrollment link sets a password, which then signs in.
     let email = "carol@acme.example";
