@@ -103,15 +103,26 @@ macro_rules! client_columns {
 }
 pub(crate) use client_columns;
 
-/// The live client with public id `$1` as [`ClientAccessRow`] reads it: the protocol
-/// endpoints' look-up, alone or as the first part of a token request's one round trip.
-macro_rules! client_access_select {
+/// Clients as [`ClientAccessRow`] reads them; the caller adds the `WHERE`.
+macro_rules! client_access_from {
     () => {
         concat!(
             "SELECT secret_hash, COALESCE(active AND (SELECT tenants.status = 'active' \
              FROM tenants WHERE tenants.id = oauth_clients.tenant_id), FALSE) AS usable, ",
             $crate::clients::client_columns!(),
-            " FROM oauth_clients WHERE client_id = $1 AND deleted_at IS NULL"
+            " FROM oauth_clients"
+        )
+    };
+}
+pub(crate) use client_access_from;
+
+/// The live client with public id `$1` as [`ClientAccessRow`] reads it: the protocol
+/// endpoints' look-up, alone or as the first part of a token request's one round trip.
+macro_rules! client_access_select {
+    () => {
+        concat!(
+            $crate::clients::client_access_from!(),
+            " WHERE client_id = $1 AND deleted_at IS NULL"
         )
     };
 }
@@ -230,6 +241,11 @@ impl Store {
         &self,
         client_id: &str,
     ) -> Result<Option<ClientAccess>, StoreError> {
+        if let Some(reader) = &self.client_reader
+            && let Some(found) = reader.find(client_id).await
+        {
+            return found;
+        }
         let row: Option<ClientAccessRow> =
             on_pool!(self, |pool| sqlx::query_as(client_access_select!())
                 .bind(client_id)

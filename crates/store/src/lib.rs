@@ -6,6 +6,7 @@
 mod audit;
 mod batch;
 mod bootstrap;
+mod client_reads;
 mod clients;
 mod consents;
 mod enrollment;
@@ -102,6 +103,8 @@ pub struct Store {
     db: Db,
     /// PostgreSQL only: the group commit for client-credentials tokens (`batch.rs`).
     issue_batcher: Option<Arc<batch::IssueBatcher>>,
+    /// PostgreSQL only: shared client look-ups (`client_reads.rs`).
+    client_reader: Option<Arc<client_reads::ClientReader>>,
     /// SQLite only: whose turn it is to write in this process (`SqliteTx::begin`).
     sqlite_writers: Arc<tokio::sync::Mutex<()>>,
 }
@@ -327,13 +330,17 @@ impl Store {
                 ));
             }
         };
-        let issue_batcher = match &db {
-            Db::Postgres(pool) => Some(batch::IssueBatcher::start(pool.clone())),
-            Db::Sqlite(_) => None,
+        let (issue_batcher, client_reader) = match &db {
+            Db::Postgres(pool) => (
+                Some(batch::IssueBatcher::start(pool.clone())),
+                Some(client_reads::ClientReader::start(pool.clone())),
+            ),
+            Db::Sqlite(_) => (None, None),
         };
         Ok(Store {
             db,
             issue_batcher,
+            client_reader,
             sqlite_writers: Arc::default(),
         })
     }

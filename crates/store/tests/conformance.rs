@@ -46,6 +46,7 @@ opentrusty_testkit::each_backend!(
     concurrent_issuances_are_each_recorded_and_audited_and_fail_alone,
     writes_abandoned_at_any_step_leave_no_transaction_open,
     a_token_request_reads_its_client_and_grant_in_one_look_up,
+    concurrent_client_look_ups_each_get_their_own_client_as_committed,
 );
 
 fn admin_origin() -> Origin {
@@ -1691,4 +1692,63 @@ async fn a_token_request_reads_its_client_and_grant_in_one_look_up(db: &TestDb) 
         .unwrap()
         .unwrap();
     assert!(!found.usable);
+}
+
+/// Many requests naming clients at the same moment (PostgreSQL shares one statement among
+/// them): each gets the client it named, nothing for an unknown or deleted one, and a look-up
+/// made after a secret rotation committed sees the new secret.
+async fn concurrent_client_look_ups_each_get_their_own_client_as_committed(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "Lookups").await;
+    let names: Vec<String> = (0..6).map(|i| format!("looked-up-{i}")).collect();
+    let mut ids = Vec::new();
+    for name in &names {
+        ids.push(client(&store, t, name).await);
+    }
+    store
+        .delete_client(t, ids[5], &admin_origin())
+        .await
+        .unwrap();
+    let mut lookups = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let store = store.clone();
+        let asked = match i % 8 {
+            6 => "nobody".to_owned(),
+            7 => names[5].clone(),
+            k => names[k % 5].clone(),
+        };
+        lookups.spawn(async move {
+            let found = store.find_client_for_request(&asked).await.unwrap();
+            (asked, found)
+        });
+    }
+    let mut answered = 0;
+    while let Some(joined) = lookups.join_next().await {
+        let (asked, found) = joined.unwrap();
+        match names[..5].iter().position(|n| *n == asked) {
+            Some(k) => {
+                let found = found.unwrap_or_else(|| panic!("{asked} exists"));
+                assert_eq!(found.client.client_id, asked);
+                assert_eq!(found.client.id, ids[k]);
+                assert!(found.usable);
+            }
+            None => assert!(found.is_none(), "{asked} is unknown or deleted"),
+        }
+        answered += 1;
+    }
+    assert_eq!(answered, 300);
+
+    store
+        .rotate_client_secret(t, ids[0], "rotated digest", &admin_origin())
+        .await
+        .unwrap();
+    let mut lookups = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (store, asked) = (store.clone(), names[0].clone());
+        lookups.spawn(async move { store.find_client_for_request(&asked).await.unwrap() });
+    }
+    while let Some(joined) = lookups.join_next().await {
+        let found = joined.unwrap().unwrap();
+        assert_eq!(found.secret_hash.as_deref(), Some("rotated digest"));
+    }
 }
