@@ -163,6 +163,21 @@ print("%.1f %.2f %.2f %d%s" % (rps, ms("50%"), ms("99%"), errors, extra))
 
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
+# record name pid server0 pg0 run...: one table row from wrk_once lines, with the median run by
+# throughput and the CPU per answered request of the server and of PostgreSQL since the
+# snapshots server0 (cpu_ticks) and pg0 (pg_ticks).
+record() {
+    local name=$1 pid=$2 server0=$3 pg0=$4
+    shift 4
+    local cpu median all
+    cpu=$(printf '%s\n' "$@" | awk -v secs="$SECS" -v tick="$TICK_US" \
+        -v server=$(($(cpu_ticks "$pid") - server0)) -v pg="$(pg_delta "$pg0")" \
+        '{ n += ($5 != "" ? $5 : $1) * secs } END { printf "%.0f / %.0f", server * tick / n, pg * tick / n }')
+    median=$(printf '%s\n' "$@" | sort -n -k1 | sed -n "$((($# + 1) / 2))p")
+    all=$(printf '%s\n' "$@" | awk '{printf "%s%.0f", (NR > 1 ? " / " : ""), ($5 != "" ? $5 : $1)}')
+    echo "$name|$median|$all|$(rss_mb "$pid")|$cpu" >>"$RESULTS"
+    echo "  $name: $median ($all) cpu µs/request server / PostgreSQL: $cpu"
+}
 # measure name pid url script: warm-up, three runs, median by throughput.
 measure() {
     local name=$1 pid=$2 url=$3 script=$4 runs=()
@@ -174,35 +189,18 @@ measure() {
         runs+=("$(BENCH_OFFSET=$((i * CODES_PER_RUN)) BENCH_REFRESH="${REFRESH_PREFIX:-}0$i" \
             wrk_once "$SECS" "$url" "$script")")
     done
-    # CPU per answered request over the three runs: the server's, PostgreSQL's.
-    local cpu
-    cpu=$(printf '%s\n' "${runs[@]}" | awk -v secs="$SECS" -v tick="$TICK_US" \
-        -v server=$(($(cpu_ticks "$pid") - server0)) -v pg="$(pg_delta "$pg0")" \
-        '{ n += ($5 != "" ? $5 : $1) * secs } END { printf "%.0f / %.0f", server * tick / n, pg * tick / n }')
-    local median
-    median=$(printf '%s\n' "${runs[@]}" | sort -n -k1 | sed -n 2p)
-    local all
-    all=$(printf '%s\n' "${runs[@]}" | awk '{printf "%s%.0f", (NR > 1 ? " / " : ""), ($5 != "" ? $5 : $1)}')
-    local rss=""
-    [ -n "$pid" ] && rss=$(rss_mb "$pid")
-    echo "$name|$median|$all|$rss|$cpu" >>"$RESULTS"
-    echo "  $name: $median ($all) cpu µs/request server / PostgreSQL: $cpu"
+    record "$name" "$pid" "$server0" "$pg0" "${runs[@]}"
 }
 # measure_paced name pid url script: one run on a schedule of PACED_RATE requests/s (the
 # budget's "p99 at that rate"), with its own codes and refresh tokens.
 measure_paced() {
-    local name="$1 at ${PACED_RATE}/s" pid=$2 url=$3 script=$4 run
+    local name="$1 at ${PACED_RATE}/s" pid=$2 url=$3 script=$4
     [[ "$name" =~ $ONLY ]] || return 0
-    local server0 pg0
+    local server0 pg0 run
     server0=$(cpu_ticks "$pid") pg0=$(pg_ticks)
     run=$(BENCH_RATE=$PACED_RATE BENCH_OFFSET=$(((RUNS + 1) * CODES_PER_RUN)) \
         BENCH_REFRESH="${REFRESH_PREFIX:-}0$((RUNS + 1))" wrk_once "$SECS" "$url" "$script")
-    local cpu
-    cpu=$(echo "$run" | awk -v secs="$SECS" -v tick="$TICK_US" \
-        -v server=$(($(cpu_ticks "$pid") - server0)) -v pg="$(pg_delta "$pg0")" \
-        '{ n = $1 * secs } END { printf "%.0f / %.0f", server * tick / n, pg * tick / n }')
-    echo "$name|$run|$(echo "$run" | awk '{printf "%.0f", $1}')|$(rss_mb "$pid")|$cpu" >>"$RESULTS"
-    echo "  $name: $run cpu µs/request server / PostgreSQL: $cpu"
+    record "$name" "$pid" "$server0" "$pg0" "$run"
 }
 
 echo "workloads: wrk -t1 -c${CONNECTIONS}, ${WARMUP} s warm-up, ${RUNS} × ${SECS} s"

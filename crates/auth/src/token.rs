@@ -561,7 +561,9 @@ async fn refresh_token(
     }
     let granted = Scopes::parse(&grant.scope).unwrap_or_default();
     let scopes = requested_scope(form, granted, "a refresh cannot widen the granted scope")?;
-    grant.user_id.ok_or_else(invalid)?;
+    if grant.user_id.is_none() {
+        return Err(invalid());
+    }
     let user = grant_user(client, grant.user.take())?;
     let scope = scopes.to_string();
     let minted =
