@@ -16,7 +16,7 @@ use opentrusty_core::password::Verification;
 use opentrusty_core::secret::{constant_time_eq, random_token, token_digest};
 use opentrusty_core::session::{NewSession, Session};
 use opentrusty_core::user::UserStatus;
-use opentrusty_core::{Timestamp, now};
+use opentrusty_core::{Timestamp, UserId, now};
 use opentrusty_oidc::authorize::{AuthorizeParams, AuthorizeRequest, Rejection, validate};
 use opentrusty_oidc::error::{ErrorCode, OAuthError};
 use opentrusty_oidc::redirect::with_params;
@@ -213,18 +213,50 @@ async fn proceed(
     request: &AuthorizeRequest,
     session: Option<Session>,
 ) -> Response {
+    let signed_in = session.as_ref().map(|s| (s.user_id, s.auth_time));
+    match next_step(state, pairs, client, request, signed_in).await {
+        Next::Answer(answer) => answer,
+        Next::Code => match session {
+            Some(session) => issue_code(state, headers, peer, client, request, &session).await,
+            None => error_redirect(
+                state,
+                &request.redirect_uri,
+                request.state.as_deref(),
+                &OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"),
+            ),
+        },
+    }
+}
+
+/// Where a valid request goes next.
+enum Next {
+    /// Sign-in page, consent page or error redirect.
+    Answer(Response),
+    /// Back to the client with a code (only for a signed-in user).
+    Code,
+}
+
+/// Decides [`Next`] for a request whose browser is signed in as `signed_in` (user and time of
+/// sign-in; `None`: not signed in to the client's tenant).
+async fn next_step(
+    state: &AuthState,
+    pairs: &[(String, String)],
+    client: &OAuthClient,
+    request: &AuthorizeRequest,
+    signed_in: Option<(UserId, Timestamp)>,
+) -> Next {
     let fail = |code: ErrorCode, d: &str| {
-        error_redirect(
+        Next::Answer(error_redirect(
             state,
             &request.redirect_uri,
             request.state.as_deref(),
             &OAuthError::new(code, d),
-        )
+        ))
     };
 
-    let needs_login = match &session {
+    let needs_login = match signed_in {
         None => true,
-        Some(s) => request.prompt.login || too_old(s.auth_time, request.max_age),
+        Some((_, auth_time)) => request.prompt.login || too_old(auth_time, request.max_age),
     };
     if needs_login {
         if request.prompt.none {
@@ -237,9 +269,9 @@ async fn proceed(
                 .append_pair("return_to", &return_to)
                 .finish()
         );
-        return see_other(&login);
+        return Next::Answer(see_other(&login));
     }
-    let Some(session) = session else {
+    let Some((user_id, _)) = signed_in else {
         return fail(ErrorCode::LoginRequired, "the user is not signed in");
     };
 
@@ -247,15 +279,11 @@ async fn proceed(
         let consented = if request.prompt.consent {
             false
         } else {
-            match state
-                .store()
-                .consented_scopes(session.user_id, client.id)
-                .await
-            {
+            match state.store().consented_scopes(user_id, client.id).await {
                 Ok(given) => given
                     .and_then(|g| Scopes::parse(&g))
                     .is_some_and(|g| request.scopes.is_subset(&g)),
-                Err(e) => return unavailable(state, request, &e),
+                Err(e) => return Next::Answer(unavailable(state, request, &e)),
             }
         };
         if !consented {
@@ -265,22 +293,21 @@ async fn proceed(
                     "the user has not approved this application",
                 );
             }
-            return see_other(&format!("/consent?{}", encode(pairs, None)));
+            return Next::Answer(see_other(&format!("/consent?{}", encode(pairs, None))));
         }
     }
-    issue_code(state, headers, peer, client, request, &session).await
+    Next::Code
 }
 
 /// After a sign-in, carries on with the authorization request it was for (`return_to`, whose
 /// client is `client`) as the endpoint would on the browser's next request, sparing the
-/// browser that redirect and the server a second look-up of the client and the session.
+/// browser that redirect and the server a second look-up of the client and the session. When
+/// the answer is a code, the session and the code are written together.
 async fn continue_after_sign_in(
     state: &AuthState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
     return_to: &str,
     client: OAuthClient,
-    session: Session,
+    sign_in: SignIn,
 ) -> Response {
     let query = return_to
         .strip_prefix(AUTHORIZE_PATH)
@@ -289,22 +316,33 @@ async fn continue_after_sign_in(
     let pairs = http::pairs(query.as_bytes());
     let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if params.client_id.as_deref() != Some(client.client_id.as_str()) {
-        return see_other(return_to);
+        return sign_in.answer(state, see_other(return_to)).await;
     }
     let (client, request) = match checked_request(state, &params, Some(client), true) {
         Ok(checked) => checked,
-        Err(answer) => return *answer,
+        Err(answer) => return sign_in.answer(state, *answer).await,
     };
-    proceed(
-        state,
-        headers,
-        peer,
-        &pairs,
-        &client,
-        &request,
-        Some(session),
-    )
-    .await
+    let signed_in = Some((sign_in.new.user_id, now()));
+    match next_step(state, &pairs, &client, &request, signed_in).await {
+        Next::Answer(answer) => sign_in.answer(state, answer).await,
+        Next::Code => {
+            let code = random_token();
+            let code_digest = token_digest(&code);
+            let written = state
+                .store()
+                .create_session_with_code(
+                    &sign_in.new,
+                    sign_in.replacing.as_ref(),
+                    &sign_in.origin,
+                    |session| code_record(state, &client, &request, session, code_digest),
+                )
+                .await;
+            match written {
+                Ok(_) => sign_in.with_cookie(state, code_redirect(state, &request, &code)),
+                Err(e) => storage_page(&e),
+            }
+        }
+    }
 }
 
 async fn issue_code(
@@ -316,8 +354,28 @@ async fn issue_code(
     session: &Session,
 ) -> Response {
     let code = random_token();
-    let record = NewAuthorizationCode {
-        code_digest: token_digest(&code),
+    let record = code_record(state, client, request, session, token_digest(&code));
+    let origin = http::origin(headers, peer, Some(Actor::User(session.user_id)));
+    if let Err(e) = state
+        .store()
+        .issue_authorization_code(&record, &origin)
+        .await
+    {
+        return unavailable(state, request, &e);
+    }
+    code_redirect(state, request, &code)
+}
+
+/// The stored form of a code answering `request`, bound to `session`.
+fn code_record(
+    state: &AuthState,
+    client: &OAuthClient,
+    request: &AuthorizeRequest,
+    session: &Session,
+    code_digest: [u8; 32],
+) -> NewAuthorizationCode {
+    NewAuthorizationCode {
+        code_digest,
         tenant_id: client.tenant_id,
         client_id: client.id,
         user_id: session.user_id,
@@ -329,16 +387,12 @@ async fn issue_code(
         code_challenge_method: request.code_challenge.as_ref().map(|_| "S256".to_owned()),
         auth_time: session.auth_time,
         expires_at: now() + time::Duration::seconds(state.settings().code_ttl_secs),
-    };
-    let origin = http::origin(headers, peer, Some(Actor::User(session.user_id)));
-    if let Err(e) = state
-        .store()
-        .issue_authorization_code(&record, &origin)
-        .await
-    {
-        return unavailable(state, request, &e);
     }
-    let mut params = vec![("code", code.as_str())];
+}
+
+/// The redirect that hands `code` to the client.
+fn code_redirect(state: &AuthState, request: &AuthorizeRequest, code: &str) -> Response {
+    let mut params = vec![("code", code)];
     if let Some(s) = &request.state {
         params.push(("state", s));
     }
@@ -521,16 +575,8 @@ pub async fn login_submit(
         }
     };
     let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
-    match start_session(&state, &headers, &user, &origin).await {
-        Ok(started) => {
-            let mut r =
-                continue_after_sign_in(&state, &headers, peer, return_to, client, started.session)
-                    .await;
-            r.headers_mut().append(header::SET_COOKIE, started.cookie);
-            r
-        }
-        Err(e) => storage_page(&e),
-    }
+    let sign_in = SignIn::new(&state, &headers, &user, origin);
+    continue_after_sign_in(&state, return_to, client, sign_in).await
 }
 
 /// Checks an email and password in `tenant` (or among platform operators when `None`).
@@ -666,41 +712,83 @@ async fn compare_password(
     Ok(Ok(user))
 }
 
-/// A session just started: its cookie, the digest that identifies it, and the session.
+/// A session just written: its cookie and the digest that identifies it.
 pub(crate) struct StartedSession {
     pub cookie: axum::http::HeaderValue,
     pub digest: [u8; 32],
-    pub session: Session,
 }
 
-/// Creates a session for `user` replacing the browser's previous one.
-pub(crate) async fn start_session(
-    state: &AuthState,
-    headers: &HeaderMap,
-    user: &opentrusty_core::user::User,
-    origin: &opentrusty_core::audit::Origin,
-) -> Result<StartedSession, StoreError> {
-    let token = random_token();
-    let previous = http::cookie(headers, SESSION_COOKIE).map(|c| token_digest(&c));
-    let lifetime = state.settings().session_lifetime_secs;
-    let digest = token_digest(&token);
-    let new = NewSession {
-        user_id: user.id,
-        tenant_id: user.tenant_id,
-        token_digest: digest,
-        expires_at: now() + time::Duration::seconds(lifetime),
-        ip: origin.ip.clone(),
-        user_agent: origin.user_agent.clone(),
-    };
-    let session = state
-        .store()
-        .create_session(&new, previous.as_ref(), origin)
-        .await?;
-    Ok(StartedSession {
-        cookie: http::set_cookie(state, SESSION_COOKIE, &token, Some(lifetime), true),
-        digest,
-        session,
-    })
+/// A successful sign-in whose session is not written yet: the cookie value, the session to
+/// store (replacing the browser's previous one) and the origin its audit rows name.
+pub(crate) struct SignIn {
+    token: String,
+    new: NewSession,
+    replacing: Option<[u8; 32]>,
+    origin: opentrusty_core::audit::Origin,
+}
+
+impl SignIn {
+    pub(crate) fn new(
+        state: &AuthState,
+        headers: &HeaderMap,
+        user: &opentrusty_core::user::User,
+        origin: opentrusty_core::audit::Origin,
+    ) -> Self {
+        let token = random_token();
+        let new = NewSession {
+            user_id: user.id,
+            tenant_id: user.tenant_id,
+            token_digest: token_digest(&token),
+            expires_at: now() + time::Duration::seconds(state.settings().session_lifetime_secs),
+            ip: origin.ip.clone(),
+            user_agent: origin.user_agent.clone(),
+        };
+        Self {
+            token,
+            new,
+            replacing: http::cookie(headers, SESSION_COOKIE).map(|c| token_digest(&c)),
+            origin,
+        }
+    }
+
+    /// Writes the session alone.
+    pub(crate) async fn start(self, state: &AuthState) -> Result<StartedSession, StoreError> {
+        state
+            .store()
+            .create_session(&self.new, self.replacing.as_ref(), &self.origin)
+            .await?;
+        Ok(StartedSession {
+            cookie: self.cookie(state),
+            digest: self.new.token_digest,
+        })
+    }
+
+    /// Writes the session alone and answers `answer` with its cookie.
+    async fn answer(self, state: &AuthState, answer: Response) -> Response {
+        match self.start(state).await {
+            Ok(started) => {
+                let mut answer = answer;
+                answer
+                    .headers_mut()
+                    .append(header::SET_COOKIE, started.cookie);
+                answer
+            }
+            Err(e) => storage_page(&e),
+        }
+    }
+
+    /// `answer` with the cookie of this session (written by the caller).
+    fn with_cookie(&self, state: &AuthState, mut answer: Response) -> Response {
+        answer
+            .headers_mut()
+            .append(header::SET_COOKIE, self.cookie(state));
+        answer
+    }
+
+    fn cookie(&self, state: &AuthState) -> axum::http::HeaderValue {
+        let lifetime = state.settings().session_lifetime_secs;
+        http::set_cookie(state, SESSION_COOKIE, &self.token, Some(lifetime), true)
+    }
 }
 
 pub async fn consent_page(

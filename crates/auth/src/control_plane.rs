@@ -14,7 +14,7 @@ use opentrusty_core::secret::{session_csrf_token, token_digest};
 use serde_json::{Value, json};
 
 use crate::AuthState;
-use crate::authorize::{SignInError, check_password, start_session};
+use crate::authorize::{SignIn, SignInError, check_password};
 use crate::http::{self, SESSION_COOKIE, no_store_json};
 
 fn bad_request(description: &str) -> Response {
@@ -173,7 +173,10 @@ pub async fn login(
         }
     };
     let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
-    let started = match start_session(&state, &headers, &user, &origin).await {
+    let started = match SignIn::new(&state, &headers, &user, origin)
+        .start(&state)
+        .await
+    {
         Ok(s) => s,
         Err(e) => return crate::token::TokenError::from(e).into_response(),
     };

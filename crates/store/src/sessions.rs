@@ -8,7 +8,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::rows::DbTime;
-use crate::{Store, StoreError, on_pool, on_tx};
+use crate::tokens::{NewAuthorizationCode, bind_code, code_event, insert_code};
+use crate::{Store, StoreError, Tx, on_pool, on_tx};
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -45,6 +46,109 @@ macro_rules! session_columns {
     };
 }
 
+/// The insert of a session with its ten values (the cookie digest, then
+/// [`session_columns!`]); `$values` names their placeholders in the order of [`bind_session!`].
+macro_rules! insert_session {
+    ($values:literal) => {
+        concat!(
+            "INSERT INTO sessions (token_hash, ",
+            session_columns!(),
+            ") VALUES (",
+            $values,
+            ")"
+        )
+    };
+}
+
+/// Binds a starting session as the eight parameters of [`insert_session!`] (its start is one
+/// parameter used for `auth_time`, `created_at` and `last_seen_at`).
+macro_rules! bind_session {
+    ($q:expr, $digest:expr, $session:expr) => {
+        $q.bind(&$digest[..])
+            .bind($session.id.0)
+            .bind($session.user_id.0)
+            .bind($session.tenant_id.map(|t| t.0))
+            .bind(DbTime($session.auth_time))
+            .bind(DbTime($session.expires_at))
+            .bind(&$session.ip)
+            .bind(&$session.user_agent)
+    };
+}
+
+/// A successful sign-in restarts the user's failure count.
+macro_rules! reset_failures {
+    ($user:literal) => {
+        concat!(
+            "UPDATE users SET failed_login_count = 0, failed_login_since = NULL, \
+             locked_until = NULL WHERE id = ",
+            $user,
+            " AND (failed_login_count <> 0 OR locked_until IS NOT NULL)"
+        )
+    };
+}
+
+/// The session a sign-in at `at` starts.
+fn starting_session(new: &NewSession, at: Timestamp) -> Session {
+    Session {
+        id: SessionId::new(),
+        user_id: new.user_id,
+        tenant_id: new.tenant_id,
+        auth_time: at,
+        created_at: at,
+        last_seen_at: at,
+        expires_at: new.expires_at,
+        ip: new.ip.clone(),
+        user_agent: new.user_agent.clone(),
+    }
+}
+
+fn login_event(session: &Session, origin: &Origin) -> AuditEvent {
+    AuditEvent::new(
+        origin,
+        action::LOGIN_SUCCEEDED,
+        session.tenant_id,
+        Some(Target::new("user", session.user_id)),
+        json!({ "session_id": session.id }),
+        session.auth_time,
+    )
+}
+
+impl Tx {
+    /// Ends the browser's previous session (`replacing`), stores `session` under `digest`,
+    /// restarts the failure count and appends the sign-in's audit row.
+    async fn start_session(
+        &mut self,
+        digest: &[u8; 32],
+        session: &Session,
+        replacing: Option<&[u8; 32]>,
+        origin: &Origin,
+    ) -> Result<(), StoreError> {
+        if let Some(old) = replacing {
+            on_tx!(self, |c| sqlx::query(
+                "DELETE FROM sessions WHERE token_hash = $1"
+            )
+            .bind(&old[..])
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        }
+        on_tx!(self, |c| bind_session!(
+            sqlx::query(insert_session!("$1, $2, $3, $4, $5, $5, $5, $6, $7, $8")),
+            digest,
+            session
+        )
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        on_tx!(self, |c| sqlx::query(reset_failures!("$1"))
+            .bind(session.user_id.0)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        self.audit(login_event(session, origin)).await
+    }
+}
+
 impl Store {
     /// Starts a session after a successful sign-in, ending the browser's previous session (the
     /// one whose cookie digest is `replacing`) in the same transaction, so a session id is never
@@ -55,95 +159,77 @@ impl Store {
         replacing: Option<&[u8; 32]>,
         origin: &Origin,
     ) -> Result<Session, StoreError> {
-        let at = now();
-        let session = Session {
-            id: SessionId::new(),
-            user_id: new.user_id,
-            tenant_id: new.tenant_id,
-            auth_time: at,
-            created_at: at,
-            last_seen_at: at,
-            expires_at: new.expires_at,
-            ip: new.ip.clone(),
-            user_agent: new.user_agent.clone(),
-        };
-        let event = AuditEvent::new(
-            origin,
-            action::LOGIN_SUCCEEDED,
-            session.tenant_id,
-            Some(Target::new("user", session.user_id)),
-            json!({ "session_id": session.id }),
-            at,
-        );
-        macro_rules! insert_session {
-            () => {
-                concat!(
-                    "INSERT INTO sessions (token_hash, ",
-                    session_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $5, $5, $6, $7, $8)"
-                )
-            };
-        }
-        // A successful sign-in restarts the failure count.
-        macro_rules! reset_failures {
-            ($user:literal) => {
-                concat!(
-                    "UPDATE users SET failed_login_count = 0, failed_login_since = NULL, \
-                     locked_until = NULL WHERE id = ",
-                    $user,
-                    " AND (failed_login_count <> 0 OR locked_until IS NOT NULL)"
-                )
-            };
-        }
-        macro_rules! bind_session {
-            ($q:expr) => {
-                $q.bind(&new.token_digest[..])
-                    .bind(session.id.0)
-                    .bind(session.user_id.0)
-                    .bind(session.tenant_id.map(|t| t.0))
-                    .bind(DbTime(at))
-                    .bind(DbTime(session.expires_at))
-                    .bind(&session.ip)
-                    .bind(&session.user_agent)
-            };
-        }
+        let session = starting_session(new, now());
         if let crate::Db::Postgres(pool) = &self.db {
             // Old session out, new session in, failure count reset and the audit row: one
             // statement, one round trip (a sign-in made five).
-            let q = bind_session!(sqlx::query(concat!(
-                "WITH ended AS (DELETE FROM sessions WHERE token_hash = $9), \
-                 started AS (",
-                insert_session!(),
-                "), reset AS (",
-                reset_failures!("$3"),
-                ") INSERT INTO audit_events (",
-                crate::audit::audit_columns!(),
-                ") VALUES ($10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
-            )))
+            let event = login_event(&session, origin);
+            let q = bind_session!(
+                sqlx::query(concat!(
+                    "WITH ended AS (DELETE FROM sessions WHERE token_hash = $9), started AS (",
+                    insert_session!("$1, $2, $3, $4, $5, $5, $5, $6, $7, $8"),
+                    "), reset AS (",
+                    reset_failures!("$3"),
+                    ") INSERT INTO audit_events (",
+                    crate::audit::audit_columns!(),
+                    ") VALUES ($10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+                )),
+                new.token_digest,
+                session
+            )
             .bind(replacing.map(|old| &old[..]));
             crate::audit::bind_event(q, &event).execute(pool).await?;
             return Ok(session);
         }
         let mut tx = self.begin().await?;
-        if let Some(old) = replacing {
-            on_tx!(tx, |c| sqlx::query(
-                "DELETE FROM sessions WHERE token_hash = $1"
+        tx.start_session(&new.token_digest, &session, replacing, origin)
+            .await?;
+        tx.commit().await?;
+        Ok(session)
+    }
+
+    /// [`Store::create_session`] and [`Store::issue_authorization_code`] in one transaction, for
+    /// a sign-in that answers its authorization request with a code at once: `code_for` makes
+    /// the code from the session (which it is bound to), and both are audited. One round trip
+    /// and one commit on PostgreSQL instead of two of each.
+    pub async fn create_session_with_code(
+        &self,
+        new: &NewSession,
+        replacing: Option<&[u8; 32]>,
+        origin: &Origin,
+        code_for: impl FnOnce(&Session) -> NewAuthorizationCode,
+    ) -> Result<Session, StoreError> {
+        let at = now();
+        let session = starting_session(new, at);
+        let code = code_for(&session);
+        if let crate::Db::Postgres(pool) = &self.db {
+            let (login, issued) = (login_event(&session, origin), code_event(&code, origin, at));
+            let q = bind_code!(
+                sqlx::query(concat!(
+                    "WITH code AS (",
+                    insert_code!("$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"),
+                    "), ended AS (DELETE FROM sessions WHERE token_hash = $14), started AS (",
+                    insert_session!("$15, $16, $17, $18, $19, $19, $19, $20, $21, $22"),
+                    "), reset AS (",
+                    reset_failures!("$17"),
+                    ") INSERT INTO audit_events (",
+                    crate::audit::audit_columns!(),
+                    ") VALUES ($23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34), \
+                     ($35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46)"
+                )),
+                code,
+                at
             )
-            .bind(&old[..])
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))?;
+            .bind(replacing.map(|old| &old[..]));
+            let q = bind_session!(q, new.token_digest, session);
+            let q = crate::audit::bind_event(q, &login);
+            crate::audit::bind_event(q, &issued).execute(pool).await?;
+            return Ok(session);
         }
-        on_tx!(tx, |c| bind_session!(sqlx::query(insert_session!()))
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))?;
-        on_tx!(tx, |c| sqlx::query(reset_failures!("$1"))
-            .bind(session.user_id.0)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))?;
-        tx.audit(event).await?;
+        let mut tx = self.begin().await?;
+        tx.start_session(&new.token_digest, &session, replacing, origin)
+            .await?;
+        tx.insert_code(&code, origin, at).await?;
         tx.commit().await?;
         Ok(session)
     }

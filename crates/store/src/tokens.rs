@@ -177,6 +177,80 @@ pub(crate) fn issue_event(
     )
 }
 
+/// The insert of an authorization code with its thirteen values in the order of
+/// [`bind_code!`] (`$values` names their placeholders, so a statement can place it anywhere).
+macro_rules! insert_code {
+    ($values:literal) => {
+        concat!(
+            "INSERT INTO authorization_codes (code_hash, tenant_id, client_id, user_id, \
+             session_id, redirect_uri, scope, nonce, code_challenge, code_challenge_method, \
+             auth_time, created_at, expires_at) VALUES (",
+            $values,
+            ")"
+        )
+    };
+}
+pub(crate) use insert_code;
+
+/// Binds a code issued at `at` as the thirteen values of [`insert_code!`], after the
+/// parameters already bound to the query (either backend).
+macro_rules! bind_code {
+    ($q:expr, $code:expr, $at:expr) => {
+        $q.bind(&$code.code_digest[..])
+            .bind($code.tenant_id.0)
+            .bind($code.client_id.0)
+            .bind($code.user_id.0)
+            .bind($code.session_id.map(|s| s.0))
+            .bind(&$code.redirect_uri)
+            .bind(&$code.scope)
+            .bind(&$code.nonce)
+            .bind(&$code.code_challenge)
+            .bind(&$code.code_challenge_method)
+            .bind(DbTime($code.auth_time))
+            .bind(DbTime($at))
+            .bind(DbTime($code.expires_at))
+    };
+}
+pub(crate) use bind_code;
+
+/// The audit row of an issued authorization code.
+pub(crate) fn code_event(
+    code: &NewAuthorizationCode,
+    origin: &Origin,
+    at: Timestamp,
+) -> AuditEvent {
+    AuditEvent::new(
+        origin,
+        action::AUTHORIZATION_CODE_ISSUED,
+        Some(code.tenant_id),
+        Some(Target::new("client", code.client_id)),
+        json!({ "user_id": code.user_id, "scope": code.scope }),
+        at,
+    )
+}
+
+impl Tx {
+    /// Stores `code` with its audit row.
+    pub(crate) async fn insert_code(
+        &mut self,
+        code: &NewAuthorizationCode,
+        origin: &Origin,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, |c| bind_code!(
+            sqlx::query(insert_code!(
+                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"
+            )),
+            code,
+            at
+        )
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        self.audit(code_event(code, origin, at)).await
+    }
+}
+
 impl Store {
     pub async fn issue_authorization_code(
         &self,
@@ -184,59 +258,25 @@ impl Store {
         origin: &Origin,
     ) -> Result<(), StoreError> {
         let at = now();
-        let event = AuditEvent::new(
-            origin,
-            action::AUTHORIZATION_CODE_ISSUED,
-            Some(code.tenant_id),
-            Some(Target::new("client", code.client_id)),
-            json!({ "user_id": code.user_id, "scope": code.scope }),
-            at,
-        );
-        macro_rules! insert_code {
-            ($tail:expr) => {
-                concat!(
-                    "INSERT INTO authorization_codes (code_hash, tenant_id, client_id, user_id, \
-                     session_id, redirect_uri, scope, nonce, code_challenge, \
-                     code_challenge_method, auth_time, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                    $tail
-                )
-            };
-        }
-        macro_rules! bind_code {
-            ($q:expr) => {
-                $q.bind(&code.code_digest[..])
-                    .bind(code.tenant_id.0)
-                    .bind(code.client_id.0)
-                    .bind(code.user_id.0)
-                    .bind(code.session_id.map(|s| s.0))
-                    .bind(&code.redirect_uri)
-                    .bind(&code.scope)
-                    .bind(&code.nonce)
-                    .bind(&code.code_challenge)
-                    .bind(&code.code_challenge_method)
-                    .bind(DbTime(code.auth_time))
-                    .bind(DbTime(at))
-                    .bind(DbTime(code.expires_at))
-            };
-        }
         if let crate::Db::Postgres(pool) = &self.db {
             // The code and its audit row in one statement, one round trip.
-            let q = bind_code!(sqlx::query(concat!(
-                "WITH code AS (",
-                insert_code!(") INSERT INTO audit_events ("),
-                crate::audit::audit_columns!(),
-                ") VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
-            )));
+            let event = code_event(code, origin, at);
+            let q = bind_code!(
+                sqlx::query(concat!(
+                    "WITH code AS (",
+                    insert_code!("$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"),
+                    ") INSERT INTO audit_events (",
+                    crate::audit::audit_columns!(),
+                    ") VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+                )),
+                code,
+                at
+            );
             crate::audit::bind_event(q, &event).execute(pool).await?;
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        on_tx!(tx, |c| bind_code!(sqlx::query(insert_code!("")))
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))?;
-        tx.audit(event).await?;
+        tx.insert_code(code, origin, at).await?;
         tx.commit().await
     }
 

@@ -47,6 +47,7 @@ opentrusty_testkit::each_backend!(
     writes_abandoned_at_any_step_leave_no_transaction_open,
     a_token_request_reads_its_client_and_grant_in_one_look_up,
     concurrent_client_look_ups_each_get_their_own_client_as_committed,
+    a_sign_in_writes_its_session_and_code_together_or_neither,
 );
 
 fn admin_origin() -> Origin {
@@ -1750,5 +1751,146 @@ async fn concurrent_client_look_ups_each_get_their_own_client_as_committed(db: &
     while let Some(joined) = lookups.join_next().await {
         let found = joined.unwrap().unwrap();
         assert_eq!(found.secret_hash.as_deref(), Some("rotated digest"));
+    }
+}
+
+/// A sign-in answered with a code at once writes both in one transaction: the browser's
+/// previous session ends, the new one starts, the failure count restarts, the code is bound to
+/// the new session and both are audited; when any part fails, nothing is written.
+async fn a_sign_in_writes_its_session_and_code_together_or_neither(db: &TestDb) {
+    use opentrusty_core::lockout::LockoutPolicy;
+    let store = db.store().await;
+    let t = tenant(&store, "Together").await;
+    let u = user(&store, t, "together@example.com").await;
+    let c = client(&store, t, "together").await;
+    let previous = session(&store, Some(t), u).await;
+    let policy = LockoutPolicy::default();
+    for _ in 0..4 {
+        let locked = store
+            .record_login_failure(
+                Some(t),
+                Some(u),
+                "invalid_credentials",
+                Some(&policy),
+                &Origin::system(),
+            )
+            .await
+            .unwrap();
+        assert!(!locked);
+    }
+    let new_session = |digest| NewSession {
+        user_id: u,
+        tenant_id: Some(t),
+        token_digest: digest,
+        expires_at: now() + Duration::hours(1),
+        ip: Some("192.0.2.9".into()),
+        user_agent: None,
+    };
+    let code_for = |client_id: ClientId, code_digest| {
+        move |s: &opentrusty_core::session::Session| NewAuthorizationCode {
+            code_digest,
+            tenant_id: t,
+            client_id,
+            user_id: s.user_id,
+            session_id: Some(s.id),
+            redirect_uri: "https://app.example.com/cb".into(),
+            scope: "openid".into(),
+            nonce: Some("n-0S6_WzA2Mj".into()),
+            code_challenge: None,
+            code_challenge_method: None,
+            auth_time: s.auth_time,
+            expires_at: now() + Duration::seconds(60),
+        }
+    };
+    let events_before = actions(&store, Some(t)).await.len();
+
+    // A code for a client that does not exist fails the write: the previous session lives on,
+    // no new session, no code, no audit row.
+    let failed_digest = secret::token_digest(&secret::random_token());
+    let failed_code = secret::token_digest(&secret::random_token());
+    let failed = store
+        .create_session_with_code(
+            &new_session(failed_digest),
+            Some(&previous),
+            &Origin::system(),
+            code_for(ClientId::new(), failed_code),
+        )
+        .await;
+    assert!(failed.is_err());
+    assert!(
+        store
+            .find_session(&previous, now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .find_session(&failed_digest, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_authorization_code(&failed_code)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(actions(&store, Some(t)).await.len(), events_before);
+
+    let digest = secret::token_digest(&secret::random_token());
+    let code = secret::token_digest(&secret::random_token());
+    let started = store
+        .create_session_with_code(
+            &new_session(digest),
+            Some(&previous),
+            &Origin::system(),
+            code_for(c, code),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .find_session(&previous, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.find_session(&digest, now()).await.unwrap().as_ref(),
+        Some(&started)
+    );
+    let grant = store
+        .find_authorization_code(&code)
+        .await
+        .unwrap()
+        .expect("the code");
+    assert_eq!(grant.session_id, Some(started.id));
+    assert_eq!(grant.auth_time, started.auth_time);
+    assert_eq!((grant.client_id, grant.user_id), (c, u));
+    assert_eq!(grant.nonce.as_deref(), Some("n-0S6_WzA2Mj"));
+    assert!(!grant.used);
+    let events = actions(&store, Some(t)).await;
+    assert_eq!(events.len(), events_before + 2, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|a| a == action::AUTHORIZATION_CODE_ISSUED)
+    );
+    // The failure count restarted: four more failures do not lock.
+    for _ in 0..4 {
+        let locked = store
+            .record_login_failure(
+                Some(t),
+                Some(u),
+                "invalid_credentials",
+                Some(&policy),
+                &Origin::system(),
+            )
+            .await
+            .unwrap();
+        assert!(!locked, "the sign-in restarted the failure count");
     }
 }
