@@ -406,23 +406,29 @@ async fn pending_client(
     state: &AuthState,
     return_to: &str,
 ) -> Result<Option<OAuthClient>, StoreError> {
-    let Some(query) = return_to
-        .strip_prefix(AUTHORIZE_PATH)
-        .and_then(|r| r.strip_prefix('?'))
-    else {
+    let Some(client_id) = pending_client_id(return_to) else {
         return Ok(None);
     };
-    if return_to.contains(['\\', '\r', '\n', '#']) {
-        return Ok(None);
-    }
-    let pairs = http::pairs(query.as_bytes());
-    let Ok(Some(client_id)) = http::single(&pairs, "client_id") else {
-        return Ok(None);
-    };
-    match load_client(state, Some(client_id)).await? {
+    match load_client(state, Some(&client_id)).await? {
         (Some(c), true) => Ok(Some(c)),
         _ => Ok(None),
     }
+}
+
+/// The `client_id` of the pending authorization request a `return_to` path names, if it is a
+/// same-origin path to the authorization endpoint.
+fn pending_client_id(return_to: &str) -> Option<String> {
+    let query = return_to
+        .strip_prefix(AUTHORIZE_PATH)
+        .and_then(|r| r.strip_prefix('?'))?;
+    if return_to.contains(['\\', '\r', '\n', '#']) {
+        return None;
+    }
+    let pairs = http::pairs(query.as_bytes());
+    http::single(&pairs, "client_id")
+        .ok()
+        .flatten()
+        .map(str::to_owned)
 }
 
 /// The CSRF cookie value to use: the browser's if it has a sane one, else a new one (which
@@ -525,9 +531,22 @@ pub async fn login_submit(
     let Some(return_to) = field("return_to") else {
         return bad_link();
     };
-    let client = match pending_client(&state, return_to).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return bad_link(),
+    let Some(client_id) = pending_client_id(return_to) else {
+        return bad_link();
+    };
+    let (email, password) = (
+        field("email").unwrap_or(""),
+        field("password").unwrap_or(""),
+    );
+    // The client and the account in one look-up; an email that cannot be one matches nobody.
+    let normalized = Email::parse(email).ok();
+    let found = state
+        .store()
+        .find_client_with_sign_in(&client_id, normalized.as_ref().map(Email::normalized))
+        .await;
+    let (client, account) = match found {
+        Ok(Some((access, account))) if access.usable => (access.client, account),
+        Ok(_) => return bad_link(),
         Err(e) => return storage_page(&e),
     };
     if !csrf_ok(&state, &headers, field("csrf_token")) {
@@ -537,13 +556,10 @@ pub async fn login_submit(
             "Reload the sign-in page and try again.",
         );
     }
-    let (email, password) = (
-        field("email").unwrap_or(""),
-        field("password").unwrap_or(""),
-    );
     let origin = http::origin(&headers, peer, None);
     let tenant = client.tenant_id;
-    let verified = match verify_password(&state, Some(tenant), email, password).await {
+    let (user, hash) = account.map_or((None, None), |(user, hash)| (Some(user), hash));
+    let verified = match check_password(&state, user, hash, password).await {
         Ok(v) => v,
         Err(SignInError::Store(e)) => return storage_page(&e),
         Err(SignInError::Saturated) => return busy_page(),
@@ -577,28 +593,6 @@ pub async fn login_submit(
     let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
     let sign_in = SignIn::new(&state, &headers, &user, origin);
     continue_after_sign_in(&state, return_to, client, sign_in).await
-}
-
-/// Checks an email and password in `tenant` (or among platform operators when `None`).
-/// `Ok(Err(user))` is a failed attempt, naming the account when the email matched one. An
-/// unknown email costs one Argon2 verification too, so timing does not reveal accounts.
-pub(crate) async fn verify_password(
-    state: &AuthState,
-    tenant: Option<opentrusty_core::TenantId>,
-    email: &str,
-    password: &str,
-) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, SignInError> {
-    let found = match Email::parse(email) {
-        Ok(e) => {
-            state
-                .store()
-                .find_user_for_sign_in(tenant, e.normalized())
-                .await?
-        }
-        Err(_) => None,
-    };
-    let (user, hash) = found.map_or((None, None), |(user, hash)| (Some(user), hash));
-    check_password(state, user, hash, password).await
 }
 
 /// Why a password could not be checked.

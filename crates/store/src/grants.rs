@@ -250,6 +250,7 @@ macro_rules! joined_user_columns {
          u.updated_at AS user_updated_at"
     };
 }
+pub(crate) use joined_user_columns;
 
 /// The token's user beside the token, for UserInfo: one round trip instead of two.
 macro_rules! access_with_user_select {
@@ -272,7 +273,7 @@ pub enum AccessTokenKey {
 
 /// A user read through [`joined_user_columns`]: every column is NULL when there is none.
 #[derive(sqlx::FromRow)]
-struct JoinedUser {
+pub(crate) struct JoinedUser {
     user_row_id: Option<Uuid>,
     user_tenant_id: Option<Uuid>,
     user_email: Option<String>,
@@ -286,7 +287,7 @@ struct JoinedUser {
 }
 
 impl JoinedUser {
-    fn into_user(self) -> Option<User> {
+    pub(crate) fn into_user(self) -> Option<User> {
         Some(
             UserRow {
                 id: self.user_row_id?,

@@ -7,6 +7,9 @@ use opentrusty_core::{TenantId, UserId, now};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::ClientAccess;
+use crate::clients::{ClientAccessRow, client_access_select};
+use crate::grants::{JoinedUser, joined_user_columns};
 use crate::rbac::{LAST_OWNER, Subject};
 use crate::rows::DbTime;
 use crate::{Store, StoreError, Tx, on_pool, on_tx};
@@ -212,6 +215,41 @@ impl Store {
             .await)?,
         };
         Ok(row.map(|r| (r.user.into_user(), r.password_hash)))
+    }
+
+    /// A sign-in form's reads in one round trip: the live client with public id `client_id`
+    /// (as [`Store::find_client_for_request`] reads it) and, when `email_normalized` is given,
+    /// the live user of the client's tenant with that email and their password hash (as
+    /// [`Store::find_user_for_sign_in`] reads them).
+    pub async fn find_client_with_sign_in(
+        &self,
+        client_id: &str,
+        email_normalized: Option<&str>,
+    ) -> Result<Option<(ClientAccess, Option<(User, Option<String>)>)>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            client: ClientAccessRow,
+            #[sqlx(flatten)]
+            user: JoinedUser,
+            password_hash: Option<String>,
+        }
+        let row: Option<Row> = on_pool!(self, |pool| sqlx::query_as(concat!(
+            "SELECT c.*, ",
+            joined_user_columns!(),
+            ", cr.password_hash FROM (",
+            client_access_select!(),
+            ") c LEFT JOIN users u ON u.tenant_id = c.tenant_id AND u.email_normalized = $2 \
+             AND u.deleted_at IS NULL LEFT JOIN credentials cr ON cr.user_id = u.id"
+        ))
+        .bind(client_id)
+        .bind(email_normalized)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(|r| {
+            let user = r.user.into_user().map(|u| (u, r.password_hash));
+            (r.client.into_access(), user)
+        }))
     }
 
     /// Live accounts with this email that hold `control_plane:login` anywhere, in live tenants

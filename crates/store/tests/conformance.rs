@@ -48,6 +48,7 @@ opentrusty_testkit::each_backend!(
     a_token_request_reads_its_client_and_grant_in_one_look_up,
     concurrent_client_look_ups_each_get_their_own_client_as_committed,
     a_sign_in_writes_its_session_and_code_together_or_neither,
+    a_sign_in_form_reads_its_client_and_account_in_one_look_up,
 );
 
 fn admin_origin() -> Origin {
@@ -1893,4 +1894,76 @@ async fn a_sign_in_writes_its_session_and_code_together_or_neither(db: &TestDb) 
             .unwrap();
         assert!(!locked, "the sign-in restarted the failure count");
     }
+}
+
+/// The sign-in form's one look-up: the client as the protocol endpoints read it and the live
+/// account of the client's tenant with the email, with its password hash; never an account of
+/// another tenant, a deleted one, or one for an email not given.
+async fn a_sign_in_form_reads_its_client_and_account_in_one_look_up(db: &TestDb) {
+    let store = db.store().await;
+    let (home, other) = (
+        tenant(&store, "Home").await,
+        tenant(&store, "Elsewhere").await,
+    );
+    let alice = user(&store, home, "alice@example.com").await;
+    let twin = user(&store, other, "alice@example.com").await;
+    let passwordless = NewUser::new(Some(home), "nopass@example.com", None, None).unwrap();
+    let passwordless = store
+        .create_user(&passwordless, None, &Origin::system())
+        .await
+        .unwrap()
+        .id;
+    let gone = user(&store, home, "gone@example.com").await;
+    store
+        .delete_user(home, gone, &Origin::system())
+        .await
+        .unwrap();
+    client(&store, home, "home-app").await;
+    client(&store, other, "other-app").await;
+
+    let look = |client_id: &'static str, email: Option<&'static str>| {
+        let store = store.clone();
+        async move {
+            store
+                .find_client_with_sign_in(client_id, email)
+                .await
+                .unwrap()
+        }
+    };
+    let (access, account) = look("home-app", Some("alice@example.com")).await.unwrap();
+    let alone = store
+        .find_client_for_request("home-app")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(access.client, alone.client);
+    assert_eq!(
+        (access.usable, &access.secret_hash),
+        (true, &alone.secret_hash)
+    );
+    let (account, hash) = account.expect("alice of the client's tenant");
+    assert_eq!(account.id, alice);
+    assert_eq!(hash.as_deref(), Some("$argon2id$stub"));
+    let expected = store
+        .find_user_for_sign_in(Some(home), "alice@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((account, hash), expected);
+
+    let (_, account) = look("other-app", Some("alice@example.com")).await.unwrap();
+    assert_eq!(account.map(|(u, _)| u.id), Some(twin));
+    let (_, account) = look("home-app", Some("nopass@example.com")).await.unwrap();
+    let (account, hash) = account.expect("an account without a password");
+    assert_eq!((account.id, hash), (passwordless, None));
+    for email in [Some("gone@example.com"), Some("nobody@example.com"), None] {
+        let (access, account) = look("home-app", email).await.unwrap();
+        assert_eq!(access.client.client_id, "home-app");
+        assert!(account.is_none(), "{email:?}");
+    }
+    assert!(
+        look("no-such-app", Some("alice@example.com"))
+            .await
+            .is_none()
+    );
 }
