@@ -1759,26 +1759,12 @@ async fn concurrent_client_look_ups_each_get_their_own_client_as_committed(db: &
 /// previous session ends, the new one starts, the failure count restarts, the code is bound to
 /// the new session and both are audited; when any part fails, nothing is written.
 async fn a_sign_in_writes_its_session_and_code_together_or_neither(db: &TestDb) {
-    use opentrusty_core::lockout::LockoutPolicy;
     let store = db.store().await;
     let t = tenant(&store, "Together").await;
     let u = user(&store, t, "together@example.com").await;
     let c = client(&store, t, "together").await;
     let previous = session(&store, Some(t), u).await;
-    let policy = LockoutPolicy::default();
-    for _ in 0..4 {
-        let locked = store
-            .record_login_failure(
-                Some(t),
-                Some(u),
-                "invalid_credentials",
-                Some(&policy),
-                &Origin::system(),
-            )
-            .await
-            .unwrap();
-        assert!(!locked);
-    }
+    assert!(!failed_sign_ins(&store, t, u, 4).await);
     let new_session = |digest| NewSession {
         user_id: u,
         tenant_id: Some(t),
@@ -1880,20 +1866,30 @@ async fn a_sign_in_writes_its_session_and_code_together_or_neither(db: &TestDb) 
             .iter()
             .any(|a| a == action::AUTHORIZATION_CODE_ISSUED)
     );
-    // The failure count restarted: four more failures do not lock.
-    for _ in 0..4 {
-        let locked = store
+    assert!(
+        !failed_sign_ins(&store, t, u, 4).await,
+        "the sign-in restarted the failure count"
+    );
+}
+
+/// Records `n` failed sign-ins of `user` under the default lockout policy; whether the last
+/// one locked the account.
+async fn failed_sign_ins(store: &Store, tenant: TenantId, user: UserId, n: usize) -> bool {
+    let policy = opentrusty_core::lockout::LockoutPolicy::default();
+    let mut locked = false;
+    for _ in 0..n {
+        locked = store
             .record_login_failure(
-                Some(t),
-                Some(u),
+                Some(tenant),
+                Some(user),
                 "invalid_credentials",
                 Some(&policy),
                 &Origin::system(),
             )
             .await
             .unwrap();
-        assert!(!locked, "the sign-in restarted the failure count");
     }
+    locked
 }
 
 /// The sign-in form's one look-up: the client as the protocol endpoints read it and the live
