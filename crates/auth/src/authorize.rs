@@ -213,38 +213,31 @@ async fn proceed(
     request: &AuthorizeRequest,
     session: Option<Session>,
 ) -> Response {
-    let signed_in = session.as_ref().map(|s| (s.user_id, s.auth_time));
+    let signed_in = session.map(|s| (s.user_id, s.auth_time, s));
     match next_step(state, pairs, client, request, signed_in).await {
         Next::Answer(answer) => answer,
-        Next::Code => match session {
-            Some(session) => issue_code(state, headers, peer, client, request, &session).await,
-            None => error_redirect(
-                state,
-                &request.redirect_uri,
-                request.state.as_deref(),
-                &OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"),
-            ),
-        },
+        Next::Code(session) => issue_code(state, headers, peer, client, request, &session).await,
     }
 }
 
 /// Where a valid request goes next.
-enum Next {
+enum Next<S> {
     /// Sign-in page, consent page or error redirect.
     Answer(Response),
-    /// Back to the client with a code (only for a signed-in user).
-    Code,
+    /// Back to the client with a code, for the signed-in user's `S` (their session).
+    Code(S),
 }
 
-/// Decides [`Next`] for a request whose browser is signed in as `signed_in` (user and time of
-/// sign-in; `None`: not signed in to the client's tenant).
-async fn next_step(
+/// Decides [`Next`] for a request whose browser is signed in as `signed_in` (user, time of
+/// sign-in, and what the caller carries through to the code; `None`: not signed in to the
+/// client's tenant).
+async fn next_step<S>(
     state: &AuthState,
     pairs: &[(String, String)],
     client: &OAuthClient,
     request: &AuthorizeRequest,
-    signed_in: Option<(UserId, Timestamp)>,
-) -> Next {
+    signed_in: Option<(UserId, Timestamp, S)>,
+) -> Next<S> {
     let fail = |code: ErrorCode, d: &str| {
         Next::Answer(error_redirect(
             state,
@@ -254,25 +247,25 @@ async fn next_step(
         ))
     };
 
-    let needs_login = match signed_in {
-        None => true,
-        Some((_, auth_time)) => request.prompt.login || too_old(auth_time, request.max_age),
-    };
-    if needs_login {
-        if request.prompt.none {
-            return fail(ErrorCode::LoginRequired, "the user is not signed in");
+    let (user_id, carried) = match signed_in {
+        Some((user_id, auth_time, carried))
+            if !request.prompt.login && !too_old(auth_time, request.max_age) =>
+        {
+            (user_id, carried)
         }
-        let return_to = format!("{AUTHORIZE_PATH}?{}", encode(pairs, Some("login")));
-        let login = format!(
-            "/login?{}",
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("return_to", &return_to)
-                .finish()
-        );
-        return Next::Answer(see_other(&login));
-    }
-    let Some((user_id, _)) = signed_in else {
-        return fail(ErrorCode::LoginRequired, "the user is not signed in");
+        _ => {
+            if request.prompt.none {
+                return fail(ErrorCode::LoginRequired, "the user is not signed in");
+            }
+            let return_to = format!("{AUTHORIZE_PATH}?{}", encode(pairs, Some("login")));
+            let login = format!(
+                "/login?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("return_to", &return_to)
+                    .finish()
+            );
+            return Next::Answer(see_other(&login));
+        }
     };
 
     if !client.first_party {
@@ -296,7 +289,7 @@ async fn next_step(
             return Next::Answer(see_other(&format!("/consent?{}", encode(pairs, None))));
         }
     }
-    Next::Code
+    Next::Code(carried)
 }
 
 /// After a sign-in, carries on with the authorization request it was for (`return_to`, whose
@@ -322,10 +315,10 @@ async fn continue_after_sign_in(
         Ok(checked) => checked,
         Err(answer) => return sign_in.answer(state, *answer).await,
     };
-    let signed_in = Some((sign_in.new.user_id, now()));
+    let signed_in = Some((sign_in.new.user_id, now(), ()));
     match next_step(state, &pairs, &client, &request, signed_in).await {
         Next::Answer(answer) => sign_in.answer(state, answer).await,
-        Next::Code => {
+        Next::Code(()) => {
             let code = random_token();
             let code_digest = token_digest(&code);
             let written = state
@@ -758,10 +751,9 @@ impl SignIn {
     }
 
     /// Writes the session alone and answers `answer` with its cookie.
-    async fn answer(self, state: &AuthState, answer: Response) -> Response {
+    async fn answer(self, state: &AuthState, mut answer: Response) -> Response {
         match self.start(state).await {
             Ok(started) => {
-                let mut answer = answer;
                 answer
                     .headers_mut()
                     .append(header::SET_COOKIE, started.cookie);

@@ -10,7 +10,7 @@ use opentrusty_core::Timestamp;
 use opentrusty_core::audit::AuditEvent;
 use sqlx::PgPool;
 use sqlx::types::Json;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
 use crate::tokens::NewAccessToken;
@@ -35,11 +35,9 @@ pub(crate) struct IssueBatcher {
 impl IssueBatcher {
     /// Starts the writers on the current runtime.
     pub(crate) fn start(pool: PgPool) -> Arc<IssueBatcher> {
-        let (queue, receiver) = mpsc::unbounded_channel();
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..WRITERS {
-            tokio::spawn(write_batches(pool.clone(), receiver.clone()));
-        }
+        let queue = crate::workers::start(WRITERS, MAX_BATCH, move |batch| {
+            write_batch(pool.clone(), batch)
+        });
         Arc::new(IssueBatcher { queue })
     }
 
@@ -71,31 +69,23 @@ impl IssueBatcher {
     }
 }
 
-async fn write_batches(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Issuance>>>) {
-    loop {
-        let mut batch = Vec::new();
-        {
-            let mut queue = receiver.lock().await;
-            if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return;
+/// Writes `batch` with one statement, or token by token when that fails.
+async fn write_batch(pool: PgPool, mut batch: Vec<Issuance>) {
+    match insert(&pool, &batch).await {
+        Ok(()) => {
+            for issuance in batch {
+                let _ = issuance.done.send(Ok(()));
             }
         }
-        match insert(&pool, &batch).await {
-            Ok(()) => {
-                for issuance in batch {
-                    let _ = issuance.done.send(Ok(()));
-                }
+        Err(e) if batch.len() == 1 => {
+            if let Some(issuance) = batch.pop() {
+                let _ = issuance.done.send(Err(e));
             }
-            Err(e) if batch.len() == 1 => {
-                if let Some(issuance) = batch.pop() {
-                    let _ = issuance.done.send(Err(e));
-                }
-            }
-            Err(_) => {
-                for issuance in batch {
-                    let outcome = insert(&pool, std::slice::from_ref(&issuance)).await;
-                    let _ = issuance.done.send(outcome);
-                }
+        }
+        Err(_) => {
+            for issuance in batch {
+                let outcome = insert(&pool, std::slice::from_ref(&issuance)).await;
+                let _ = issuance.done.send(outcome);
             }
         }
     }

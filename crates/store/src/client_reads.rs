@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::clients::{ClientAccessRow, client_access_from};
 use crate::{ClientAccess, StoreError};
@@ -31,11 +31,9 @@ pub(crate) struct ClientReader {
 impl ClientReader {
     /// Starts the readers on the current runtime.
     pub(crate) fn start(pool: PgPool) -> Arc<ClientReader> {
-        let (queue, receiver) = mpsc::unbounded_channel();
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..READERS {
-            tokio::spawn(read_batches(pool.clone(), receiver.clone()));
-        }
+        let queue = crate::workers::start(READERS, MAX_BATCH, move |batch| {
+            read_batch(pool.clone(), batch)
+        });
         Arc::new(ClientReader { queue })
     }
 
@@ -59,38 +57,30 @@ impl ClientReader {
     }
 }
 
-async fn read_batches(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Lookup>>>) {
-    loop {
-        let mut batch = Vec::new();
-        {
-            let mut queue = receiver.lock().await;
-            if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return;
+/// Answers every look-up of `batch` from one statement.
+async fn read_batch(pool: PgPool, mut batch: Vec<Lookup>) {
+    let mut ids: Vec<&str> = batch.iter().map(|l| l.client_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    match read(&pool, &ids).await {
+        Ok(found) => {
+            for lookup in batch {
+                let client = found.get(lookup.client_id.as_str()).cloned();
+                let _ = lookup.done.send(Ok(client));
             }
         }
-        let mut ids: Vec<&str> = batch.iter().map(|l| l.client_id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        match read(&pool, &ids).await {
-            Ok(found) => {
-                for lookup in batch {
-                    let client = found.get(lookup.client_id.as_str()).cloned();
-                    let _ = lookup.done.send(Ok(client));
-                }
+        Err(e) if batch.len() == 1 => {
+            if let Some(lookup) = batch.pop() {
+                let _ = lookup.done.send(Err(e));
             }
-            Err(e) if batch.len() == 1 => {
-                if let Some(lookup) = batch.pop() {
-                    let _ = lookup.done.send(Err(e));
-                }
-            }
-            // A failed statement is retried per caller, so each gets the outcome of its own.
-            Err(_) => {
-                for lookup in batch {
-                    let outcome = read(&pool, &[lookup.client_id.as_str()])
-                        .await
-                        .map(|mut found| found.remove(lookup.client_id.as_str()));
-                    let _ = lookup.done.send(outcome);
-                }
+        }
+        // A failed statement is retried per caller, so each gets the outcome of its own.
+        Err(_) => {
+            for lookup in batch {
+                let outcome = read(&pool, &[lookup.client_id.as_str()])
+                    .await
+                    .map(|mut found| found.remove(lookup.client_id.as_str()));
+                let _ = lookup.done.send(outcome);
             }
         }
     }

@@ -21,6 +21,7 @@ mod sessions;
 mod tenants;
 mod tokens;
 mod users;
+mod workers;
 
 use std::str::FromStr;
 use std::sync::Arc;
