@@ -22,8 +22,8 @@ use opentrusty_oidc::jose::Algorithm;
 use opentrusty_oidc::pkce;
 use opentrusty_oidc::scope::Scopes;
 use opentrusty_store::{
-    ClientAccess, CodeGrant, NewAccessToken, NewTokenFamily, Redemption, RefreshGrant, Rotation,
-    StoreError,
+    ClientAccess, CodeGrant, Confirmation, NewAccessToken, NewTokenFamily, Redemption,
+    RefreshGrant, Rotation, StoreError,
 };
 use serde_json::{Value, json};
 
@@ -178,20 +178,25 @@ fn verify_client(
     claimed: &ClaimedClient,
     access: Option<ClientAccess>,
 ) -> Result<OAuthClient, TokenError> {
-    let access = access
-        .filter(|a| a.usable)
-        .ok_or_else(TokenError::invalid_client)?;
-    if access.client.token_endpoint_auth_method != claimed.method {
+    let access = access.ok_or_else(TokenError::invalid_client)?;
+    check_client(claimed, &access)?;
+    Ok(access.client)
+}
+
+/// [`verify_client`] on a client that was found.
+fn check_client(claimed: &ClaimedClient, access: &ClientAccess) -> Result<(), TokenError> {
+    if !access.usable || access.client.token_endpoint_auth_method != claimed.method {
         return Err(TokenError::invalid_client());
     }
     if let Some(secret) = &claimed.secret
         && !access
             .secret_hash
-            .is_some_and(|h| client_secret_matches(secret, &h))
+            .as_deref()
+            .is_some_and(|h| client_secret_matches(secret, h))
     {
         return Err(TokenError::invalid_client());
     }
-    Ok(access.client)
+    Ok(())
 }
 
 /// Authenticates the calling client by the method it is registered with. Public clients
@@ -440,6 +445,9 @@ async fn token_inner(
         ));
     }
     let claimed = claimed_client(headers, form)?;
+    if grant_type == "client_credentials" {
+        return client_credentials(state, &claimed, form, headers, peer).await;
+    }
     let (access, presented) = client_and_presented(state, &claimed, &grant_type, form).await?;
     let client = verify_client(&claimed, access)?;
     if !allows_grant(&client, &grant_type) {
@@ -451,8 +459,7 @@ async fn token_inner(
     let origin = http::origin(headers, peer, Some(Actor::Client(client.id)));
     match grant_type.as_str() {
         "authorization_code" => authorization_code(state, &client, form, &origin, presented).await,
-        "refresh_token" => refresh_token(state, &client, form, &origin, presented).await,
-        _ => client_credentials(state, &client, form, &origin).await,
+        _ => refresh_token(state, &client, form, &origin, presented).await,
     }
 }
 
@@ -602,12 +609,69 @@ async fn refresh_token(
     }
 }
 
+/// Decisions on a remembered client, each a read (`find_client_for_issuance`) and a confirmed
+/// write; past them an administrator is changing the client right now.
+const ISSUANCE_ATTEMPTS: usize = 3;
+
+/// Client credentials, decided on the client this process remembers when it has one. The token
+/// is recorded (and only then answered) if the client is still at the revision decided on,
+/// active, in an active tenant; when it is not, or when a remembered client refuses the
+/// request, the client is read afresh and the request decided again. So nothing older than
+/// the write lets a token out, and nothing older than a read refuses one.
 async fn client_credentials(
     state: &AuthState,
-    client: &OAuthClient,
+    claimed: &ClaimedClient,
     form: &Form,
-    origin: &Origin,
+    headers: &HeaderMap,
+    peer: SocketAddr,
 ) -> Result<Response, TokenError> {
+    let store = state.store();
+    let mut fresh = false;
+    for _ in 0..ISSUANCE_ATTEMPTS {
+        let found = store.find_client_for_issuance(&claimed.id, fresh).await?;
+        let decided = match &found {
+            Some(f) => client_credentials_scope(claimed, &f.access, form).map(|s| (f, s)),
+            None => Err(TokenError::invalid_client()),
+        };
+        let (found, scope) = match decided {
+            Ok(decided) => decided,
+            Err(_) if found.as_ref().is_some_and(|f| f.remembered) => {
+                fresh = true;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let client = &found.access.client;
+        let origin = http::origin(headers, peer, Some(Actor::Client(client.id)));
+        let minted = mint_access_token(state, client, &client.client_id, None, &scope).await?;
+        match store
+            .issue_client_token(&minted.record, found.access.revision, &origin)
+            .await?
+        {
+            Confirmation::Issued => return Ok(token_response(&minted, &scope, None, None)),
+            Confirmation::Stale => fresh = true,
+        }
+    }
+    Err(TokenError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the client is being changed; try again",
+    ))
+}
+
+/// The scope a client-credentials request gets from `access`, or why it gets none.
+fn client_credentials_scope(
+    claimed: &ClaimedClient,
+    access: &ClientAccess,
+    form: &Form,
+) -> Result<String, TokenError> {
+    check_client(claimed, access)?;
+    let client = &access.client;
+    if !allows_grant(client, "client_credentials") {
+        return Err(TokenError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client may not use this grant type",
+        ));
+    }
     if client.token_endpoint_auth_method.is_public() {
         return Err(TokenError::new(
             ErrorCode::UnauthorizedClient,
@@ -621,13 +685,7 @@ async fn client_credentials(
         allowed,
         "the requested scope exceeds what the client may ask for",
     )?;
-    let scope = scopes.to_string();
-    let minted = mint_access_token(state, client, &client.client_id, None, &scope).await?;
-    state
-        .store()
-        .issue_tokens(&minted.record, None, origin)
-        .await?;
-    Ok(token_response(&minted, &scope, None, None))
+    Ok(scopes.to_string())
 }
 
 #[cfg(test)]

@@ -240,12 +240,21 @@ async fn migrate_twice_is_a_no_op_the_second_time() {
             assert!(out.status.success(), "{}", text(&out.stderr));
             text(&out.stdout)
         };
-        assert!(migrate(&["--status"]).contains("0 applied, 1 pending"));
-        assert!(migrate(&[]).contains("applied migration 1 (initial schema)"));
+        assert!(migrate(&["--status"]).contains("0 applied, 2 pending"));
+        let applied = migrate(&[]);
+        assert!(
+            applied.contains("applied migration 1 (initial schema)"),
+            "{applied}"
+        );
+        assert!(
+            applied.contains("applied migration 2 (client revision)"),
+            "{applied}"
+        );
         assert!(migrate(&[]).contains("up to date"));
         let status = migrate(&["--status"]);
-        assert!(status.contains("1 applied, 0 pending"), "{status}");
+        assert!(status.contains("2 applied, 0 pending"), "{status}");
         assert!(status.contains("initial schema"));
+        assert!(status.contains("client revision"));
     }
 }
 

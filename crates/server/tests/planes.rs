@@ -481,3 +481,180 @@ async fn lockout_across_processes_on_postgres() {
 async fn lockout_across_processes_on_sqlite() {
     lockout_holds_across_processes(TestDb::sqlite(true).await).await;
 }
+
+/// A `client_credentials` request: status, and the body's `error`, `scope` and `expires_in`.
+async fn token_request(
+    planes: &Planes,
+    client_id: &str,
+    secret: &str,
+    scope: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    let r = http()
+        .post(planes.auth.url("/oauth2/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// The auth process remembers the clients it issues `client_credentials` tokens to; every change
+/// the admin process makes to a client or its tenant still takes effect on the next request.
+async fn client_changes_on_admin_reach_a_warm_auth_process(db: TestDb) {
+    let planes = start(db).await;
+    let (session, csrf) = sign_in(&planes, ROOT, ROOT_PASSWORD).await;
+    let cookie = Some((session.as_str(), csrf.as_str()));
+    let (post, patch) = (reqwest::Method::POST, reqwest::Method::PATCH);
+    let (status, tenant) = admin_call(
+        &planes,
+        post.clone(),
+        "/api/v1/tenants",
+        cookie,
+        None,
+        Some(json!({ "name": "Remembered" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{tenant}");
+    let t = tenant["id"].as_str().unwrap().to_owned();
+    let (status, created) = admin_call(
+        &planes,
+        post.clone(),
+        &format!("/api/v1/tenants/{t}/clients"),
+        cookie,
+        None,
+        Some(json!({
+            "client_name": "robot",
+            "grant_types": ["client_credentials"],
+            "allowed_scopes": ["reports.read", "reports.write"],
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["client"]["id"].as_str().unwrap().to_owned();
+    let client_id = created["client"]["client_id"].as_str().unwrap().to_owned();
+    let old_secret = created["client_secret"].as_str().unwrap().to_owned();
+    let client_path = format!("/api/v1/tenants/{t}/clients/{id}");
+    let refused = |(status, body): (StatusCode, Value), error: &str| {
+        assert_eq!(body["error"], error, "{body}");
+        assert!(status.is_client_error(), "{status}");
+    };
+
+    // Warm: the second request is decided on the remembered client.
+    for _ in 0..2 {
+        let (status, body) = token_request(&planes, &client_id, &old_secret, None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["scope"], "reports.read reports.write");
+    }
+
+    // A rotated secret: the old one is refused at once, the new one works at once.
+    let (status, rotated) = admin_call(
+        &planes,
+        post.clone(),
+        &format!("{client_path}/secret"),
+        cookie,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    refused(
+        token_request(&planes, &client_id, &old_secret, None).await,
+        "invalid_client",
+    );
+    let (status, body) = token_request(&planes, &client_id, &secret, None).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A narrowed scope is refused at once; a widened one granted at once.
+    let set_scopes = |scopes: Value| {
+        admin_call(
+            &planes,
+            patch.clone(),
+            &client_path,
+            cookie,
+            None,
+            Some(json!({ "allowed_scopes": scopes })),
+        )
+    };
+    let (status, _) = set_scopes(json!(["reports.read"])).await;
+    assert_eq!(status, 200);
+    refused(
+        token_request(&planes, &client_id, &secret, Some("reports.write")).await,
+        "invalid_scope",
+    );
+    let (status, body) = token_request(&planes, &client_id, &secret, None).await;
+    assert_eq!(
+        (status, &body["scope"]),
+        (StatusCode::OK, &json!("reports.read"))
+    );
+    let (status, _) = set_scopes(json!(["reports.read", "reports.admin"])).await;
+    assert_eq!(status, 200);
+    let (status, body) = token_request(&planes, &client_id, &secret, Some("reports.admin")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Any other change too: a shorter lifetime applies to the next token.
+    let (status, _) = admin_call(
+        &planes,
+        patch.clone(),
+        &client_path,
+        cookie,
+        None,
+        Some(json!({ "access_token_ttl": 60 })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = token_request(&planes, &client_id, &secret, None).await;
+    assert_eq!((status, &body["expires_in"]), (StatusCode::OK, &json!(60)));
+
+    // A suspended tenant's clients get nothing; reactivated, they do again.
+    for (state, expected) in [
+        ("suspended", StatusCode::UNAUTHORIZED),
+        ("active", StatusCode::OK),
+    ] {
+        let (status, _) = admin_call(
+            &planes,
+            patch.clone(),
+            &format!("/api/v1/tenants/{t}"),
+            cookie,
+            None,
+            Some(json!({ "status": state })),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, body) = token_request(&planes, &client_id, &secret, None).await;
+        assert_eq!(status, expected, "{state}: {body}");
+    }
+
+    // A deleted client gets nothing.
+    let (status, _) = admin_call(
+        &planes,
+        reqwest::Method::DELETE,
+        &client_path,
+        cookie,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    refused(
+        token_request(&planes, &client_id, &secret, None).await,
+        "invalid_client",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_changes_reach_a_warm_auth_process_on_postgres() {
+    if let Some(db) = TestDb::postgres(true).await {
+        client_changes_on_admin_reach_a_warm_auth_process(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_changes_reach_a_warm_auth_process_on_sqlite() {
+    client_changes_on_admin_reach_a_warm_auth_process(TestDb::sqlite(true).await).await;
+}

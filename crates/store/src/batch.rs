@@ -1,8 +1,9 @@
 //! Group commit for client-credentials issuance on PostgreSQL: access tokens issued at the same
 //! moment are written by one statement (the tokens and their audit rows together), and each
 //! caller is answered only after that statement committed, so no token is handed out that is
-//! not recorded and audited. A batch that fails is retried one token at a time, so one bad row
-//! (a client deleted a moment ago) fails only its own request.
+//! not recorded and audited. A token decided on a remembered client is written only if that
+//! client is still as it was remembered (`client_cache.rs`). A batch that fails is retried one
+//! token at a time, so one bad row (a client deleted a moment ago) fails only its own request.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use opentrusty_core::audit::AuditEvent;
 use sqlx::PgPool;
 use sqlx::types::Json;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use crate::StoreError;
 use crate::tokens::NewAccessToken;
@@ -20,11 +22,20 @@ const MAX_BATCH: usize = 64;
 /// Batches in flight at once: while one waits for PostgreSQL the next one gathers.
 const WRITERS: usize = 2;
 
+/// An access token for the group commit, with its audit row. With `revision` it is written only
+/// while its client is still at that revision, active and in an active tenant (a token decided
+/// on a remembered client, `client_cache.rs`); without, it is written as it is.
+pub(crate) struct TokenWrite {
+    pub(crate) access: NewAccessToken,
+    pub(crate) revision: Option<i64>,
+    pub(crate) event: AuditEvent,
+    pub(crate) created_at: Timestamp,
+}
+
 struct Issuance {
-    access: NewAccessToken,
-    event: AuditEvent,
-    created_at: Timestamp,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    write: TokenWrite,
+    /// Whether the token was written.
+    done: oneshot::Sender<Result<bool, StoreError>>,
 }
 
 /// The queue in front of the writers; cheap to clone with the store.
@@ -41,25 +52,18 @@ impl IssueBatcher {
         Arc::new(IssueBatcher { queue })
     }
 
-    /// Records `access` with its audit row. `Err` hands the event back when the writers are
-    /// gone (their runtime ended) and nothing was queued: the caller writes the token itself.
-    /// A writer that stops after taking the token cannot say whether it was written: that is
-    /// answered as unavailable (the client retries) rather than written a second time.
+    /// Records `write`; `Ok(false)` when its client was no longer at the revision it names.
+    /// `Err` hands the write back when the writers are gone (their runtime ended) and nothing
+    /// was queued: the caller writes the token itself. A writer that stops after taking the
+    /// token cannot say whether it was written: that is answered as unavailable (the client
+    /// retries) rather than written a second time.
     pub(crate) async fn issue(
         &self,
-        access: &NewAccessToken,
-        event: AuditEvent,
-        created_at: Timestamp,
-    ) -> Result<Result<(), StoreError>, AuditEvent> {
+        write: TokenWrite,
+    ) -> Result<Result<bool, StoreError>, TokenWrite> {
         let (done, answer) = oneshot::channel();
-        let issuance = Issuance {
-            access: access.clone(),
-            event,
-            created_at,
-            done,
-        };
-        if let Err(mpsc::error::SendError(back)) = self.queue.send(issuance) {
-            return Err(back.event);
+        if let Err(mpsc::error::SendError(back)) = self.queue.send(Issuance { write, done }) {
+            return Err(back.write);
         }
         Ok(answer.await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable(
@@ -71,10 +75,12 @@ impl IssueBatcher {
 
 /// Writes `batch` with one statement, or token by token when that fails.
 async fn write_batch(pool: PgPool, mut batch: Vec<Issuance>) {
-    match insert(&pool, &batch).await {
-        Ok(()) => {
+    let writes: Vec<&TokenWrite> = batch.iter().map(|i| &i.write).collect();
+    match insert(&pool, &writes).await {
+        Ok(written) => {
             for issuance in batch {
-                let _ = issuance.done.send(Ok(()));
+                let jti = issuance.write.access.jti;
+                let _ = issuance.done.send(Ok(written.contains(&jti)));
             }
         }
         Err(e) if batch.len() == 1 => {
@@ -84,15 +90,18 @@ async fn write_batch(pool: PgPool, mut batch: Vec<Issuance>) {
         }
         Err(_) => {
             for issuance in batch {
-                let outcome = insert(&pool, std::slice::from_ref(&issuance)).await;
+                let outcome = insert(&pool, &[&issuance.write])
+                    .await
+                    .map(|written| !written.is_empty());
                 let _ = issuance.done.send(outcome);
             }
         }
     }
 }
 
-/// One statement for the whole batch: the tokens, then their audit rows, from arrays.
-async fn insert(pool: &PgPool, batch: &[Issuance]) -> Result<(), StoreError> {
+/// One statement for the whole batch: the tokens, then the audit rows of those written, from
+/// arrays. Returns the jti of every token written.
+pub(crate) async fn insert(pool: &PgPool, batch: &[&TokenWrite]) -> Result<Vec<Uuid>, StoreError> {
     let n = batch.len();
     let mut jti = Vec::with_capacity(n);
     let mut digest = Vec::with_capacity(n);
@@ -102,6 +111,7 @@ async fn insert(pool: &PgPool, batch: &[Issuance]) -> Result<(), StoreError> {
     let mut scope = Vec::with_capacity(n);
     let mut expires = Vec::with_capacity(n);
     let mut created = Vec::with_capacity(n);
+    let mut revision = Vec::with_capacity(n);
     let mut id = Vec::with_capacity(n);
     let mut occurred = Vec::with_capacity(n);
     let mut event_tenant = Vec::with_capacity(n);
@@ -114,12 +124,12 @@ async fn insert(pool: &PgPool, batch: &[Issuance]) -> Result<(), StoreError> {
     let mut user_agent = Vec::with_capacity(n);
     let mut request_id = Vec::with_capacity(n);
     let mut metadata = Vec::with_capacity(n);
-    for Issuance {
+    for TokenWrite {
         access,
+        revision: confirm,
         event,
         created_at,
-        ..
-    } in batch
+    } in batch.iter().copied()
     {
         jti.push(access.jti);
         digest.push(access.token_digest.map(|d| d.to_vec()));
@@ -129,6 +139,7 @@ async fn insert(pool: &PgPool, batch: &[Issuance]) -> Result<(), StoreError> {
         scope.push(access.scope.as_str());
         expires.push(access.expires_at);
         created.push(*created_at);
+        revision.push(*confirm);
         id.push(event.id.0);
         occurred.push(event.occurred_at);
         event_tenant.push(event.tenant_id.map(|t| t.0));
@@ -142,16 +153,26 @@ async fn insert(pool: &PgPool, batch: &[Issuance]) -> Result<(), StoreError> {
         request_id.push(event.request_id.as_deref());
         metadata.push(Json(&event.metadata));
     }
-    sqlx::query(concat!(
+    let written: Vec<Uuid> = sqlx::query_scalar(concat!(
         "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
          user_id, scope, expires_at, created_at) \
-         SELECT * FROM UNNEST($1::uuid[], $2::bytea[], $3::uuid[], $4::uuid[], $5::uuid[], \
-         $6::text[], $7::timestamptz[], $8::timestamptz[])) \
-         INSERT INTO audit_events (",
+         SELECT jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, created_at \
+         FROM UNNEST($1::uuid[], $2::bytea[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], \
+         $7::timestamptz[], $8::timestamptz[], $21::int8[]) \
+         AS n (jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, created_at, \
+         revision) \
+         WHERE n.revision IS NULL OR ",
+        crate::tokens::client_at_revision!("n.client_id", "n.tenant_id", "n.revision"),
+        " RETURNING jti), \
+         audit AS (INSERT INTO audit_events (",
         crate::audit::audit_columns!(),
-        ") SELECT * FROM UNNEST($9::uuid[], $10::timestamptz[], $11::uuid[], $12::text[], \
+        ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 \
+         FROM UNNEST($9::uuid[], $10::timestamptz[], $11::uuid[], $12::text[], \
          $13::uuid[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
-         $19::text[], $20::jsonb[])"
+         $19::text[], $20::jsonb[], $1::uuid[]) \
+         AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, jti) \
+         WHERE e.jti IN (SELECT jti FROM token)) \
+         SELECT jti FROM token"
     ))
     .bind(jti)
     .bind(digest)
@@ -173,7 +194,8 @@ async fn insert(pool: &PgPool, batch: &[Issuance]) -> Result<(), StoreError> {
     .bind(user_agent)
     .bind(request_id)
     .bind(metadata)
-    .execute(pool)
+    .bind(revision)
+    .fetch_all(pool)
     .await?;
-    Ok(())
+    Ok(written)
 }

@@ -44,12 +44,15 @@ pub struct ClientAccess {
     pub secret_hash: Option<String>,
     /// Client active and tenant active.
     pub usable: bool,
+    /// Bumped by every change to the client row; what [`Store::issue_client_token`] confirms.
+    pub revision: i64,
 }
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientAccessRow {
     secret_hash: Option<String>,
     usable: bool,
+    revision: i64,
     #[sqlx(flatten)]
     client: ClientRow,
 }
@@ -59,6 +62,7 @@ impl ClientAccessRow {
         ClientAccess {
             secret_hash: self.secret_hash,
             usable: self.usable,
+            revision: self.revision,
             client: self.client.into_client(),
         }
     }
@@ -108,7 +112,7 @@ macro_rules! client_access_from {
     () => {
         concat!(
             "SELECT secret_hash, COALESCE(active AND (SELECT tenants.status = 'active' \
-             FROM tenants WHERE tenants.id = oauth_clients.tenant_id), FALSE) AS usable, ",
+             FROM tenants WHERE tenants.id = oauth_clients.tenant_id), FALSE) AS usable, revision, ",
             $crate::clients::client_columns!(),
             " FROM oauth_clients"
         )

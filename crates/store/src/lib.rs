@@ -6,6 +6,7 @@
 mod audit;
 mod batch;
 mod bootstrap;
+mod client_cache;
 mod client_reads;
 mod clients;
 mod consents;
@@ -33,6 +34,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use audit::AuditQuery;
 pub use bootstrap::BootstrapOutcome;
+pub use client_cache::IssuingClient;
 pub use clients::ClientAccess;
 pub use enrollment::{EnrollmentPurpose, NewEnrollmentLink, PendingEnrollment};
 pub use error::StoreError;
@@ -43,7 +45,7 @@ pub use janitor::Swept;
 pub use keys::{NewSigningKey, StoredKey};
 pub use migrate::{AppliedMigration, MIGRATIONS, Migration, MigrationStatus, schema_fingerprint};
 pub use rbac::Subject;
-pub use tokens::{NewAccessToken, NewAuthorizationCode, NewTokenFamily};
+pub use tokens::{Confirmation, NewAccessToken, NewAuthorizationCode, NewTokenFamily};
 pub use users::UserFilter;
 
 /// Which database a [`Store`] talks to.
@@ -106,6 +108,8 @@ pub struct Store {
     issue_batcher: Option<Arc<batch::IssueBatcher>>,
     /// PostgreSQL only: shared client look-ups (`client_reads.rs`).
     client_reader: Option<Arc<client_reads::ClientReader>>,
+    /// Clients remembered for client-credentials issuance (`client_cache.rs`).
+    remembered_clients: Arc<client_cache::RememberedClients>,
     /// SQLite only: whose turn it is to write in this process (`SqliteTx::begin`).
     sqlite_writers: Arc<tokio::sync::Mutex<()>>,
 }
@@ -342,6 +346,7 @@ impl Store {
             db,
             issue_batcher,
             client_reader,
+            remembered_clients: Arc::default(),
             sqlite_writers: Arc::default(),
         })
     }

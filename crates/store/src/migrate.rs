@@ -19,12 +19,20 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
-    sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema",
+        postgres: include_str!("../migrations/postgres/0001_initial.sql"),
+        sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "client revision",
+        postgres: include_str!("../migrations/postgres/0002_client_revision.sql"),
+        sqlite: include_str!("../migrations/sqlite/0002_client_revision.sql"),
+    },
+];
 
 /// Arbitrary constant naming OpenTrusty's migration lock among PostgreSQL advisory locks.
 const PG_MIGRATION_LOCK: i64 = 0x4f54_4d49_4752_4154; // "OTMIGRAT"

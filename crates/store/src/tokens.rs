@@ -8,6 +8,7 @@ use opentrusty_core::{ClientId, SessionId, TenantId, Timestamp, UserId, now};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::batch::TokenWrite;
 use crate::rows::DbTime;
 use crate::{Store, StoreError, Tx, on_pool, on_tx};
 
@@ -53,6 +54,34 @@ pub struct NewAccessToken {
     pub scope: String,
     pub expires_at: Timestamp,
 }
+
+/// The outcome of [`Store::issue_client_token`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The token and its audit row are recorded.
+    Issued,
+    /// The client changed (or was disabled, deleted, or its tenant suspended) after the
+    /// revision the token was decided on: nothing was written.
+    Stale,
+}
+
+/// SQL condition: the client `$client` of tenant `$tenant` is at revision `$revision`, active,
+/// not deleted, and its tenant active (the arguments name columns or placeholders).
+macro_rules! client_at_revision {
+    ($client:literal, $tenant:literal, $revision:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM oauth_clients c JOIN tenants t ON t.id = c.tenant_id \
+             WHERE c.id = ",
+            $client,
+            " AND c.tenant_id = ",
+            $tenant,
+            " AND c.revision = ",
+            $revision,
+            " AND c.active AND c.deleted_at IS NULL AND t.status = 'active')"
+        )
+    };
+}
+pub(crate) use client_at_revision;
 
 impl Tx {
     pub(crate) async fn insert_family(
@@ -291,27 +320,13 @@ impl Store {
         if family.is_none()
             && let crate::Db::Postgres(pool) = &self.db
         {
-            // One statement, one round trip: the token and its audit row (atomic as any
-            // statement). Round trips, not the inserts, are most of this write's cost.
-            let event = issue_event(access, None, action::TOKEN_ISSUED, origin);
-            // Concurrent issuances share one statement (group commit, `batch.rs`).
-            let event = match &self.issue_batcher {
-                Some(batcher) => match batcher.issue(access, event, now()).await {
-                    Ok(outcome) => return outcome.map(|()| None),
-                    Err(event) => event,
-                },
-                None => event,
+            let write = TokenWrite {
+                access: access.clone(),
+                revision: None,
+                event: issue_event(access, None, action::TOKEN_ISSUED, origin),
+                created_at: now(),
             };
-            let q = sqlx::query(concat!(
-                "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-                 user_id, scope, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
-                 INSERT INTO audit_events (",
-                crate::audit::audit_columns!(),
-                ") VALUES ($9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-            ));
-            let q = bind_access(q, access).bind(DbTime(now()));
-            crate::audit::bind_event(q, &event).execute(pool).await?;
+            self.write_token(pool, write).await?;
             return Ok(None);
         }
         let mut tx = self.begin().await?;
@@ -329,6 +344,80 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(family_id)
+    }
+
+    /// Records a client-credentials token decided on the client at `revision` (see
+    /// [`ClientAccess::revision`](crate::ClientAccess)), with its audit row, only if the client
+    /// is still at that revision, active and in an active tenant when the write commits; else
+    /// nothing is written and the answer is [`Confirmation::Stale`].
+    pub async fn issue_client_token(
+        &self,
+        access: &NewAccessToken,
+        revision: i64,
+        origin: &Origin,
+    ) -> Result<Confirmation, StoreError> {
+        let event = issue_event(access, None, action::TOKEN_ISSUED, origin);
+        let written = match &self.db {
+            crate::Db::Postgres(pool) => {
+                let write = TokenWrite {
+                    access: access.clone(),
+                    revision: Some(revision),
+                    event,
+                    created_at: now(),
+                };
+                self.write_token(pool, write).await?
+            }
+            crate::Db::Sqlite(_) => {
+                let mut tx = self.begin().await?;
+                let inserted = on_tx!(tx, |c| {
+                    sqlx::query(concat!(
+                    "INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, user_id, \
+                     scope, expires_at, created_at) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE ",
+                    client_at_revision!("$4", "$3", "$9")
+                ))
+                .bind(access.jti)
+                .bind(access.token_digest.as_ref().map(|d| &d[..]))
+                .bind(access.tenant_id.0)
+                .bind(access.client_id.0)
+                .bind(access.user_id.map(|u| u.0))
+                .bind(&access.scope)
+                .bind(DbTime(access.expires_at))
+                .bind(DbTime(now()))
+                .bind(revision)
+                .execute(&mut *c)
+                .await
+                .map(|r| r.rows_affected())
+                })?;
+                if inserted == 1 {
+                    tx.audit(event).await?;
+                    tx.commit().await?;
+                }
+                inserted == 1
+            }
+        };
+        Ok(if written {
+            Confirmation::Issued
+        } else {
+            Confirmation::Stale
+        })
+    }
+
+    /// PostgreSQL: writes one token through the group commit, or by itself when the writers
+    /// are gone. Whether it was written.
+    async fn write_token(
+        &self,
+        pool: &sqlx::PgPool,
+        write: TokenWrite,
+    ) -> Result<bool, StoreError> {
+        let write = match &self.issue_batcher {
+            Some(batcher) => match batcher.issue(write).await {
+                Ok(outcome) => return outcome,
+                Err(write) => write,
+            },
+            None => write,
+        };
+        Ok(!crate::batch::insert(pool, &[&write]).await?.is_empty())
     }
 
     /// Whether the access token `jti` is usable at `at`: recorded, unexpired, not revoked, its

@@ -49,6 +49,7 @@ opentrusty_testkit::each_backend!(
     concurrent_client_look_ups_each_get_their_own_client_as_committed,
     a_sign_in_writes_its_session_and_code_together_or_neither,
     a_sign_in_form_reads_its_client_and_account_in_one_look_up,
+    a_client_token_is_written_only_while_its_client_is_unchanged,
 );
 
 fn admin_origin() -> Origin {
@@ -1961,5 +1962,183 @@ async fn a_sign_in_form_reads_its_client_and_account_in_one_look_up(db: &TestDb)
         look("no-such-app", Some("alice@example.com"))
             .await
             .is_none()
+    );
+}
+
+/// Runs `sql` on a connection of its own, outside the store (an operator's manual fix).
+async fn execute_by_hand(db: &TestDb, sql: &'static str) -> u64 {
+    match Backend::of_url(db.url()) {
+        Some(Backend::Postgres) => {
+            let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
+            sqlx::query(sql)
+                .execute(&mut c)
+                .await
+                .unwrap()
+                .rows_affected()
+        }
+        _ => {
+            let mut c = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
+            sqlx::query(sql)
+                .execute(&mut c)
+                .await
+                .unwrap()
+                .rows_affected()
+        }
+    }
+}
+
+/// A client-credentials token decided on a remembered client is written, with its audit row,
+/// only while the client is at the revision it was decided on, active, and in an active tenant;
+/// every change to the client row moves its revision, whatever statement makes it.
+async fn a_client_token_is_written_only_while_its_client_is_unchanged(db: &TestDb) {
+    use opentrusty_store::Confirmation::{Issued, Stale};
+    let store = db.store().await;
+    let t = tenant(&store, "Remembered").await;
+    let c = client(&store, t, "remembered-service").await;
+    let token = || NewAccessToken {
+        jti: uuid::Uuid::now_v7(),
+        token_digest: Some(secret::token_digest(&secret::random_token())),
+        tenant_id: t,
+        client_id: c,
+        user_id: None,
+        scope: "api".into(),
+        expires_at: now() + Duration::minutes(5),
+    };
+    let origin = Origin::system();
+    let mut written = 0;
+    let issue = |revision| {
+        let (store, access, origin) = (store.clone(), token(), origin.clone());
+        async move {
+            let outcome = store
+                .issue_client_token(&access, revision, &origin)
+                .await
+                .unwrap();
+            let recorded = store
+                .find_access_token_by_digest(access.token_digest.as_ref().unwrap(), now())
+                .await
+                .unwrap();
+            assert_eq!(recorded.is_some(), outcome == Issued, "{outcome:?}");
+            outcome
+        }
+    };
+    let find = |fresh| {
+        let store = store.clone();
+        async move {
+            store
+                .find_client_for_issuance("remembered-service", fresh)
+                .await
+                .unwrap()
+                .expect("the client exists")
+        }
+    };
+
+    // Read once, then remembered until read afresh.
+    let first = find(false).await;
+    assert!(!first.remembered);
+    let r0 = first.access.revision;
+    assert!(find(false).await.remembered);
+    assert_eq!(issue(r0).await, Issued);
+    written += 1;
+
+    // A rotated secret: a token decided on the old copy is not written; a fresh read sees the
+    // new secret and revision, and is remembered from then on.
+    store
+        .rotate_client_secret(t, c, "rotated digest", &admin_origin())
+        .await
+        .unwrap();
+    assert_eq!(issue(r0).await, Stale);
+    let remembered = find(false).await;
+    assert!(remembered.remembered);
+    assert_eq!(remembered.access.revision, r0, "not read afresh yet");
+    let fresh = find(true).await;
+    assert!(!fresh.remembered);
+    assert_eq!(fresh.access.secret_hash.as_deref(), Some("rotated digest"));
+    let r1 = fresh.access.revision;
+    assert!(r1 > r0);
+    assert_eq!(find(false).await.access.revision, r1);
+    assert_eq!(issue(r1).await, Issued);
+    written += 1;
+
+    // Any statement that changes the row moves the revision, the store's or not.
+    store
+        .update_client(
+            t,
+            c,
+            |client| {
+                let mut settings = client.settings();
+                settings.access_token_ttl_secs = 60;
+                Ok(settings)
+            },
+            &admin_origin(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(issue(r1).await, Stale);
+    let r2 = find(true).await.access.revision;
+    assert!(r2 > r1);
+    let by_hand = "UPDATE oauth_clients SET name = 'renamed by hand' \
+                   WHERE client_id = 'remembered-service'";
+    assert_eq!(execute_by_hand(db, by_hand).await, 1);
+    assert_eq!(issue(r2).await, Stale);
+    let r3 = find(true).await.access.revision;
+    assert!(r3 > r2);
+
+    // The tenant's status is checked by the write itself (it is not part of the revision).
+    let status = |s| TenantPatch {
+        status: Some(s),
+        ..TenantPatch::default()
+    };
+    store
+        .update_tenant(t, &status(TenantStatus::Suspended), &admin_origin())
+        .await
+        .unwrap();
+    assert_eq!(issue(r3).await, Stale);
+    store
+        .update_tenant(t, &status(TenantStatus::Active), &admin_origin())
+        .await
+        .unwrap();
+    assert_eq!(issue(r3).await, Issued);
+    written += 1;
+
+    // Tokens written at once: exactly those decided on the current revision, each audited.
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let revision = if i % 3 == 0 { r2 } else { r3 };
+        let outcome = issue(revision);
+        racers.spawn(async move { (revision, outcome.await) });
+    }
+    while let Some(joined) = racers.join_next().await {
+        let (revision, outcome) = joined.unwrap();
+        assert_eq!(outcome == Issued, revision == r3);
+        written += usize::from(outcome == Issued);
+    }
+    assert_eq!(written, 3 + 26);
+
+    // A deleted client: nothing is written, and a fresh read forgets it.
+    store.delete_client(t, c, &admin_origin()).await.unwrap();
+    let r4 = r3 + 1;
+    assert_eq!(issue(r3).await, Stale);
+    assert_eq!(issue(r4).await, Stale);
+    let gone = store
+        .find_client_for_issuance("remembered-service", true)
+        .await
+        .unwrap();
+    assert!(gone.is_none());
+    assert!(
+        store
+            .find_client_for_issuance("remembered-service", false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let issued = actions(&store, Some(t))
+        .await
+        .into_iter()
+        .filter(|a| a == action::TOKEN_ISSUED)
+        .count();
+    assert_eq!(
+        issued, written,
+        "an audit row for each token written, and only those"
     );
 }
