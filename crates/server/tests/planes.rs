@@ -92,6 +92,21 @@ async fn admin_call(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// Creates a tenant on the admin plane; its id.
+async fn create_tenant(planes: &Planes, cookie: Option<(&str, &str)>, name: &str) -> String {
+    let (status, tenant) = admin_call(
+        planes,
+        reqwest::Method::POST,
+        "/api/v1/tenants",
+        cookie,
+        None,
+        Some(json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(status, 201, "{tenant}");
+    tenant["id"].as_str().unwrap().to_owned()
+}
+
 async fn sign_in_on_auth_use_on_admin_sign_out_on_auth(db: TestDb) {
     let planes = start(db).await;
     let (session, csrf) = sign_in(&planes, ROOT, ROOT_PASSWORD).await;
@@ -105,17 +120,7 @@ async fn sign_in_on_auth_use_on_admin_sign_out_on_auth(db: TestDb) {
     assert_eq!(me["user"]["email"], ROOT);
 
     // The admin plane provisions a tenant, a service-account client and its role.
-    let (status, tenant) = admin_call(
-        &planes,
-        post.clone(),
-        "/api/v1/tenants",
-        cookie,
-        None,
-        Some(json!({ "name": "Acme" })),
-    )
-    .await;
-    assert_eq!(status, 201, "{tenant}");
-    let t = tenant["id"].as_str().unwrap().to_owned();
+    let t = create_tenant(&planes, cookie, "Acme").await;
     let mut tokens = Vec::new();
     for format in ["jwt", "opaque"] {
         let (status, created) = admin_call(
@@ -510,17 +515,7 @@ async fn client_changes_on_admin_reach_a_warm_auth_process(db: TestDb) {
     let (session, csrf) = sign_in(&planes, ROOT, ROOT_PASSWORD).await;
     let cookie = Some((session.as_str(), csrf.as_str()));
     let (post, patch) = (reqwest::Method::POST, reqwest::Method::PATCH);
-    let (status, tenant) = admin_call(
-        &planes,
-        post.clone(),
-        "/api/v1/tenants",
-        cookie,
-        None,
-        Some(json!({ "name": "Remembered" })),
-    )
-    .await;
-    assert_eq!(status, 201, "{tenant}");
-    let t = tenant["id"].as_str().unwrap().to_owned();
+    let t = create_tenant(&planes, cookie, "Remembered").await;
     let (status, created) = admin_call(
         &planes,
         post.clone(),

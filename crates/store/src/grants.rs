@@ -455,7 +455,7 @@ impl Store {
             .bind(family.auth_time.map(DbTime))
             .bind(DbTime(family.expires_at))
             .bind(family.refresh_digest.as_ref().map(|d| &d[..]));
-            let q = crate::tokens::bind_access(q, access);
+            let q = crate::tokens::bind_access!(q, access);
             let issued = crate::audit::bind_event(q, &event)
                 .fetch_optional(pool)
                 .await?;
@@ -622,7 +622,7 @@ impl Store {
             .bind(&old[..])
             .bind(DbTime(at))
             .bind(&new[..]);
-            let q = crate::tokens::bind_access(q, access);
+            let q = crate::tokens::bind_access!(q, access);
             let rotated = crate::audit::bind_event(q, &event)
                 .fetch_optional(pool)
                 .await?;

@@ -173,16 +173,19 @@ impl Tx {
 pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// Binds an access token's jti, digest, tenant, client, user, scope and expiry, in that order,
-/// after the parameters already bound to `q`.
-pub(crate) fn bind_access<'q>(q: PgQuery<'q>, access: &'q NewAccessToken) -> PgQuery<'q> {
-    q.bind(access.jti)
-        .bind(access.token_digest.as_ref().map(|d| &d[..]))
-        .bind(access.tenant_id.0)
-        .bind(access.client_id.0)
-        .bind(access.user_id.map(|u| u.0))
-        .bind(&access.scope)
-        .bind(DbTime(access.expires_at))
+/// after the parameters already bound to the query (either backend).
+macro_rules! bind_access {
+    ($q:expr, $access:expr) => {
+        $q.bind($access.jti)
+            .bind($access.token_digest.as_ref().map(|d| &d[..]))
+            .bind($access.tenant_id.0)
+            .bind($access.client_id.0)
+            .bind($access.user_id.map(|u| u.0))
+            .bind(&$access.scope)
+            .bind(DbTime($access.expires_at))
+    };
 }
+pub(crate) use bind_access;
 
 /// The audit row of an issued access token.
 pub(crate) fn issue_event(
@@ -370,24 +373,20 @@ impl Store {
             crate::Db::Sqlite(_) => {
                 let mut tx = self.begin().await?;
                 let inserted = on_tx!(tx, |c| {
-                    sqlx::query(concat!(
-                    "INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, user_id, \
-                     scope, expires_at, created_at) \
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE ",
-                    client_at_revision!("$4", "$3", "$9")
-                ))
-                .bind(access.jti)
-                .bind(access.token_digest.as_ref().map(|d| &d[..]))
-                .bind(access.tenant_id.0)
-                .bind(access.client_id.0)
-                .bind(access.user_id.map(|u| u.0))
-                .bind(&access.scope)
-                .bind(DbTime(access.expires_at))
-                .bind(DbTime(now()))
-                .bind(revision)
-                .execute(&mut *c)
-                .await
-                .map(|r| r.rows_affected())
+                    bind_access!(
+                        sqlx::query(concat!(
+                            "INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+                             user_id, scope, expires_at, created_at) \
+                             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE ",
+                            client_at_revision!("$4", "$3", "$9")
+                        )),
+                        access
+                    )
+                    .bind(DbTime(now()))
+                    .bind(revision)
+                    .execute(&mut *c)
+                    .await
+                    .map(|r| r.rows_affected())
                 })?;
                 if inserted == 1 {
                     tx.audit(event).await?;
