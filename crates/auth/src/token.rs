@@ -274,6 +274,18 @@ fn allows_grant(client: &OAuthClient, grant: &str) -> bool {
     client.grant_types.iter().any(|g| g == grant)
 }
 
+/// `unauthorized_client` unless the client is registered for `grant`.
+fn require_grant(client: &OAuthClient, grant: &str) -> Result<(), TokenError> {
+    if allows_grant(client, grant) {
+        Ok(())
+    } else {
+        Err(TokenError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client may not use this grant type",
+        ))
+    }
+}
+
 /// A freshly minted access token and its record.
 struct Minted {
     token: String,
@@ -450,12 +462,7 @@ async fn token_inner(
     }
     let (access, presented) = client_and_presented(state, &claimed, &grant_type, form).await?;
     let client = verify_client(&claimed, access)?;
-    if !allows_grant(&client, &grant_type) {
-        return Err(TokenError::new(
-            ErrorCode::UnauthorizedClient,
-            "the client may not use this grant type",
-        ));
-    }
+    require_grant(&client, &grant_type)?;
     let origin = http::origin(headers, peer, Some(Actor::Client(client.id)));
     match grant_type.as_str() {
         "authorization_code" => authorization_code(state, &client, form, &origin, presented).await,
@@ -666,12 +673,7 @@ fn client_credentials_scope(
 ) -> Result<String, TokenError> {
     check_client(claimed, access)?;
     let client = &access.client;
-    if !allows_grant(client, "client_credentials") {
-        return Err(TokenError::new(
-            ErrorCode::UnauthorizedClient,
-            "the client may not use this grant type",
-        ));
-    }
+    require_grant(client, "client_credentials")?;
     if client.token_endpoint_auth_method.is_public() {
         return Err(TokenError::new(
             ErrorCode::UnauthorizedClient,

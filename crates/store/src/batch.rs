@@ -7,15 +7,15 @@
 
 use std::sync::Arc;
 
-use opentrusty_core::Timestamp;
-use opentrusty_core::audit::AuditEvent;
+use opentrusty_core::audit::{AuditEvent, Origin, action};
+use opentrusty_core::{Timestamp, now};
 use sqlx::PgPool;
 use sqlx::types::Json;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::tokens::NewAccessToken;
+use crate::tokens::{NewAccessToken, issue_event};
 
 /// Most tokens one statement writes; more waiting callers go into the next batch.
 const MAX_BATCH: usize = 64;
@@ -30,6 +30,18 @@ pub(crate) struct TokenWrite {
     pub(crate) revision: Option<i64>,
     pub(crate) event: AuditEvent,
     pub(crate) created_at: Timestamp,
+}
+
+impl TokenWrite {
+    /// `access` issued now, with its audit row.
+    pub(crate) fn new(access: &NewAccessToken, revision: Option<i64>, origin: &Origin) -> Self {
+        TokenWrite {
+            access: access.clone(),
+            revision,
+            event: issue_event(access, None, action::TOKEN_ISSUED, origin),
+            created_at: now(),
+        }
+    }
 }
 
 struct Issuance {

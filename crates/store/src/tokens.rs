@@ -323,13 +323,8 @@ impl Store {
         if family.is_none()
             && let crate::Db::Postgres(pool) = &self.db
         {
-            let write = TokenWrite {
-                access: access.clone(),
-                revision: None,
-                event: issue_event(access, None, action::TOKEN_ISSUED, origin),
-                created_at: now(),
-            };
-            self.write_token(pool, write).await?;
+            self.write_token(pool, TokenWrite::new(access, None, origin))
+                .await?;
             return Ok(None);
         }
         let mut tx = self.begin().await?;
@@ -359,16 +354,10 @@ impl Store {
         revision: i64,
         origin: &Origin,
     ) -> Result<Confirmation, StoreError> {
-        let event = issue_event(access, None, action::TOKEN_ISSUED, origin);
         let written = match &self.db {
             crate::Db::Postgres(pool) => {
-                let write = TokenWrite {
-                    access: access.clone(),
-                    revision: Some(revision),
-                    event,
-                    created_at: now(),
-                };
-                self.write_token(pool, write).await?
+                self.write_token(pool, TokenWrite::new(access, Some(revision), origin))
+                    .await?
             }
             crate::Db::Sqlite(_) => {
                 let mut tx = self.begin().await?;
@@ -389,7 +378,8 @@ impl Store {
                     .map(|r| r.rows_affected())
                 })?;
                 if inserted == 1 {
-                    tx.audit(event).await?;
+                    tx.audit_issue(access, None, action::TOKEN_ISSUED, origin)
+                        .await?;
                     tx.commit().await?;
                 }
                 inserted == 1

@@ -827,6 +827,27 @@ async fn futures_join(db: &TestDb) -> Vec<Store> {
     stores
 }
 
+/// Runs `sql` on a connection of its own, bypassing the store (an attacker with the
+/// application's SQL access, or an operator's manual fix); the rows it changed.
+async fn execute_by_hand(db: &TestDb, sql: &'static str) -> Result<u64, sqlx::Error> {
+    match Backend::of_url(db.url()) {
+        Some(Backend::Postgres) => {
+            let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
+            sqlx::query(sql)
+                .execute(&mut c)
+                .await
+                .map(|r| r.rows_affected())
+        }
+        _ => {
+            let mut c = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
+            sqlx::query(sql)
+                .execute(&mut c)
+                .await
+                .map(|r| r.rows_affected())
+        }
+    }
+}
+
 async fn audit_rows_cannot_be_changed_or_deleted(db: &TestDb) {
     let store = db.store().await;
     tenant(&store, "Audited").await;
@@ -845,29 +866,11 @@ async fn audit_rows_cannot_be_changed_or_deleted(db: &TestDb) {
         "DELETE FROM audit_events",
     ];
     for sql in attempts {
-        let result = match store.backend() {
-            Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
-                sqlx::query(sql)
-                    .execute(&mut c)
-                    .await
-                    .map(|r| r.rows_affected())
-            }
-            Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
-                sqlx::query(sql)
-                    .execute(&mut c)
-                    .await
-                    .map(|r| r.rows_affected())
-            }
-        };
-        let err = result.expect_err(sql).to_string();
+        let err = execute_by_hand(db, sql).await.expect_err(sql).to_string();
         assert!(err.contains("append-only"), "{sql}: {err}");
     }
     if store.backend() == Backend::Postgres {
-        let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
-        let err = sqlx::query("TRUNCATE audit_events")
-            .execute(&mut c)
+        let err = execute_by_hand(db, "TRUNCATE audit_events")
             .await
             .expect_err("truncate");
         assert!(err.to_string().contains("append-only"));
@@ -1965,28 +1968,6 @@ async fn a_sign_in_form_reads_its_client_and_account_in_one_look_up(db: &TestDb)
     );
 }
 
-/// Runs `sql` on a connection of its own, outside the store (an operator's manual fix).
-async fn execute_by_hand(db: &TestDb, sql: &'static str) -> u64 {
-    match Backend::of_url(db.url()) {
-        Some(Backend::Postgres) => {
-            let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
-            sqlx::query(sql)
-                .execute(&mut c)
-                .await
-                .unwrap()
-                .rows_affected()
-        }
-        _ => {
-            let mut c = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
-            sqlx::query(sql)
-                .execute(&mut c)
-                .await
-                .unwrap()
-                .rows_affected()
-        }
-    }
-}
-
 /// A client-credentials token decided on a remembered client is written, with its audit row,
 /// only while the client is at the revision it was decided on, active, and in an active tenant;
 /// every change to the client row moves its revision, whatever statement makes it.
@@ -2078,7 +2059,7 @@ async fn a_client_token_is_written_only_while_its_client_is_unchanged(db: &TestD
     assert!(r2 > r1);
     let by_hand = "UPDATE oauth_clients SET name = 'renamed by hand' \
                    WHERE client_id = 'remembered-service'";
-    assert_eq!(execute_by_hand(db, by_hand).await, 1);
+    assert_eq!(execute_by_hand(db, by_hand).await.unwrap(), 1);
     assert_eq!(issue(r2).await, Stale);
     let r3 = find(true).await.access.revision;
     assert!(r3 > r2);
