@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::AuthState;
 use crate::http::{self, no_store_json};
-use crate::token::{TokenError, authenticate_client};
+use crate::token::{TokenError, authenticate_client, authenticate_client_with_access_token};
 
 fn public_json(body: String) -> Response {
     let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
@@ -259,18 +259,24 @@ pub async fn introspect(
     body: Bytes,
 ) -> Response {
     let form = http::pairs(&body);
-    let client = match authenticate_client(&state, &headers, &form).await {
-        Ok(c) if !c.token_endpoint_auth_method.is_public() => c,
-        Ok(_) => {
-            return TokenError::new(
-                opentrusty_oidc::error::ErrorCode::InvalidClient,
-                "introspection requires client authentication",
-            )
-            .into_response();
-        }
-        Err(e) => return e.into_response(),
+    let token = http::single(&form, "token").ok().flatten();
+    let key = match token {
+        Some(t) => access_token_key(&state, t).await,
+        None => None,
     };
-    let Ok(Some(token)) = http::single(&form, "token") else {
+    let (client, record) =
+        match authenticate_client_with_access_token(&state, &headers, &form, key).await {
+            Ok((c, _)) if c.token_endpoint_auth_method.is_public() => {
+                return TokenError::new(
+                    opentrusty_oidc::error::ErrorCode::InvalidClient,
+                    "introspection requires client authentication",
+                )
+                .into_response();
+            }
+            Ok(found) => found,
+            Err(e) => return e.into_response(),
+        };
+    let Some(token) = token else {
         return TokenError::new(
             opentrusty_oidc::error::ErrorCode::InvalidRequest,
             "token is required",
@@ -278,8 +284,8 @@ pub async fn introspect(
         .into_response();
     };
     let inactive = || no_store_json(StatusCode::OK, json!({ "active": false }));
-    match resolve_access_token(&state, token).await {
-        Ok(Some(r)) if r.active && r.tenant_id == client.tenant_id => {
+    match record {
+        Some(r) if r.active && r.tenant_id == client.tenant_id => {
             let sub = r
                 .user_id
                 .map_or(r.client_public_id.clone(), |u| u.to_string());
@@ -299,9 +305,8 @@ pub async fn introspect(
                 }),
             );
         }
-        Ok(Some(_)) => return inactive(),
-        Ok(None) => {}
-        Err(e) => return e.into_response(),
+        Some(_) => return inactive(),
+        None => {}
     }
     match state.store().find_refresh_token(&token_digest(token)).await {
         Ok(Some(g))

@@ -22,8 +22,8 @@ use opentrusty_oidc::jose::Algorithm;
 use opentrusty_oidc::pkce;
 use opentrusty_oidc::scope::Scopes;
 use opentrusty_store::{
-    ClientAccess, CodeGrant, Confirmation, NewAccessToken, NewTokenFamily, Redemption,
-    RefreshGrant, Rotation, StoreError,
+    AccessTokenKey, AccessTokenRecord, ClientAccess, CodeGrant, Confirmation, NewAccessToken,
+    NewTokenFamily, Redemption, RefreshGrant, Rotation, StoreError,
 };
 use serde_json::{Value, json};
 
@@ -209,6 +209,29 @@ pub(crate) async fn authenticate_client(
     let claimed = claimed_client(headers, form)?;
     let access = state.store().find_client_for_request(&claimed.id).await?;
     verify_client(&claimed, access)
+}
+
+/// [`authenticate_client`], reading the access token `key` names (if any) in the same round
+/// trip; the token is returned whoever it was issued to.
+pub(crate) async fn authenticate_client_with_access_token(
+    state: &AuthState,
+    headers: &HeaderMap,
+    form: &Form,
+    key: Option<AccessTokenKey>,
+) -> Result<(OAuthClient, Option<AccessTokenRecord>), TokenError> {
+    let claimed = claimed_client(headers, form)?;
+    let store = state.store();
+    let (access, token) = match key {
+        Some(key) => match store
+            .find_client_with_access_token(&claimed.id, key, now())
+            .await?
+        {
+            Some((access, token)) => (Some(access), token),
+            None => (None, None),
+        },
+        None => (store.find_client_for_request(&claimed.id).await?, None),
+    };
+    Ok((verify_client(&claimed, access)?, token))
 }
 
 /// The code or refresh token a token request presents, read in the same round trip as its

@@ -1477,6 +1477,33 @@ async fn introspection_requires_client_authentication() {
     )
     .await;
     assert_json_error(&r, 401, "invalid_client");
+
+    // The client and the presented token are read together; a caller that fails client
+    // authentication learns nothing of the token, whichever way it fails.
+    for auth in [
+        ClientAuth::Basic(SERVICE.client_id, "not-the-secret"),
+        ClientAuth::Basic("no-such-client", "whatever"),
+        ClientAuth::of(PUBLIC),
+    ] {
+        let r = support::post_form(
+            &idp,
+            "/oauth2/introspect",
+            auth,
+            &[("token", token.as_str())],
+        )
+        .await;
+        assert_json_error(&r, 401, "invalid_client");
+        assert!(r.json.get("active").is_none(), "{}", r.body);
+    }
+    let r = support::post_form(&idp, "/oauth2/introspect", ClientAuth::of(SERVICE), &[]).await;
+    assert_json_error(&r, 400, "invalid_request");
+    // A JWT that is not ours (its signature broken) is inactive, not an error.
+    let at = token.len() - 10;
+    let flipped = if &token[at..=at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{flipped}{}", &token[..at], &token[at + 1..]);
+    let r = introspect(&idp, ClientAuth::of(SERVICE), &forged).await;
+    r.expect_status(200);
+    assert_eq!(r.json, json!({"active": false}));
 }
 
 #[tokio::test]

@@ -19,8 +19,11 @@ use crate::tokens::{NewAccessToken, issue_event};
 
 /// Most tokens one statement writes; more waiting callers go into the next batch.
 const MAX_BATCH: usize = 64;
-/// Batches in flight at once: while one waits for PostgreSQL the next one gathers.
-const WRITERS: usize = 2;
+/// Batches in flight at once. One: the tokens that arrive while a batch is being committed
+/// wait for it and go together into the next. A second writer would take each token as it
+/// arrives while the first is busy, and PostgreSQL's cost per token is mostly per statement
+/// (docs/benchmarks.md, sixth round).
+const WRITERS: usize = 1;
 
 /// An access token for the group commit, with its audit row. With `revision` it is written only
 /// while its client is still at that revision, active and in an active tenant (a token decided

@@ -306,6 +306,58 @@ impl JoinedUser {
     }
 }
 
+/// An access token read through [`client_with_access_select`] beside its presenter's client;
+/// every column is NULL when there is none.
+#[derive(sqlx::FromRow)]
+struct JoinedAccess {
+    token_jti: Option<Uuid>,
+    token_tenant_id: Option<Uuid>,
+    token_client_id: Option<Uuid>,
+    token_client_public_id: Option<String>,
+    token_user_id: Option<Uuid>,
+    token_scope: Option<String>,
+    token_created_at: Option<DbTime>,
+    token_expires_at: Option<DbTime>,
+    token_usable: Option<bool>,
+}
+
+impl JoinedAccess {
+    fn into_record(self) -> Option<AccessTokenRecord> {
+        Some(
+            AccessRow {
+                jti: self.token_jti?,
+                tenant_id: self.token_tenant_id?,
+                client_id: self.token_client_id?,
+                client_public_id: self.token_client_public_id?,
+                user_id: self.token_user_id,
+                scope: self.token_scope?,
+                created_at: self.token_created_at?,
+                expires_at: self.token_expires_at?,
+                usable: self.token_usable?,
+            }
+            .into_record(),
+        )
+    }
+}
+
+/// The live client named by `$1` and the access token `$where` (over `$3`) selects, as
+/// [`access_select`] reads it at `$2`: an introspection's reads in one statement.
+macro_rules! client_with_access_select {
+    ($where:literal) => {
+        concat!(
+            "SELECT c.*, t.jti AS token_jti, t.tenant_id AS token_tenant_id, \
+             t.client_id AS token_client_id, t.client_public_id AS token_client_public_id, \
+             t.user_id AS token_user_id, t.scope AS token_scope, \
+             t.created_at AS token_created_at, t.expires_at AS token_expires_at, \
+             t.usable AS token_usable FROM (",
+            client_access_select!(),
+            ") c LEFT JOIN (",
+            access_select!($where),
+            ") t ON TRUE"
+        )
+    };
+}
+
 #[derive(sqlx::FromRow)]
 struct AccessUserRow {
     #[sqlx(flatten)]
@@ -735,6 +787,36 @@ impl Store {
             .await)?,
         };
         Ok(row.map(AccessUserRow::into_parts))
+    }
+
+    /// The live client with public id `client_id` and, when it exists, the access token `key`
+    /// names as [`Store::find_access_token`] reads it: an introspection's reads in one round
+    /// trip. The token is read whoever it was issued to; the caller checks.
+    pub async fn find_client_with_access_token(
+        &self,
+        client_id: &str,
+        key: AccessTokenKey,
+        at: Timestamp,
+    ) -> Result<Option<(ClientAccess, Option<AccessTokenRecord>)>, StoreError> {
+        let row: Option<ClientWith<JoinedAccess>> = match key {
+            AccessTokenKey::Jti(jti) => on_pool!(self, |pool| sqlx::query_as(
+                client_with_access_select!("a.jti = $3")
+            )
+            .bind(client_id)
+            .bind(DbTime(at))
+            .bind(jti)
+            .fetch_optional(pool)
+            .await)?,
+            AccessTokenKey::Digest(digest) => on_pool!(self, |pool| sqlx::query_as(
+                client_with_access_select!("a.token_hash = $3")
+            )
+            .bind(client_id)
+            .bind(DbTime(at))
+            .bind(&digest[..])
+            .fetch_optional(pool)
+            .await)?,
+        };
+        Ok(row.map(|r| (r.client.into_access(), r.grant.into_record())))
     }
 
     /// Looks an access token (opaque or JWT) up by the digest of its text.

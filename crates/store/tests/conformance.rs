@@ -12,8 +12,8 @@ use opentrusty_core::tenant::{TenantName, TenantPatch, TenantStatus};
 use opentrusty_core::user::NewUser;
 use opentrusty_core::{ClientId, TenantId, UserId, now, secret};
 use opentrusty_store::{
-    AuditQuery, Backend, BootstrapOutcome, NewAccessToken, NewAuthorizationCode, NewTokenFamily,
-    Store, StoreError, Subject, UserFilter,
+    AccessTokenKey, AuditQuery, Backend, BootstrapOutcome, NewAccessToken, NewAuthorizationCode,
+    NewTokenFamily, Store, StoreError, Subject, UserFilter,
 };
 use opentrusty_testkit::TestDb;
 use sqlx::Connection;
@@ -1572,9 +1572,9 @@ async fn writes_abandoned_at_any_step_leave_no_transaction_open(db: &TestDb) {
     }
 }
 
-/// A code exchange and a refresh read the client and the presented grant (with its user) in
-/// one statement: the same grant the separate look-ups return, whichever client presents it,
-/// and nothing for an unknown client.
+/// A code exchange, a refresh and an introspection read the client and the presented grant or
+/// token (with its user) in one statement: the same grant the separate look-ups return,
+/// whichever client presents it, and nothing for an unknown client.
 async fn a_token_request_reads_its_client_and_grant_in_one_look_up(db: &TestDb) {
     use opentrusty_store::Redemption;
     let store = db.store().await;
@@ -1619,10 +1619,11 @@ async fn a_token_request_reads_its_client_and_grant_in_one_look_up(db: &TestDb) 
     );
 
     let refresh = secret::token_digest(&secret::random_token());
+    let redeemed_access = access(t, c, u);
     let issued = store
         .redeem_authorization_code(
             &code,
-            &access(t, c, u),
+            &redeemed_access,
             &family(t, c, u, refresh),
             &Origin::system(),
         )
@@ -1667,6 +1668,83 @@ async fn a_token_request_reads_its_client_and_grant_in_one_look_up(db: &TestDb) 
             .is_none()
     );
 
+    // Introspection reads the client and the presented access token (JWT by jti, opaque by
+    // digest) together, the token as find_access_token reads it, whoever presents it.
+    let jti = AccessTokenKey::Jti(redeemed_access.jti);
+    let (found, token) = store
+        .find_client_with_access_token("racer", jti, now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.client.id, found.usable), (c, true));
+    assert_eq!(
+        token,
+        store
+            .find_access_token(redeemed_access.jti, now())
+            .await
+            .unwrap()
+    );
+    let token = token.expect("the access token");
+    assert!(token.active);
+    assert_eq!((token.client_id, token.user_id), (c, Some(u)));
+    let (found, token) = store
+        .find_client_with_access_token("bystander", jti, now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.client.id, other);
+    assert_eq!(token.map(|t| t.client_public_id), Some("racer".to_owned()));
+    let opaque_digest = secret::token_digest(&secret::random_token());
+    let opaque = NewAccessToken {
+        token_digest: Some(opaque_digest),
+        user_id: None,
+        ..access(t, other, u)
+    };
+    store
+        .issue_tokens(&opaque, None, &Origin::system())
+        .await
+        .unwrap();
+    let (_, token) = store
+        .find_client_with_access_token("racer", AccessTokenKey::Digest(opaque_digest), now())
+        .await
+        .unwrap()
+        .unwrap();
+    let token = token.expect("the opaque token");
+    assert_eq!((token.jti, token.user_id), (opaque.jti, None));
+    assert_eq!(
+        Some(&token),
+        store
+            .find_access_token_by_digest(&opaque_digest, now())
+            .await
+            .unwrap()
+            .as_ref()
+    );
+    for key in [
+        AccessTokenKey::Jti(uuid::Uuid::now_v7()),
+        AccessTokenKey::Digest(unknown),
+    ] {
+        let (found, none) = store
+            .find_client_with_access_token("racer", key, now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((found.client.id, none), (c, None));
+    }
+    assert!(
+        store
+            .find_client_with_access_token("nobody", jti, now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Past its expiry the token is still read, as inactive.
+    let (_, expired) = store
+        .find_client_with_access_token("racer", jti, now() + Duration::hours(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!expired.expect("still recorded").active);
+
     // A deleted user is read as none; a suspended tenant makes its clients unusable.
     store.delete_user(t, u, &admin_origin()).await.unwrap();
     let (_, grant) = store
@@ -1698,6 +1776,13 @@ async fn a_token_request_reads_its_client_and_grant_in_one_look_up(db: &TestDb) 
         .unwrap()
         .unwrap();
     assert!(!found.usable);
+    let (found, token) = store
+        .find_client_with_access_token("racer", jti, now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!found.usable);
+    assert!(!token.expect("still recorded").active);
 }
 
 /// Many requests naming clients at the same moment (PostgreSQL shares one statement among
