@@ -206,9 +206,9 @@ pub(crate) async fn authenticate_client(
     headers: &HeaderMap,
     form: &Form,
 ) -> Result<OAuthClient, TokenError> {
-    let claimed = claimed_client(headers, form)?;
-    let access = state.store().find_client_for_request(&claimed.id).await?;
-    verify_client(&claimed, access)
+    authenticate_client_with_access_token(state, headers, form, None)
+        .await
+        .map(|(client, _)| client)
 }
 
 /// [`authenticate_client`], reading the access token `key` names (if any) in the same round
@@ -222,13 +222,10 @@ pub(crate) async fn authenticate_client_with_access_token(
     let claimed = claimed_client(headers, form)?;
     let store = state.store();
     let (access, token) = match key {
-        Some(key) => match store
+        Some(key) => store
             .find_client_with_access_token(&claimed.id, key, now())
             .await?
-        {
-            Some((access, token)) => (Some(access), token),
-            None => (None, None),
-        },
+            .map_or((None, None), |(access, token)| (Some(access), token)),
         None => (store.find_client_for_request(&claimed.id).await?, None),
     };
     Ok((verify_client(&claimed, access)?, token))

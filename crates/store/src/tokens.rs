@@ -381,6 +381,9 @@ impl Store {
                     tx.audit_issue(access, None, action::TOKEN_ISSUED, origin)
                         .await?;
                     tx.commit().await?;
+                } else {
+                    // Stale is an expected answer: keep the connection for the pool.
+                    tx.rollback().await;
                 }
                 inserted == 1
             }
