@@ -10,7 +10,6 @@ use axum::http::{HeaderMap, Method, header};
 use opentrusty_core::audit::{Actor, Origin};
 use opentrusty_core::rbac::{Grant, Permission, Scope, allows};
 use opentrusty_core::secret::{constant_time_eq, session_csrf_token, token_digest};
-use opentrusty_core::tenant::TenantStatus;
 use opentrusty_core::user::{User, UserStatus};
 use opentrusty_core::{ClientId, TenantId, now};
 use opentrusty_store::Subject;
@@ -145,54 +144,47 @@ impl FromRequestParts<AdminState> for Caller {
         }
         let store = state.store();
         if let Some(token) = bearer(&parts.headers)? {
-            let record = store
-                .find_access_token_by_digest(&token_digest(token), now())
+            let caller = store
+                .find_token_caller(&token_digest(token), now())
                 .await?
-                .filter(|r| r.active && r.user_id.is_none())
+                .filter(|c| c.token.active && c.token.user_id.is_none())
                 .ok_or_else(|| unauthenticated("the access token is not valid here", true))?;
-            let subject = Subject::Client(record.client_id);
+            let client = caller.token.client_id;
             return Ok(Caller {
-                subject,
-                tenant: Some(record.tenant_id),
+                subject: Subject::Client(client),
+                tenant: Some(caller.token.tenant_id),
                 user: None,
-                client: Some(record.client_id),
+                client: Some(client),
                 credential: Credential::Bearer,
-                grants: store.grants_of(subject).await?,
-                origin: request_origin(parts, Actor::Client(record.client_id)),
+                grants: caller.grants,
+                origin: request_origin(parts, Actor::Client(client)),
             });
         }
         let Some(value) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(unauthenticated("sign in first", false));
         };
         let digest = token_digest(&value);
-        let session = store
-            .authenticate_session(&digest, now(), state.settings().session_idle_secs)
+        let ended = || unauthenticated("the session has ended; sign in again", false);
+        let caller = store
+            .find_session_caller(&digest, now(), state.settings().session_idle_secs)
             .await?
-            .ok_or_else(|| unauthenticated("the session has ended; sign in again", false))?;
-        let user = store
-            .get_user_by_id(session.user_id)
-            .await?
+            .ok_or_else(ended)?;
+        let user = caller
+            .user
             .filter(|u| u.status == UserStatus::Active)
-            .ok_or_else(|| unauthenticated("the session has ended; sign in again", false))?;
-        if let Some(t) = user.tenant_id {
-            let live = store
-                .get_tenant(t)
-                .await?
-                .is_some_and(|t| t.status == TenantStatus::Active);
-            if !live {
-                return Err(unauthenticated("your tenant is not active", false));
-            }
+            .ok_or_else(ended)?;
+        if !caller.tenant_active {
+            return Err(unauthenticated("your tenant is not active", false));
         }
         check_browser_rules(parts, state, &digest)?;
-        let subject = Subject::User(user.id);
         Ok(Caller {
-            subject,
+            subject: Subject::User(user.id),
             tenant: user.tenant_id,
             origin: request_origin(parts, Actor::User(user.id)),
             user: Some(user),
             client: None,
             credential: Credential::Session { digest },
-            grants: store.grants_of(subject).await?,
+            grants: caller.grants,
         })
     }
 }

@@ -281,7 +281,7 @@ pub async fn list_users(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<UserList>> {
     let t = tenant_id(&t)?;
-    in_tenant(&state, &caller, Permission::TenantManageUsers, t).await?;
+    caller.require(Permission::TenantManageUsers, Scope::Tenant(t))?;
     let q: UserListQuery = input::query(q.as_deref())?;
     let limit = input::limit(q.limit.as_deref())?;
     let after = Cursor::after(q.cursor.as_deref())?.map(UserId);
@@ -296,6 +296,10 @@ pub async fn list_users(
         .store()
         .list_users(t, &filter, after, limit + 1)
         .await?;
+    // A page with users proves the tenant live; only an empty one needs the look-up.
+    if rows.is_empty() && state.store().get_tenant(t).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
     let (items, next_cursor) = page(rows, limit, |u| Cursor::After(u.id.0), UserView::from);
     Ok(Json(UserList { items, next_cursor }))
 }

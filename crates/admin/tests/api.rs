@@ -307,6 +307,14 @@ async fn credentials_are_checked_against_the_database_on_every_request(db: &Test
         200
     );
 
+    // An empty page of a live tenant is a page; of a deleted tenant, not found.
+    let nobody = format!("{}?email_prefix=nobody-here", users_path(&w));
+    let r = w
+        .call(Actor::PlatformAdmin, Method::GET, &nobody, None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["items"], json!([]));
+
     // Deleting the tenant ends its sessions.
     let r = w
         .call(
@@ -330,6 +338,10 @@ async fn credentials_are_checked_against_the_database_on_every_request(db: &Test
         )
         .await;
     assert_eq!(r.status, 404);
+    for path in [users_path(&w), nobody] {
+        let r = w.call(Actor::PlatformAdmin, Method::GET, &path, None).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+    }
 }
 
 async fn role_rules_hold(db: &TestDb) {

@@ -560,7 +560,7 @@ async fn postgres_restarted_under_load_is_survived_without_a_restart() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let restart = Instant::now();
-    let _pg = tokio::task::spawn_blocking(move || {
+    let pg = tokio::task::spawn_blocking(move || {
         pg.ctl("restart");
         pg
     })
@@ -587,6 +587,23 @@ async fn postgres_restarted_under_load_is_survived_without_a_restart() {
         "PostgreSQL restarted in {restarted_in:?} under load: {ok} tokens, \
          {unavailable} answered 503 while it was down, no other error"
     );
+
+    // Restarted while the process is idle: the pooled connections it holds are all cut, and
+    // the first requests afterwards must not fail on them (idle connections are checked
+    // before use).
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.ctl("restart");
+        pg
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let http = client();
+    for i in 0..8 {
+        let (status, body) = client_credentials(&http, &server).await;
+        assert_eq!(status, 200, "request {i} after an idle restart: {body}");
+    }
+    drop(pg);
 }
 
 // ---------------------------------------------------------------------------------------------

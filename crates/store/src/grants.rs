@@ -205,7 +205,7 @@ pub struct AccessTokenRecord {
 }
 
 #[derive(sqlx::FromRow)]
-struct AccessRow {
+pub(crate) struct AccessRow {
     jti: Uuid,
     tenant_id: Uuid,
     client_id: Uuid,
@@ -238,6 +238,7 @@ macro_rules! access_select {
         )
     };
 }
+pub(crate) use access_select;
 
 /// The columns of a grant's user joined with `LEFT JOIN users u` (see [`JoinedUser`]), so a
 /// grant and its user come back in one round trip.
@@ -373,7 +374,7 @@ impl AccessUserRow {
 }
 
 impl AccessRow {
-    fn into_record(self) -> AccessTokenRecord {
+    pub(crate) fn into_record(self) -> AccessTokenRecord {
         AccessTokenRecord {
             jti: self.jti,
             tenant_id: TenantId(self.tenant_id),

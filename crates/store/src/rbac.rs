@@ -63,6 +63,41 @@ struct GrantRow {
     scope_client_id: Option<Uuid>,
 }
 
+/// A grant read beside another row through `LEFT JOIN role_assignments ra LEFT JOIN
+/// role_permissions rp` (`callers.rs`): NULL when the subject holds no role, or the role no
+/// permission.
+#[derive(sqlx::FromRow)]
+pub(crate) struct JoinedGrant {
+    grant_permission: Option<String>,
+    grant_scope_kind: Option<String>,
+    grant_scope_tenant_id: Option<Uuid>,
+    grant_scope_client_id: Option<Uuid>,
+}
+
+impl JoinedGrant {
+    pub(crate) fn into_grant(self) -> Option<Grant> {
+        grant_from_columns(
+            &self.grant_permission?,
+            &self.grant_scope_kind?,
+            self.grant_scope_tenant_id,
+            self.grant_scope_client_id,
+        )
+    }
+}
+
+/// A grant from its stored columns; `None` for a permission or scope this build does not know.
+fn grant_from_columns(
+    permission: &str,
+    scope_kind: &str,
+    tenant: Option<Uuid>,
+    client: Option<Uuid>,
+) -> Option<Grant> {
+    Some(Grant {
+        permission: Permission::parse(permission)?,
+        scope: scope_from_columns(scope_kind, tenant, client)?,
+    })
+}
+
 fn scope_parts(scope: &Scope) -> (Option<Uuid>, Option<Uuid>) {
     match scope {
         Scope::Platform => (None, None),
@@ -326,12 +361,12 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(|r| {
-                let scope =
-                    scope_from_columns(&r.scope_kind, r.scope_tenant_id, r.scope_client_id)?;
-                Some(Grant {
-                    permission: Permission::parse(&r.permission_name)?,
-                    scope,
-                })
+                grant_from_columns(
+                    &r.permission_name,
+                    &r.scope_kind,
+                    r.scope_tenant_id,
+                    r.scope_client_id,
+                )
             })
             .collect())
     }

@@ -12,7 +12,7 @@ use crate::tokens::{NewAuthorizationCode, bind_code, code_event, insert_code};
 use crate::{Store, StoreError, Tx, on_pool, on_tx};
 
 #[derive(sqlx::FromRow)]
-struct SessionRow {
+pub(crate) struct SessionRow {
     id: Uuid,
     user_id: Uuid,
     tenant_id: Option<Uuid>,
@@ -25,7 +25,7 @@ struct SessionRow {
 }
 
 impl SessionRow {
-    fn into_session(self) -> Session {
+    pub(crate) fn into_session(self) -> Session {
         Session {
             id: SessionId(self.id),
             user_id: UserId(self.user_id),
@@ -44,7 +44,12 @@ macro_rules! session_columns {
     () => {
         "id, user_id, tenant_id, auth_time, created_at, last_seen_at, expires_at, ip, user_agent"
     };
+    ("s.") => {
+        "s.id, s.user_id, s.tenant_id, s.auth_time, s.created_at, s.last_seen_at, s.expires_at, \
+         s.ip, s.user_agent"
+    };
 }
+pub(crate) use session_columns;
 
 /// The insert of a session with its ten values (the cookie digest, then
 /// [`session_columns!`]); `$values` names their placeholders in the order of [`bind_session!`].
@@ -274,6 +279,17 @@ impl Store {
         let Some(session) = row.map(SessionRow::into_session) else {
             return Ok(None);
         };
+        self.mark_session_seen(&session, at).await?;
+        Ok(Some(session))
+    }
+
+    /// Moves the idle clock of `session` on to `at`, at most once a minute (a write per request
+    /// would cost every request a commit).
+    pub(crate) async fn mark_session_seen(
+        &self,
+        session: &Session,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
         if at - session.last_seen_at > time::Duration::seconds(60) {
             on_pool!(self, |pool| sqlx::query(
                 "UPDATE sessions SET last_seen_at = $2 WHERE id = $1"
@@ -284,7 +300,7 @@ impl Store {
             .await
             .map(|r| r.rows_affected()))?;
         }
-        Ok(Some(session))
+        Ok(())
     }
 
     /// Ends the session a cookie digest names (audited as `logout`); `None` if there was none.

@@ -289,7 +289,9 @@ impl Store {
         Ok(row.map(UserRow::into_user))
     }
 
-    /// Live users of `tenant` matching `filter`, in id order, after `after` (exclusive).
+    /// Live users of `tenant` matching `filter`, in id order, after `after` (exclusive). Empty
+    /// when the tenant is deleted or does not exist, so a page that is not empty also proves
+    /// the tenant live without a second look-up.
     pub async fn list_users(
         &self,
         tenant: TenantId,
@@ -303,6 +305,7 @@ impl Store {
             "SELECT ",
             user_columns!(),
             " FROM users WHERE tenant_id = $1 AND deleted_at IS NULL AND id > $2 \
+               AND EXISTS (SELECT 1 FROM tenants WHERE id = $1 AND deleted_at IS NULL) \
                AND ($4 IS NULL OR substr(email_normalized, 1, length($4)) = $4) \
                AND ($5 IS NULL OR status = $5) \
              ORDER BY id LIMIT $3"
