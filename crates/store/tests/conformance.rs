@@ -12,8 +12,8 @@ use opentrusty_core::tenant::{TenantName, TenantPatch, TenantStatus};
 use opentrusty_core::user::NewUser;
 use opentrusty_core::{ClientId, TenantId, UserId, now, secret};
 use opentrusty_store::{
-    AccessTokenKey, AuditQuery, Backend, BootstrapOutcome, NewAccessToken, NewAuthorizationCode,
-    NewTokenFamily, Store, StoreError, Subject, UserFilter,
+    AccessTokenKey, AuditQuery, Backend, BootstrapOutcome, ConnectOptions, NewAccessToken,
+    NewAuthorizationCode, NewTokenFamily, Store, StoreError, Subject, UserFilter,
 };
 use opentrusty_testkit::TestDb;
 use sqlx::Connection;
@@ -51,6 +51,8 @@ opentrusty_testkit::each_backend!(
     a_sign_in_form_reads_its_client_and_account_in_one_look_up,
     a_client_token_is_written_only_while_its_client_is_unchanged,
     an_admin_caller_is_read_with_its_grants_in_one_look_up,
+    a_small_pool_serves_more_callers_than_it_has_connections,
+    reads_abandoned_at_any_step_leave_nothing_for_the_next,
 );
 
 fn admin_origin() -> Origin {
@@ -2424,4 +2426,72 @@ async fn an_admin_caller_is_read_with_its_grants_in_one_look_up(db: &TestDb) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Far more statements and transactions at once than the pool has connections: each one gets
+/// a connection within the acquire timeout (every statement and transaction gives its
+/// connection back, whatever the pool checks or skips), and the store still closes.
+async fn a_small_pool_serves_more_callers_than_it_has_connections(db: &TestDb) {
+    let options = ConnectOptions {
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_secs(3),
+    };
+    let store = Store::connect(db.url(), &options).await.unwrap();
+    let t = tenant(&store, "Busy").await;
+    user(&store, t, "first@busy.example").await;
+    for round in 0..3 {
+        let mut callers = tokio::task::JoinSet::new();
+        for i in 0..48 {
+            let store = store.clone();
+            callers.spawn(async move {
+                if i % 6 == 0 {
+                    let email = format!("user-{round}-{i}@busy.example");
+                    let new = NewUser::new(Some(t), &email, None, None).unwrap();
+                    store
+                        .create_user(&new, None, &Origin::system())
+                        .await
+                        .map(|_| ())
+                } else {
+                    store
+                        .list_users(t, &UserFilter::default(), None, 10)
+                        .await
+                        .map(|users| assert!(!users.is_empty()))
+                }
+            });
+        }
+        while let Some(joined) = callers.join_next().await {
+            joined
+                .unwrap()
+                .expect("every caller gets a connection in time");
+        }
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(5), store.close())
+        .await
+        .expect("closing waits for nothing that will not come back");
+}
+
+/// Reads abandoned at any step (a client that hung up mid-request) leave nothing behind: the
+/// next statement, on whichever connection, answers its own question.
+async fn reads_abandoned_at_any_step_leave_nothing_for_the_next(db: &TestDb) {
+    let store = db.store().await;
+    let a = tenant(&store, "A").await;
+    let b = tenant(&store, "B").await;
+    for i in 0..20 {
+        user(&store, a, &format!("user-{i}@a.example")).await;
+    }
+    let only_b = user(&store, b, "only@b.example").await;
+    let attempt = std::time::Duration::from_secs(3);
+    let all = UserFilter::default();
+    for polls in 1..30 {
+        let abandoned = abandon_after(polls, store.list_users(a, &all, None, 20));
+        tokio::time::timeout(attempt, abandoned)
+            .await
+            .expect("an abandoned read holds nothing up");
+        let listed = store.list_users(b, &all, None, 20).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|u| u.id).collect::<Vec<_>>(),
+            [only_b],
+            "after abandoning at poll {polls}"
+        );
+    }
 }
