@@ -90,18 +90,17 @@ impl Store {
         .bind(DbTime(idle_since))
         .fetch_all(pool)
         .await)?;
-        let mut rows = rows.into_iter();
-        let Some(first) = rows.next() else {
+        let Some(((session, user, tenant_active), grants)) =
+            with_grants(rows, |r| ((r.session, r.user, r.tenant_active), r.grant))
+        else {
             return Ok(None);
         };
-        let mut grants: Vec<Grant> = first.grant.into_grant().into_iter().collect();
-        grants.extend(rows.filter_map(|r| r.grant.into_grant()));
-        let session = first.session.into_session();
+        let session = session.into_session();
         self.mark_session_seen(&session, at).await?;
         Ok(Some(SessionCaller {
             session,
-            user: first.user.into_user(),
-            tenant_active: first.tenant_active,
+            user: user.into_user(),
+            tenant_active,
             grants,
         }))
     }
@@ -122,15 +121,26 @@ impl Store {
         .bind(DbTime(at))
         .fetch_all(pool)
         .await)?;
-        let mut rows = rows.into_iter();
-        let Some(first) = rows.next() else {
-            return Ok(None);
-        };
-        let mut grants: Vec<Grant> = first.grant.into_grant().into_iter().collect();
-        grants.extend(rows.filter_map(|r| r.grant.into_grant()));
-        Ok(Some(TokenCaller {
-            token: first.access.into_record(),
-            grants,
-        }))
+        Ok(
+            with_grants(rows, |r| (r.access, r.grant)).map(|(access, grants)| TokenCaller {
+                token: access.into_record(),
+                grants,
+            }),
+        )
     }
+}
+
+/// The caller's columns from the first of `rows` (they repeat on every row) and the grants of
+/// all of them (one row per permission held); `None` when there are no rows.
+fn with_grants<R, C>(
+    rows: Vec<R>,
+    split: impl Fn(R) -> (C, JoinedGrant),
+) -> Option<(C, Vec<Grant>)> {
+    let mut rows = rows.into_iter().map(split);
+    let (caller, first) = rows.next()?;
+    let grants = std::iter::once(first)
+        .chain(rows.map(|(_, grant)| grant))
+        .filter_map(JoinedGrant::into_grant)
+        .collect();
+    Some((caller, grants))
 }

@@ -114,6 +114,30 @@ async fn session(store: &Store, tenant: Option<TenantId>, user: UserId) -> [u8; 
     digest
 }
 
+/// A platform user holding the platform administrator role.
+async fn platform_admin(store: &Store) -> opentrusty_core::user::User {
+    let new = NewUser::new(None, "root@example.com", None, None).unwrap();
+    let op = store
+        .create_user(&new, None, &Origin::system())
+        .await
+        .unwrap();
+    assign(
+        store,
+        Subject::User(op.id),
+        Role::PlatformAdmin,
+        Scope::Platform,
+    )
+    .await;
+    op
+}
+
+async fn assign(store: &Store, subject: Subject, role: Role, at: Scope) {
+    store
+        .assign_role(subject, role, at, &admin_origin())
+        .await
+        .unwrap();
+}
+
 async fn actions(store: &Store, tenant: Option<TenantId>) -> Vec<String> {
     store
         .list_audit(&AuditQuery {
@@ -657,20 +681,7 @@ async fn permissions_come_from_assignments_at_their_scope(db: &TestDb) {
         &Scope::Tenant(a)
     ));
 
-    let op = NewUser::new(None, "root@example.com", None, None).unwrap();
-    let op = store
-        .create_user(&op, None, &Origin::system())
-        .await
-        .unwrap();
-    store
-        .assign_role(
-            Subject::User(op.id),
-            Role::PlatformAdmin,
-            Scope::Platform,
-            &admin_origin(),
-        )
-        .await
-        .unwrap();
+    let op = platform_admin(&store).await;
     let g = store.grants_of(Subject::User(op.id)).await.unwrap();
     for at in [Scope::Platform, Scope::Tenant(a), Scope::Tenant(b)] {
         assert!(allows(&g, Permission::TenantManageClients, &at));
@@ -2227,15 +2238,7 @@ async fn an_admin_caller_is_read_with_its_grants_in_one_look_up(db: &TestDb) {
     let admin = user(&store, a, "admin@a.example").await;
     let plain = user(&store, a, "plain@a.example").await;
     for role in [Role::TenantAdmin, Role::TenantOwner] {
-        store
-            .assign_role(
-                Subject::User(admin),
-                role,
-                Scope::Tenant(a),
-                &admin_origin(),
-            )
-            .await
-            .unwrap();
+        assign(&store, Subject::User(admin), role, Scope::Tenant(a)).await;
     }
     let listed = |grants: &[opentrusty_core::rbac::Grant]| {
         let mut g: Vec<String> = grants.iter().map(|g| format!("{g:?}")).collect();
@@ -2295,20 +2298,7 @@ async fn an_admin_caller_is_read_with_its_grants_in_one_look_up(db: &TestDb) {
     );
 
     // A platform user has no tenant to be suspended.
-    let op = NewUser::new(None, "root@example.com", None, None).unwrap();
-    let op = store
-        .create_user(&op, None, &Origin::system())
-        .await
-        .unwrap();
-    store
-        .assign_role(
-            Subject::User(op.id),
-            Role::PlatformAdmin,
-            Scope::Platform,
-            &admin_origin(),
-        )
-        .await
-        .unwrap();
+    let op = platform_admin(&store).await;
     let op_digest = session(&store, None, op.id).await;
     let caller = store
         .find_session_caller(&op_digest, now(), idle)
@@ -2325,15 +2315,13 @@ async fn an_admin_caller_is_read_with_its_grants_in_one_look_up(db: &TestDb) {
     // A service account's bearer token: the record as read alone, its client's grants.
     let c = client(&store, a, "automation").await;
     let bare = client(&store, a, "no-roles").await;
-    store
-        .assign_role(
-            Subject::Client(c),
-            Role::TenantAdmin,
-            Scope::Tenant(a),
-            &admin_origin(),
-        )
-        .await
-        .unwrap();
+    assign(
+        &store,
+        Subject::Client(c),
+        Role::TenantAdmin,
+        Scope::Tenant(a),
+    )
+    .await;
     let bearer = |client: ClientId| {
         let digest = secret::token_digest(&secret::random_token());
         let token = NewAccessToken {
