@@ -1,6 +1,6 @@
 //! Who is calling the admin plane, read in one statement: a console session with its user, the
 //! user's tenant state and grants, or a service account's bearer token with its client's grants.
-//! Every admin request starts here, so one round trip instead of four is paid on every one.
+//! Every admin request starts here: one round trip where it took up to four.
 
 use opentrusty_core::Timestamp;
 use opentrusty_core::rbac::Grant;
