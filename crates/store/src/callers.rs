@@ -10,7 +10,7 @@ use opentrusty_core::user::User;
 use crate::grants::{AccessRow, JoinedUser, access_select, joined_user_columns};
 use crate::rbac::JoinedGrant;
 use crate::rows::DbTime;
-use crate::sessions::{SessionRow, session_columns};
+use crate::sessions::{SessionRow, idle_since, live_session, session_columns};
 use crate::{AccessTokenRecord, Store, StoreError, on_pool};
 
 /// A console session that is live, with what the admin plane decides on.
@@ -70,7 +70,6 @@ impl Store {
         at: Timestamp,
         idle_secs: i64,
     ) -> Result<Option<SessionCaller>, StoreError> {
-        let idle_since = at - time::Duration::seconds(idle_secs);
         let rows: Vec<SessionCallerRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
             "SELECT ",
             session_columns!("s."),
@@ -83,11 +82,12 @@ impl Store {
              LEFT JOIN tenants t ON t.id = u.tenant_id \
              LEFT JOIN role_assignments ra ON ra.user_id = u.id \
              LEFT JOIN role_permissions rp ON rp.role_name = ra.role_name \
-             WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3"
+             WHERE ",
+            live_session!("s.")
         ))
         .bind(&token_digest[..])
         .bind(DbTime(at))
-        .bind(DbTime(idle_since))
+        .bind(idle_since(at, idle_secs))
         .fetch_all(pool)
         .await)?;
         let Some(((session, user, tenant_active), grants)) =

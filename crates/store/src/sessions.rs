@@ -51,6 +51,27 @@ macro_rules! session_columns {
 }
 pub(crate) use session_columns;
 
+/// The condition a session must meet to authenticate its cookie (`$p` prefixes the columns):
+/// the digest `$1`, before its absolute end `$2`, used since `$3` ([`idle_since`]).
+macro_rules! live_session {
+    ($p:literal) => {
+        concat!(
+            $p,
+            "token_hash = $1 AND ",
+            $p,
+            "expires_at > $2 AND ",
+            $p,
+            "last_seen_at > $3"
+        )
+    };
+}
+pub(crate) use live_session;
+
+/// The oldest last use a session may have at `at` and still be live.
+pub(crate) fn idle_since(at: Timestamp, idle_secs: i64) -> DbTime {
+    DbTime(at - time::Duration::seconds(idle_secs))
+}
+
 /// The insert of a session with its ten values (the cookie digest, then
 /// [`session_columns!`]); `$values` names their placeholders in the order of [`bind_session!`].
 macro_rules! insert_session {
@@ -265,15 +286,15 @@ impl Store {
         at: Timestamp,
         idle_secs: i64,
     ) -> Result<Option<Session>, StoreError> {
-        let idle_since = at - time::Duration::seconds(idle_secs);
         let row: Option<SessionRow> = on_pool!(self, |pool| sqlx::query_as(concat!(
             "SELECT ",
             session_columns!(),
-            " FROM sessions WHERE token_hash = $1 AND expires_at > $2 AND last_seen_at > $3"
+            " FROM sessions WHERE ",
+            live_session!("")
         ))
         .bind(&token_digest[..])
         .bind(DbTime(at))
-        .bind(DbTime(idle_since))
+        .bind(idle_since(at, idle_secs))
         .fetch_optional(pool)
         .await)?;
         let Some(session) = row.map(SessionRow::into_session) else {
