@@ -1,10 +1,11 @@
-//! Group commit for client-credentials issuance on PostgreSQL: access tokens issued at the same
-//! moment are written by one statement (the tokens and their audit rows together), and each
-//! caller is answered only after that statement committed, so no token is handed out that is
-//! not recorded and audited. A token decided on a remembered client is written only if that
-//! client is still as it was remembered (`client_cache.rs`). A batch that fails is retried one
-//! token at a time, so one bad row (a client deleted a moment ago) fails only its own request.
+//! Group commit on PostgreSQL: writes of one kind that arrive at the same moment (client-
+//! credentials tokens here, code redemptions and refresh rotations in `grant_writes.rs`) are
+//! made by one statement, and each caller is answered only after that statement committed, with
+//! the outcome of its own row, so nothing is handed out that is not recorded and audited. A
+//! batch the database refused is retried one write at a time, so one bad row (a client deleted
+//! a moment ago) fails only its own request.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use opentrusty_core::audit::{AuditEvent, Origin, action};
@@ -15,15 +16,208 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::tokens::{NewAccessToken, issue_event};
+use crate::grant_writes::{RedeemWrite, RotateWrite};
+use crate::tokens::{NewAccessToken, PgQuery, issue_event};
 
-/// Most tokens one statement writes; more waiting callers go into the next batch.
+/// Most writes one statement makes; more waiting callers go into the next batch.
 const MAX_BATCH: usize = 64;
-/// Batches in flight at once. One: the tokens that arrive while a batch is being committed
-/// wait for it and go together into the next. A second writer would take each token as it
-/// arrives while the first is busy, and PostgreSQL's cost per token is mostly per statement
-/// (docs/benchmarks.md, sixth round).
+/// Batches of one kind in flight at once. One: the writes that arrive while a batch is being
+/// committed wait for it and go together into the next. A second writer would take each write
+/// as it arrives while the first is busy, and PostgreSQL's cost per write is mostly per
+/// statement (docs/benchmarks.md, sixth round).
 const WRITERS: usize = 1;
+
+/// A kind of write that many callers' rows can share one statement.
+pub(crate) trait GroupWrite: Send + Sync + Sized + 'static {
+    /// Makes every write of `batch` with one statement; for each, in order, whether it was made
+    /// (`false`: its condition did not hold, e.g. the code was claimed already).
+    fn write_all<'a>(
+        pool: &'a PgPool,
+        batch: &'a [&'a Self],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send + 'a;
+}
+
+struct Pending<W> {
+    write: W,
+    done: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// The queue in front of one kind's writer.
+pub(crate) struct GroupCommit<W> {
+    queue: mpsc::UnboundedSender<Pending<W>>,
+}
+
+impl<W: GroupWrite> GroupCommit<W> {
+    /// Starts the writer on the current runtime.
+    fn start(pool: PgPool) -> GroupCommit<W> {
+        let queue =
+            crate::workers::start(WRITERS, MAX_BATCH, move |batch| commit(pool.clone(), batch));
+        GroupCommit { queue }
+    }
+}
+
+/// The group commits of a PostgreSQL store; cheap to clone with it.
+pub(crate) struct GroupCommits {
+    pub(crate) tokens: GroupCommit<TokenWrite>,
+    pub(crate) redemptions: GroupCommit<RedeemWrite>,
+    pub(crate) rotations: GroupCommit<RotateWrite>,
+}
+
+impl GroupCommits {
+    /// Starts every writer on the current runtime.
+    pub(crate) fn start(pool: &PgPool) -> Arc<GroupCommits> {
+        Arc::new(GroupCommits {
+            tokens: GroupCommit::start(pool.clone()),
+            redemptions: GroupCommit::start(pool.clone()),
+            rotations: GroupCommit::start(pool.clone()),
+        })
+    }
+}
+
+/// Makes `write` through `group`, or by itself when there is none or its writer is gone (its
+/// runtime ended). Whether it was made. A writer that stops after taking the write cannot say
+/// whether it was committed: that is answered as unavailable (the client retries) rather than
+/// written a second time.
+pub(crate) async fn write<W: GroupWrite>(
+    pool: &PgPool,
+    group: Option<&GroupCommit<W>>,
+    write: W,
+) -> Result<bool, StoreError> {
+    let write = match group {
+        Some(group) => {
+            let (done, answer) = oneshot::channel();
+            match group.queue.send(Pending { write, done }) {
+                Ok(()) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(StoreError::Unavailable("the writer stopped".to_owned()))
+                    });
+                }
+                Err(mpsc::error::SendError(back)) => back.write,
+            }
+        }
+        None => write,
+    };
+    Ok(W::write_all(pool, &[&write]).await?.first() == Some(&true))
+}
+
+/// Makes `batch` with one statement, or write by write when the database refused it. When the
+/// database could not be reached the outcome is unknown, and every caller is told so rather
+/// than written again.
+async fn commit<W: GroupWrite>(pool: PgPool, mut batch: Vec<Pending<W>>) {
+    let writes: Vec<&W> = batch.iter().map(|p| &p.write).collect();
+    match W::write_all(&pool, &writes).await {
+        Ok(made) => {
+            for (pending, made) in batch.into_iter().zip(made) {
+                let _ = pending.done.send(Ok(made));
+            }
+        }
+        Err(e) if batch.len() == 1 || matches!(e, StoreError::Unavailable(_)) => {
+            let message = e.to_string();
+            let mut e = Some(e);
+            for pending in batch.drain(..) {
+                let e = e
+                    .take()
+                    .unwrap_or_else(|| StoreError::Unavailable(message.clone()));
+                let _ = pending.done.send(Err(e));
+            }
+        }
+        Err(_) => {
+            for pending in batch {
+                let outcome = W::write_all(&pool, &[&pending.write])
+                    .await
+                    .map(|made| made.first() == Some(&true));
+                let _ = pending.done.send(outcome);
+            }
+        }
+    }
+}
+
+/// The columns of access tokens as arrays, one element per token, bound as seven parameters
+/// for `UNNEST(..)`: jti, token_hash, tenant_id, client_id, user_id, scope, expires_at.
+#[derive(Default)]
+pub(crate) struct AccessColumns<'a> {
+    jti: Vec<Uuid>,
+    digest: Vec<Option<Vec<u8>>>,
+    tenant: Vec<Uuid>,
+    client: Vec<Uuid>,
+    user: Vec<Option<Uuid>>,
+    scope: Vec<&'a str>,
+    expires: Vec<Timestamp>,
+}
+
+impl<'a> AccessColumns<'a> {
+    pub(crate) fn push(&mut self, access: &'a NewAccessToken) {
+        self.jti.push(access.jti);
+        self.digest.push(access.token_digest.map(|d| d.to_vec()));
+        self.tenant.push(access.tenant_id.0);
+        self.client.push(access.client_id.0);
+        self.user.push(access.user_id.map(|u| u.0));
+        self.scope.push(access.scope.as_str());
+        self.expires.push(access.expires_at);
+    }
+
+    pub(crate) fn bind(self, q: PgQuery<'a>) -> PgQuery<'a> {
+        q.bind(self.jti)
+            .bind(self.digest)
+            .bind(self.tenant)
+            .bind(self.client)
+            .bind(self.user)
+            .bind(self.scope)
+            .bind(self.expires)
+    }
+}
+
+/// The columns of audit rows as arrays, bound as twelve parameters in the order of
+/// `audit_columns!`.
+#[derive(Default)]
+pub(crate) struct AuditColumns<'a> {
+    id: Vec<Uuid>,
+    occurred: Vec<Timestamp>,
+    tenant: Vec<Option<Uuid>>,
+    actor_kind: Vec<&'a str>,
+    actor_id: Vec<Option<Uuid>>,
+    action: Vec<&'a str>,
+    target_kind: Vec<Option<&'a str>>,
+    target_id: Vec<Option<&'a str>>,
+    ip: Vec<Option<&'a str>>,
+    user_agent: Vec<Option<&'a str>>,
+    request_id: Vec<Option<&'a str>>,
+    metadata: Vec<Json<&'a serde_json::Value>>,
+}
+
+impl<'a> AuditColumns<'a> {
+    pub(crate) fn push(&mut self, event: &'a AuditEvent) {
+        self.id.push(event.id.0);
+        self.occurred.push(event.occurred_at);
+        self.tenant.push(event.tenant_id.map(|t| t.0));
+        self.actor_kind.push(event.actor.kind());
+        self.actor_id.push(event.actor.id());
+        self.action.push(event.action.as_str());
+        self.target_kind
+            .push(event.target.as_ref().map(|t| t.kind.as_str()));
+        self.target_id
+            .push(event.target.as_ref().map(|t| t.id.as_str()));
+        self.ip.push(event.ip.as_deref());
+        self.user_agent.push(event.user_agent.as_deref());
+        self.request_id.push(event.request_id.as_deref());
+        self.metadata.push(Json(&event.metadata));
+    }
+
+    pub(crate) fn bind(self, q: PgQuery<'a>) -> PgQuery<'a> {
+        q.bind(self.id)
+            .bind(self.occurred)
+            .bind(self.tenant)
+            .bind(self.actor_kind)
+            .bind(self.actor_id)
+            .bind(self.action)
+            .bind(self.target_kind)
+            .bind(self.target_id)
+            .bind(self.ip)
+            .bind(self.user_agent)
+            .bind(self.request_id)
+            .bind(self.metadata)
+    }
+}
 
 /// An access token for the group commit, with its audit row. With `revision` it is written only
 /// while its client is still at that revision, active and in an active tenant (a token decided
@@ -47,170 +241,49 @@ impl TokenWrite {
     }
 }
 
-struct Issuance {
-    write: TokenWrite,
-    /// Whether the token was written.
-    done: oneshot::Sender<Result<bool, StoreError>>,
-}
-
-/// The queue in front of the writers; cheap to clone with the store.
-pub(crate) struct IssueBatcher {
-    queue: mpsc::UnboundedSender<Issuance>,
-}
-
-impl IssueBatcher {
-    /// Starts the writers on the current runtime.
-    pub(crate) fn start(pool: PgPool) -> Arc<IssueBatcher> {
-        let queue = crate::workers::start(WRITERS, MAX_BATCH, move |batch| {
-            write_batch(pool.clone(), batch)
-        });
-        Arc::new(IssueBatcher { queue })
-    }
-
-    /// Records `write`; `Ok(false)` when its client was no longer at the revision it names.
-    /// `Err` hands the write back when the writers are gone (their runtime ended) and nothing
-    /// was queued: the caller writes the token itself. A writer that stops after taking the
-    /// token cannot say whether it was written: that is answered as unavailable (the client
-    /// retries) rather than written a second time.
-    pub(crate) async fn issue(
-        &self,
-        write: TokenWrite,
-    ) -> Result<Result<bool, StoreError>, TokenWrite> {
-        let (done, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(back)) = self.queue.send(Issuance { write, done }) {
-            return Err(back.write);
+impl GroupWrite for TokenWrite {
+    /// The tokens, then the audit rows of those written.
+    async fn write_all(pool: &PgPool, batch: &[&TokenWrite]) -> Result<Vec<bool>, StoreError> {
+        let (mut tokens, mut events) = (AccessColumns::default(), AuditColumns::default());
+        let mut created = Vec::with_capacity(batch.len());
+        let mut revision = Vec::with_capacity(batch.len());
+        for write in batch {
+            tokens.push(&write.access);
+            events.push(&write.event);
+            created.push(write.created_at);
+            revision.push(write.revision);
         }
-        Ok(answer.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
-                "the token writer stopped".to_owned(),
-            ))
-        }))
+        let q = sqlx::query(concat!(
+            "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+             user_id, scope, expires_at, created_at) \
+             SELECT jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, created_at \
+             FROM UNNEST($1::uuid[], $2::bytea[], $3::uuid[], $4::uuid[], $5::uuid[], \
+             $6::text[], $7::timestamptz[], $20::timestamptz[], $21::int8[]) \
+             AS n (jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, \
+             created_at, revision) \
+             WHERE n.revision IS NULL OR ",
+            crate::tokens::client_at_revision!("n.client_id", "n.tenant_id", "n.revision"),
+            " RETURNING jti), \
+             audit AS (INSERT INTO audit_events (",
+            crate::audit::audit_columns!(),
+            ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 \
+             FROM UNNEST($8::uuid[], $9::timestamptz[], $10::uuid[], $11::text[], \
+             $12::uuid[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], \
+             $18::text[], $19::jsonb[], $1::uuid[]) \
+             AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, jti) \
+             WHERE e.jti IN (SELECT jti FROM token)) \
+             SELECT jti FROM token"
+        ));
+        let q = events.bind(tokens.bind(q)).bind(created).bind(revision);
+        let written: Vec<Uuid> = q
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| sqlx::Row::try_get(row, 0))
+            .collect::<Result<_, _>>()?;
+        Ok(batch
+            .iter()
+            .map(|w| written.contains(&w.access.jti))
+            .collect())
     }
-}
-
-/// Writes `batch` with one statement, or token by token when that fails.
-async fn write_batch(pool: PgPool, mut batch: Vec<Issuance>) {
-    let writes: Vec<&TokenWrite> = batch.iter().map(|i| &i.write).collect();
-    match insert(&pool, &writes).await {
-        Ok(written) => {
-            for issuance in batch {
-                let jti = issuance.write.access.jti;
-                let _ = issuance.done.send(Ok(written.contains(&jti)));
-            }
-        }
-        Err(e) if batch.len() == 1 => {
-            if let Some(issuance) = batch.pop() {
-                let _ = issuance.done.send(Err(e));
-            }
-        }
-        Err(_) => {
-            for issuance in batch {
-                let outcome = insert(&pool, &[&issuance.write])
-                    .await
-                    .map(|written| !written.is_empty());
-                let _ = issuance.done.send(outcome);
-            }
-        }
-    }
-}
-
-/// One statement for the whole batch: the tokens, then the audit rows of those written, from
-/// arrays. Returns the jti of every token written.
-pub(crate) async fn insert(pool: &PgPool, batch: &[&TokenWrite]) -> Result<Vec<Uuid>, StoreError> {
-    let n = batch.len();
-    let mut jti = Vec::with_capacity(n);
-    let mut digest = Vec::with_capacity(n);
-    let mut tenant = Vec::with_capacity(n);
-    let mut client = Vec::with_capacity(n);
-    let mut user = Vec::with_capacity(n);
-    let mut scope = Vec::with_capacity(n);
-    let mut expires = Vec::with_capacity(n);
-    let mut created = Vec::with_capacity(n);
-    let mut revision = Vec::with_capacity(n);
-    let mut id = Vec::with_capacity(n);
-    let mut occurred = Vec::with_capacity(n);
-    let mut event_tenant = Vec::with_capacity(n);
-    let mut actor_kind = Vec::with_capacity(n);
-    let mut actor_id = Vec::with_capacity(n);
-    let mut action = Vec::with_capacity(n);
-    let mut target_kind = Vec::with_capacity(n);
-    let mut target_id = Vec::with_capacity(n);
-    let mut ip = Vec::with_capacity(n);
-    let mut user_agent = Vec::with_capacity(n);
-    let mut request_id = Vec::with_capacity(n);
-    let mut metadata = Vec::with_capacity(n);
-    for TokenWrite {
-        access,
-        revision: confirm,
-        event,
-        created_at,
-    } in batch.iter().copied()
-    {
-        jti.push(access.jti);
-        digest.push(access.token_digest.map(|d| d.to_vec()));
-        tenant.push(access.tenant_id.0);
-        client.push(access.client_id.0);
-        user.push(access.user_id.map(|u| u.0));
-        scope.push(access.scope.as_str());
-        expires.push(access.expires_at);
-        created.push(*created_at);
-        revision.push(*confirm);
-        id.push(event.id.0);
-        occurred.push(event.occurred_at);
-        event_tenant.push(event.tenant_id.map(|t| t.0));
-        actor_kind.push(event.actor.kind());
-        actor_id.push(event.actor.id());
-        action.push(event.action.as_str());
-        target_kind.push(event.target.as_ref().map(|t| t.kind.as_str()));
-        target_id.push(event.target.as_ref().map(|t| t.id.as_str()));
-        ip.push(event.ip.as_deref());
-        user_agent.push(event.user_agent.as_deref());
-        request_id.push(event.request_id.as_deref());
-        metadata.push(Json(&event.metadata));
-    }
-    let written: Vec<Uuid> = sqlx::query_scalar(concat!(
-        "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-         user_id, scope, expires_at, created_at) \
-         SELECT jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, created_at \
-         FROM UNNEST($1::uuid[], $2::bytea[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], \
-         $7::timestamptz[], $8::timestamptz[], $21::int8[]) \
-         AS n (jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, created_at, \
-         revision) \
-         WHERE n.revision IS NULL OR ",
-        crate::tokens::client_at_revision!("n.client_id", "n.tenant_id", "n.revision"),
-        " RETURNING jti), \
-         audit AS (INSERT INTO audit_events (",
-        crate::audit::audit_columns!(),
-        ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 \
-         FROM UNNEST($9::uuid[], $10::timestamptz[], $11::uuid[], $12::text[], \
-         $13::uuid[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
-         $19::text[], $20::jsonb[], $1::uuid[]) \
-         AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, jti) \
-         WHERE e.jti IN (SELECT jti FROM token)) \
-         SELECT jti FROM token"
-    ))
-    .bind(jti)
-    .bind(digest)
-    .bind(tenant)
-    .bind(client)
-    .bind(user)
-    .bind(scope)
-    .bind(expires)
-    .bind(created)
-    .bind(id)
-    .bind(occurred)
-    .bind(event_tenant)
-    .bind(actor_kind)
-    .bind(actor_id)
-    .bind(action)
-    .bind(target_kind)
-    .bind(target_id)
-    .bind(ip)
-    .bind(user_agent)
-    .bind(request_id)
-    .bind(metadata)
-    .bind(revision)
-    .fetch_all(pool)
-    .await?;
-    Ok(written)
 }

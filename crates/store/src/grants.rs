@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::ClientAccess;
 use crate::clients::{ClientAccessRow, client_access_select};
+use crate::grant_writes::{RedeemWrite, RotateWrite};
 use crate::rows::DbTime;
 use crate::tokens::{NewAccessToken, NewTokenFamily};
 use crate::users::UserRow;
@@ -470,49 +471,14 @@ impl Store {
     ) -> Result<Redemption, StoreError> {
         let at = DbTime(now());
         if let crate::Db::Postgres(pool) = &self.db {
-            // The usual case in one statement, one round trip: claim the code, create its
-            // family (with the first refresh token, if any), the access token and the audit
-            // row. A code not claimable (replay, unknown, expired) goes to the replay handling.
-            let family_id = TokenFamilyId::new();
-            let event = crate::tokens::issue_event(
-                access,
-                Some(family.refresh_digest.is_some()),
-                action::TOKEN_ISSUED,
-                origin,
-            );
-            let q = sqlx::query(concat!(
-                "WITH claimed AS (UPDATE authorization_codes SET used_at = $2, family_id = $3 \
-                 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING 1), \
-                 family AS (INSERT INTO token_families (id, tenant_id, client_id, user_id, \
-                 session_id, scope, auth_time, created_at, expires_at) \
-                 SELECT $3, $4, $5, $6, $7, $8, $9, $2, $10 FROM claimed RETURNING id), \
-                 first_refresh AS (INSERT INTO refresh_tokens (token_hash, family_id, \
-                 created_at, expires_at) SELECT $11, id, $2, $10 FROM family \
-                 WHERE $11::bytea IS NOT NULL), \
-                 token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-                 user_id, family_id, scope, created_at, expires_at) \
-                 SELECT $12, $13, $14, $15, $16, id, $17, $2, $18 FROM family), \
-                 trail AS (INSERT INTO audit_events (",
-                crate::audit::audit_columns!(),
-                ") SELECT $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30 FROM family) \
-                 SELECT id FROM family"
-            ))
-            .bind(&code_digest[..])
-            .bind(at)
-            .bind(family_id.0)
-            .bind(family.tenant_id.0)
-            .bind(family.client_id.0)
-            .bind(family.user_id.map(|u| u.0))
-            .bind(family.session_id.map(|s| s.0))
-            .bind(&family.scope)
-            .bind(family.auth_time.map(DbTime))
-            .bind(DbTime(family.expires_at))
-            .bind(family.refresh_digest.as_ref().map(|d| &d[..]));
-            let q = crate::tokens::bind_access!(q, access);
-            let issued = crate::audit::bind_event(q, &event)
-                .fetch_optional(pool)
-                .await?;
-            if issued.is_some() {
+            // The usual case in one statement, shared with the redemptions of the same moment
+            // (`grant_writes.rs`): claim the code, create its family (with the first refresh
+            // token, if any), the access token and the audit row. A code not claimable
+            // (replay, unknown, expired) goes to the replay handling.
+            let write = RedeemWrite::new(code_digest, access, family, origin, at.0);
+            let family_id = write.family_id;
+            let group = self.group_commits.as_ref().map(|g| &g.redemptions);
+            if crate::batch::write(pool, group, write).await? {
                 return Ok(Redemption::Issued(family_id));
             }
             return self.revoke_replayed_code(code_digest, origin).await;
@@ -649,37 +615,13 @@ impl Store {
     ) -> Result<Rotation, StoreError> {
         let at = now();
         if let crate::Db::Postgres(pool) = &self.db {
-            // The usual case in one statement, one round trip: spend the live token, record its
-            // successor, the access token and the audit row. When nothing was spent (reuse,
-            // grace period, unknown or revoked) the transaction below decides what it means.
-            let event =
-                crate::tokens::issue_event(access, Some(true), action::TOKEN_REFRESHED, origin);
-            let q = sqlx::query(concat!(
-                "WITH spent AS (UPDATE refresh_tokens SET rotated_at = $2 \
-                 WHERE token_hash = $1 AND rotated_at IS NULL AND expires_at > $2 \
-                   AND EXISTS (SELECT 1 FROM token_families f \
-                          WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
-                 RETURNING family_id), \
-                 family AS (SELECT f.id, f.expires_at FROM token_families f \
-                 JOIN spent ON spent.family_id = f.id), \
-                 successor AS (INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
-                 expires_at) SELECT $3, id, $2, expires_at FROM family), \
-                 token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-                 user_id, family_id, scope, created_at, expires_at) \
-                 SELECT $4, $5, $6, $7, $8, id, $9, $2, $10 FROM family), \
-                 trail AS (INSERT INTO audit_events (",
-                crate::audit::audit_columns!(),
-                ") SELECT $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22 FROM family) \
-                 SELECT id FROM family"
-            ))
-            .bind(&old[..])
-            .bind(DbTime(at))
-            .bind(&new[..]);
-            let q = crate::tokens::bind_access!(q, access);
-            let rotated = crate::audit::bind_event(q, &event)
-                .fetch_optional(pool)
-                .await?;
-            if rotated.is_some() {
+            // The usual case in one statement, shared with the rotations of the same moment
+            // (`grant_writes.rs`): spend the live token, record its successor, the access
+            // token and the audit row. When nothing was spent (reuse, grace period, unknown or
+            // revoked) the transaction below decides what it means.
+            let write = RotateWrite::new(old, new, access, origin, at);
+            let group = self.group_commits.as_ref().map(|g| &g.rotations);
+            if crate::batch::write(pool, group, write).await? {
                 return Ok(Rotation::Rotated);
             }
         }

@@ -13,6 +13,7 @@ mod clients;
 mod consents;
 mod enrollment;
 mod error;
+mod grant_writes;
 mod grants;
 mod janitor;
 mod keys;
@@ -110,8 +111,8 @@ enum Db {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
-    /// PostgreSQL only: the group commit for client-credentials tokens (`batch.rs`).
-    issue_batcher: Option<Arc<batch::IssueBatcher>>,
+    /// PostgreSQL only: the group commits of issued tokens and grant writes (`batch.rs`).
+    group_commits: Option<Arc<batch::GroupCommits>>,
     /// PostgreSQL only: shared client look-ups (`client_reads.rs`).
     client_reader: Option<Arc<client_reads::ClientReader>>,
     /// Clients remembered for client-credentials issuance (`client_cache.rs`).
@@ -358,16 +359,16 @@ impl Store {
                 ));
             }
         };
-        let (issue_batcher, client_reader) = match &db {
+        let (group_commits, client_reader) = match &db {
             Db::Postgres(pool) => (
-                Some(batch::IssueBatcher::start(pool.clone())),
+                Some(batch::GroupCommits::start(pool)),
                 Some(client_reads::ClientReader::start(pool.clone())),
             ),
             Db::Sqlite(_) => (None, None),
         };
         Ok(Store {
             db,
-            issue_batcher,
+            group_commits,
             client_reader,
             remembered_clients: Arc::default(),
             sqlite_writers: Arc::default(),

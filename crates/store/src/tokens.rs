@@ -185,7 +185,6 @@ macro_rules! bind_access {
             .bind(DbTime($access.expires_at))
     };
 }
-pub(crate) use bind_access;
 
 /// The audit row of an issued access token.
 pub(crate) fn issue_event(
@@ -395,21 +394,14 @@ impl Store {
         })
     }
 
-    /// PostgreSQL: writes one token through the group commit, or by itself when the writers
-    /// are gone. Whether it was written.
+    /// PostgreSQL: writes one token through the group commit. Whether it was written.
     async fn write_token(
         &self,
         pool: &sqlx::PgPool,
         write: TokenWrite,
     ) -> Result<bool, StoreError> {
-        let write = match &self.issue_batcher {
-            Some(batcher) => match batcher.issue(write).await {
-                Ok(outcome) => return outcome,
-                Err(write) => write,
-            },
-            None => write,
-        };
-        Ok(!crate::batch::insert(pool, &[&write]).await?.is_empty())
+        let group = self.group_commits.as_ref().map(|g| &g.tokens);
+        crate::batch::write(pool, group, write).await
     }
 
     /// Whether the access token `jti` is usable at `at`: recorded, unexpired, not revoked, its

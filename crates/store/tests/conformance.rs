@@ -39,6 +39,7 @@ opentrusty_testkit::each_backend!(
     sessions_are_found_by_digest_until_they_expire,
     concurrent_redemptions_of_one_code_issue_exactly_once,
     concurrent_refreshes_of_one_token_rotate_exactly_once,
+    concurrent_grant_writes_are_each_recorded_and_fail_alone,
     a_tenant_keeps_an_owner_under_concurrent_removals,
     an_email_gets_console_roles_in_one_place_under_concurrent_grants,
     the_janitor_deletes_what_expired_and_nothing_else,
@@ -1054,6 +1055,11 @@ async fn pending_code(store: &Store) -> ([u8; 32], TenantId, ClientId, UserId) {
     let t = tenant(store, "Racing").await;
     let u = user(store, t, "racer@example.com").await;
     let c = client(store, t, "racer").await;
+    (code_for(store, t, c, u).await, t, c, u)
+}
+
+/// An unredeemed code of user `u` for client `c`.
+async fn code_for(store: &Store, t: TenantId, c: ClientId, u: UserId) -> [u8; 32] {
     let code = secret::token_digest(&secret::random_token());
     store
         .issue_authorization_code(
@@ -1075,7 +1081,7 @@ async fn pending_code(store: &Store) -> ([u8; 32], TenantId, ClientId, UserId) {
         )
         .await
         .unwrap();
-    (code, t, c, u)
+    code
 }
 
 fn access(t: TenantId, c: ClientId, u: UserId) -> NewAccessToken {
@@ -1183,6 +1189,114 @@ async fn concurrent_refreshes_of_one_token_rotate_exactly_once(db: &TestDb) {
         store.token_family_revoked(family_id).await.unwrap(),
         Some(true)
     );
+}
+
+/// Redemptions and rotations arriving together (on PostgreSQL they share statements,
+/// `grant_writes.rs`): each is recorded with its audit row, one bad row fails only its own
+/// request, and two rotations of one token within the grace period both succeed.
+async fn concurrent_grant_writes_are_each_recorded_and_fail_alone(db: &TestDb) {
+    use opentrusty_store::{Redemption, Rotation};
+    let store = db.store().await;
+    let t = tenant(&store, "Granting").await;
+    let u = user(&store, t, "granted@example.com").await;
+    let c = client(&store, t, "granting").await;
+    let mut codes = Vec::new();
+    for _ in 0..40 {
+        codes.push(code_for(&store, t, c, u).await);
+    }
+    // Code 17's access token names a client that does not exist: its row cannot be written.
+    let mut racers = tokio::task::JoinSet::new();
+    for (i, code) in codes.iter().copied().enumerate() {
+        let store = store.clone();
+        racers.spawn(async move {
+            let a = access(t, if i == 17 { ClientId::new() } else { c }, u);
+            let first = secret::token_digest(&secret::random_token());
+            let f = family(t, c, u, first);
+            let outcome = store
+                .redeem_authorization_code(&code, &a, &f, &Origin::system())
+                .await;
+            (i, outcome, a.jti, first)
+        });
+    }
+    let mut issued = Vec::new();
+    while let Some(joined) = racers.join_next().await {
+        let (i, outcome, jti, first) = joined.unwrap();
+        match outcome {
+            Ok(Redemption::Issued(f)) if i != 17 => issued.push((i, f, jti, first)),
+            Err(_) if i == 17 => {}
+            other => panic!("code {i}: {other:?}"),
+        }
+    }
+    assert_eq!(issued.len(), 39);
+    for (i, family_id, jti, first) in &issued {
+        assert!(store.access_token_active(*jti, now()).await.unwrap(), "{i}");
+        assert_eq!(
+            store.token_family_revoked(*family_id).await.unwrap(),
+            Some(false)
+        );
+        let refresh = store.find_refresh_token(first).await.unwrap().unwrap();
+        assert_eq!((refresh.family_id, refresh.rotated_at), (*family_id, None));
+    }
+    // Code 17 was not claimed by the failed write: it is still pending.
+    assert!(
+        store
+            .authorization_code_pending(&codes[17], now())
+            .await
+            .unwrap()
+    );
+    let count = |events: &[String], what: &str| events.iter().filter(|a| *a == what).count();
+    assert_eq!(
+        count(&actions(&store, Some(t)).await, action::TOKEN_ISSUED),
+        39
+    );
+
+    // Every family's token rotated at once, the first one twice (grace period of 60 s), and
+    // the fourth with an access token that cannot be written.
+    let mut racers = tokio::task::JoinSet::new();
+    let mut rotations: Vec<_> = issued
+        .iter()
+        .map(|&(i, f, _, first)| (i, f, first))
+        .collect();
+    rotations.push(rotations[0]);
+    let bad = rotations[3].0;
+    for (i, family_id, first) in rotations {
+        let store = store.clone();
+        racers.spawn(async move {
+            let next = secret::token_digest(&secret::random_token());
+            let a = access(t, if i == bad { ClientId::new() } else { c }, u);
+            let outcome = store
+                .rotate_refresh_token(&first, &next, &a, 60, &Origin::system())
+                .await;
+            (i, family_id, first, next, outcome)
+        });
+    }
+    let mut rotated = 0;
+    while let Some(joined) = racers.join_next().await {
+        let (i, family_id, first, next, outcome) = joined.unwrap();
+        match outcome {
+            Ok(Rotation::Rotated) if i != bad => {
+                rotated += 1;
+                let successor = store.find_refresh_token(&next).await.unwrap().unwrap();
+                assert_eq!(
+                    (successor.family_id, successor.rotated_at),
+                    (family_id, None)
+                );
+            }
+            Err(_) if i == bad => {
+                let unspent = store.find_refresh_token(&first).await.unwrap().unwrap();
+                assert_eq!(unspent.rotated_at, None, "a failed rotation spends nothing");
+            }
+            other => panic!("refresh {i}: {other:?}"),
+        }
+        assert_eq!(
+            store.token_family_revoked(family_id).await.unwrap(),
+            Some(false)
+        );
+    }
+    assert_eq!(rotated, 39, "38 tokens once, the first twice");
+    let events = actions(&store, Some(t)).await;
+    assert_eq!(count(&events, action::TOKEN_REFRESHED), 39);
+    assert_eq!(count(&events, action::REFRESH_TOKEN_REUSED), 0);
 }
 
 /// Two owners removing each other's owner role at the same moment: exactly one removal wins,

@@ -1,0 +1,235 @@
+//! The statements behind the group commit (`batch.rs`) of the two grant writes on PostgreSQL:
+//! code redemptions and refresh-token rotations. Each row keeps its own condition (the code not
+//! yet claimed, the refresh token not yet spent); a row whose condition failed is reported back
+//! and its caller decides alone what it means (`grants.rs`: replay and reuse detection).
+
+use opentrusty_core::Timestamp;
+use opentrusty_core::audit::{AuditEvent, Origin, action};
+use opentrusty_core::ids::TokenFamilyId;
+use sqlx::PgPool;
+
+use crate::StoreError;
+use crate::batch::{AccessColumns, AuditColumns, GroupWrite};
+use crate::tokens::{NewAccessToken, NewTokenFamily, issue_event};
+
+/// A code to claim, with the family, the access token and the audit row its redemption records.
+pub(crate) struct RedeemWrite {
+    code_digest: [u8; 32],
+    pub(crate) family_id: TokenFamilyId,
+    family: NewTokenFamily,
+    access: NewAccessToken,
+    event: AuditEvent,
+    at: Timestamp,
+}
+
+impl RedeemWrite {
+    pub(crate) fn new(
+        code_digest: &[u8; 32],
+        access: &NewAccessToken,
+        family: &NewTokenFamily,
+        origin: &Origin,
+        at: Timestamp,
+    ) -> RedeemWrite {
+        RedeemWrite {
+            code_digest: *code_digest,
+            family_id: TokenFamilyId::new(),
+            family: family.clone(),
+            access: access.clone(),
+            event: issue_event(
+                access,
+                Some(family.refresh_digest.is_some()),
+                action::TOKEN_ISSUED,
+                origin,
+            ),
+            at,
+        }
+    }
+}
+
+impl GroupWrite for RedeemWrite {
+    /// Claims every code still pending, and for each claimed one creates its family (with the
+    /// first refresh token, if any), the access token and the audit row. Two writes of one code
+    /// in a batch claim it once: the other is not made.
+    async fn write_all(pool: &PgPool, batch: &[&RedeemWrite]) -> Result<Vec<bool>, StoreError> {
+        let n = batch.len();
+        let (mut code, mut family_id, mut tenant, mut client) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut user, mut session, mut scope, mut auth_time) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut expires, mut refresh, mut at) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut tokens, mut events) = (AccessColumns::default(), AuditColumns::default());
+        for w in batch {
+            code.push(w.code_digest.to_vec());
+            family_id.push(w.family_id.0);
+            tenant.push(w.family.tenant_id.0);
+            client.push(w.family.client_id.0);
+            user.push(w.family.user_id.map(|u| u.0));
+            session.push(w.family.session_id.map(|s| s.0));
+            scope.push(w.family.scope.as_str());
+            auth_time.push(w.family.auth_time);
+            expires.push(w.family.expires_at);
+            refresh.push(w.family.refresh_digest.map(|d| d.to_vec()));
+            at.push(w.at);
+            tokens.push(&w.access);
+            events.push(&w.event);
+        }
+        let q = sqlx::query(concat!(
+            "WITH n AS (SELECT * FROM UNNEST($1::bytea[], $2::uuid[], $3::uuid[], $4::uuid[], \
+             $5::uuid[], $6::uuid[], $7::text[], $8::timestamptz[], $9::timestamptz[], \
+             $10::bytea[], $11::timestamptz[]) AS n (code_hash, family_id, tenant_id, \
+             client_id, user_id, session_id, scope, auth_time, expires_at, refresh_hash, at)), \
+             claimed AS (UPDATE authorization_codes a SET used_at = n.at, family_id = n.family_id \
+             FROM n WHERE a.code_hash = n.code_hash AND a.used_at IS NULL \
+             AND a.expires_at > n.at RETURNING n.family_id), \
+             family AS (INSERT INTO token_families (id, tenant_id, client_id, user_id, \
+             session_id, scope, auth_time, created_at, expires_at) \
+             SELECT n.family_id, n.tenant_id, n.client_id, n.user_id, n.session_id, n.scope, \
+             n.auth_time, n.at, n.expires_at FROM n JOIN claimed USING (family_id) \
+             RETURNING id), \
+             first_refresh AS (INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
+             expires_at) SELECT n.refresh_hash, n.family_id, n.at, n.expires_at \
+             FROM n JOIN family ON family.id = n.family_id WHERE n.refresh_hash IS NOT NULL), \
+             token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+             user_id, family_id, scope, created_at, expires_at) \
+             SELECT t.jti, t.token_hash, t.tenant_id, t.client_id, t.user_id, t.family_id, \
+             t.scope, t.at, t.expires_at FROM UNNEST($12::uuid[], $13::bytea[], $14::uuid[], \
+             $15::uuid[], $16::uuid[], $17::text[], $18::timestamptz[], $2::uuid[], \
+             $11::timestamptz[]) AS t (jti, token_hash, tenant_id, client_id, user_id, scope, \
+             expires_at, family_id, at) JOIN family ON family.id = t.family_id), \
+             trail AS (INSERT INTO audit_events (",
+            crate::audit::audit_columns!(),
+            ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 \
+             FROM UNNEST($19::uuid[], $20::timestamptz[], $21::uuid[], $22::text[], \
+             $23::uuid[], $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], \
+             $29::text[], $30::jsonb[], $2::uuid[]) \
+             AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, family_id) \
+             JOIN family ON family.id = e.family_id) \
+             SELECT id FROM family"
+        ))
+        .bind(code)
+        .bind(family_id)
+        .bind(tenant)
+        .bind(client)
+        .bind(user)
+        .bind(session)
+        .bind(scope)
+        .bind(auth_time)
+        .bind(expires)
+        .bind(refresh)
+        .bind(at);
+        let issued: Vec<uuid::Uuid> = events
+            .bind(tokens.bind(q))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| sqlx::Row::try_get(row, 0))
+            .collect::<Result<_, _>>()?;
+        Ok(batch
+            .iter()
+            .map(|w| issued.contains(&w.family_id.0))
+            .collect())
+    }
+}
+
+/// A refresh token to spend, with its successor, the access token and the audit row.
+pub(crate) struct RotateWrite {
+    old: [u8; 32],
+    new: [u8; 32],
+    access: NewAccessToken,
+    event: AuditEvent,
+    at: Timestamp,
+}
+
+impl RotateWrite {
+    pub(crate) fn new(
+        old: &[u8; 32],
+        new: &[u8; 32],
+        access: &NewAccessToken,
+        origin: &Origin,
+        at: Timestamp,
+    ) -> RotateWrite {
+        RotateWrite {
+            old: *old,
+            new: *new,
+            access: access.clone(),
+            event: issue_event(access, Some(true), action::TOKEN_REFRESHED, origin),
+            at,
+        }
+    }
+}
+
+impl GroupWrite for RotateWrite {
+    /// Spends every live, unexpired token of a live family, and for each spent one records its
+    /// successor (expiring with the family), the access token and the audit row. Rows are
+    /// matched by their place in the batch: two writes of one token spend it once, and the
+    /// other is not made.
+    async fn write_all(pool: &PgPool, batch: &[&RotateWrite]) -> Result<Vec<bool>, StoreError> {
+        let n = batch.len();
+        let (mut old, mut new, mut at) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut tokens, mut events) = (AccessColumns::default(), AuditColumns::default());
+        for w in batch {
+            old.push(w.old.to_vec());
+            new.push(w.new.to_vec());
+            at.push(w.at);
+            tokens.push(&w.access);
+            events.push(&w.event);
+        }
+        let q = sqlx::query(concat!(
+            "WITH n AS (SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::timestamptz[]) \
+             WITH ORDINALITY AS n (old_hash, new_hash, at, ord)), \
+             spent AS (UPDATE refresh_tokens r SET rotated_at = n.at FROM n \
+             WHERE r.token_hash = n.old_hash AND r.rotated_at IS NULL AND r.expires_at > n.at \
+               AND EXISTS (SELECT 1 FROM token_families f \
+                      WHERE f.id = r.family_id AND f.revoked_at IS NULL) \
+             RETURNING r.family_id, n.ord), \
+             family AS (SELECT f.id, f.expires_at, spent.ord FROM token_families f \
+             JOIN spent ON spent.family_id = f.id), \
+             successor AS (INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
+             expires_at) SELECT n.new_hash, family.id, n.at, family.expires_at \
+             FROM n JOIN family USING (ord)), \
+             token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+             user_id, family_id, scope, created_at, expires_at) \
+             SELECT t.jti, t.token_hash, t.tenant_id, t.client_id, t.user_id, family.id, \
+             t.scope, t.at, t.expires_at FROM UNNEST($4::uuid[], $5::bytea[], $6::uuid[], \
+             $7::uuid[], $8::uuid[], $9::text[], $10::timestamptz[], $3::timestamptz[]) \
+             WITH ORDINALITY AS t (jti, token_hash, tenant_id, client_id, user_id, scope, \
+             expires_at, at, ord) JOIN family USING (ord)), \
+             trail AS (INSERT INTO audit_events (",
+            crate::audit::audit_columns!(),
+            ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 \
+             FROM UNNEST($11::uuid[], $12::timestamptz[], $13::uuid[], $14::text[], \
+             $15::uuid[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], \
+             $21::text[], $22::jsonb[]) \
+             WITH ORDINALITY AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, ord) \
+             JOIN family USING (ord)) \
+             SELECT ord FROM family"
+        ))
+        .bind(old)
+        .bind(new)
+        .bind(at);
+        let rotated: Vec<i64> = events
+            .bind(tokens.bind(q))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| sqlx::Row::try_get(row, 0))
+            .collect::<Result<_, _>>()?;
+        Ok((1..=n as i64).map(|ord| rotated.contains(&ord)).collect())
+    }
+}
