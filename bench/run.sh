@@ -71,7 +71,9 @@ export OPENTRUSTY_LOCKOUT_THRESHOLD=0
 # Codes and refresh pools for the warm-up, each run, and the run at a fixed rate.
 CODE_RUNS=$((RUNS + 2))
 PACED_RATE=1500
-CODES_PER_RUN=$(( (SECS + 2) * 3000 ))
+# Enough for 6,000 exchanges/s: a run that used up its share would redeem the next run's
+# codes a second time (replays: errors, and revoked families).
+CODES_PER_RUN=$(( (SECS + 2) * 6000 ))
 echo "seeding ($BACKEND)"
 "$TOOL" seed "$DB_URL" "$WORK" 10000 100 $((CODES_PER_RUN * CODE_RUNS)) $((64 * CODE_RUNS))
 # shellcheck disable=SC1091
@@ -164,8 +166,8 @@ print("%.1f %.2f %.2f %d%s" % (rps, ms("50%"), ms("99%"), errors, extra))
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 # record name pid server0 pg0 run...: one table row from wrk_once lines, with the median run by
-# throughput and the CPU per answered request of the server and of PostgreSQL since the
-# snapshots server0 (cpu_ticks) and pg0 (pg_ticks).
+# throughput (but the errors of all runs) and the CPU per answered request of the server and of
+# PostgreSQL since the snapshots server0 (cpu_ticks) and pg0 (pg_ticks).
 record() {
     local name=$1 pid=$2 server0=$3 pg0=$4
     shift 4
@@ -173,7 +175,9 @@ record() {
     cpu=$(printf '%s\n' "$@" | awk -v secs="$SECS" -v tick="$TICK_US" \
         -v server=$(($(cpu_ticks "$pid") - server0)) -v pg="$(pg_delta "$pg0")" \
         '{ n += ($5 != "" ? $5 : $1) * secs } END { printf "%.0f / %.0f", server * tick / n, pg * tick / n }')
-    median=$(printf '%s\n' "$@" | sort -n -k1 | sed -n "$((($# + 1) / 2))p")
+    # The median run's figures, with the errors of all runs (a failure in any run shows).
+    median=$(printf '%s\n' "$@" | sort -n -k1 | sed -n "$((($# + 1) / 2))p" |
+        awk -v errors="$(printf '%s\n' "$@" | awk '{ n += $4 } END { print n + 0 }')" '{ $4 = errors; print }')
     all=$(printf '%s\n' "$@" | awk '{printf "%s%.0f", (NR > 1 ? " / " : ""), ($5 != "" ? $5 : $1)}')
     echo "$name|$median|$all|$(rss_mb "$pid")|$cpu" >>"$RESULTS"
     echo "  $name: $median ($all) cpu µs/request server / PostgreSQL: $cpu"
