@@ -132,48 +132,33 @@ async fn commit<W: GroupWrite>(pool: PgPool, mut batch: Vec<Pending<W>>) {
     }
 }
 
-/// The columns of access tokens as arrays, one element per token, bound as seven parameters
-/// for `UNNEST(..)`: jti, token_hash, tenant_id, client_id, user_id, scope, expires_at.
-#[derive(Default)]
-pub(crate) struct AccessColumns<'a> {
-    jti: Vec<Uuid>,
-    digest: Vec<Option<Vec<u8>>>,
-    tenant: Vec<Uuid>,
-    client: Vec<Uuid>,
-    user: Vec<Option<Uuid>>,
-    scope: Vec<&'a str>,
-    expires: Vec<Timestamp>,
+/// The audit rows of a statement's writes as arrays, typed for `UNNEST(..)`: always bound first,
+/// as `$1`–`$12`, in the order of `audit_columns!` ([`SharedColumns`]).
+macro_rules! audit_arrays {
+    () => {
+        "$1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::uuid[], $6::text[], \
+         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[]"
+    };
 }
+pub(crate) use audit_arrays;
 
-impl<'a> AccessColumns<'a> {
-    pub(crate) fn push(&mut self, access: &'a NewAccessToken) {
-        self.jti.push(access.jti);
-        self.digest.push(access.token_digest.map(|d| d.to_vec()));
-        self.tenant.push(access.tenant_id.0);
-        self.client.push(access.client_id.0);
-        self.user.push(access.user_id.map(|u| u.0));
-        self.scope.push(access.scope.as_str());
-        self.expires.push(access.expires_at);
-    }
-
-    pub(crate) fn bind(self, q: PgQuery<'a>) -> PgQuery<'a> {
-        q.bind(self.jti)
-            .bind(self.digest)
-            .bind(self.tenant)
-            .bind(self.client)
-            .bind(self.user)
-            .bind(self.scope)
-            .bind(self.expires)
-    }
+/// The access tokens of a statement's writes as arrays, typed for `UNNEST(..)`: always bound as
+/// `$13`–`$19` (jti, token_hash, tenant_id, client_id, user_id, scope, expires_at).
+macro_rules! access_arrays {
+    () => {
+        "$13::uuid[], $14::bytea[], $15::uuid[], $16::uuid[], $17::uuid[], $18::text[], \
+         $19::timestamptz[]"
+    };
 }
+pub(crate) use access_arrays;
 
-/// The columns of audit rows as arrays, bound as twelve parameters in the order of
-/// `audit_columns!`.
+/// What every group-commit statement writes for each of its writes, an audit row and an access
+/// token, as arrays: the first nineteen parameters (`audit_arrays!`, `access_arrays!`).
 #[derive(Default)]
-pub(crate) struct AuditColumns<'a> {
+pub(crate) struct SharedColumns<'a> {
     id: Vec<Uuid>,
     occurred: Vec<Timestamp>,
-    tenant: Vec<Option<Uuid>>,
+    event_tenant: Vec<Option<Uuid>>,
     actor_kind: Vec<&'a str>,
     actor_id: Vec<Option<Uuid>>,
     action: Vec<&'a str>,
@@ -183,13 +168,20 @@ pub(crate) struct AuditColumns<'a> {
     user_agent: Vec<Option<&'a str>>,
     request_id: Vec<Option<&'a str>>,
     metadata: Vec<Json<&'a serde_json::Value>>,
+    jti: Vec<Uuid>,
+    digest: Vec<Option<Vec<u8>>>,
+    tenant: Vec<Uuid>,
+    client: Vec<Uuid>,
+    user: Vec<Option<Uuid>>,
+    scope: Vec<&'a str>,
+    expires: Vec<Timestamp>,
 }
 
-impl<'a> AuditColumns<'a> {
-    pub(crate) fn push(&mut self, event: &'a AuditEvent) {
+impl<'a> SharedColumns<'a> {
+    pub(crate) fn push(&mut self, event: &'a AuditEvent, access: &'a NewAccessToken) {
         self.id.push(event.id.0);
         self.occurred.push(event.occurred_at);
-        self.tenant.push(event.tenant_id.map(|t| t.0));
+        self.event_tenant.push(event.tenant_id.map(|t| t.0));
         self.actor_kind.push(event.actor.kind());
         self.actor_id.push(event.actor.id());
         self.action.push(event.action.as_str());
@@ -201,12 +193,21 @@ impl<'a> AuditColumns<'a> {
         self.user_agent.push(event.user_agent.as_deref());
         self.request_id.push(event.request_id.as_deref());
         self.metadata.push(Json(&event.metadata));
+        self.jti.push(access.jti);
+        self.digest.push(access.token_digest.map(|d| d.to_vec()));
+        self.tenant.push(access.tenant_id.0);
+        self.client.push(access.client_id.0);
+        self.user.push(access.user_id.map(|u| u.0));
+        self.scope.push(access.scope.as_str());
+        self.expires.push(access.expires_at);
     }
 
-    pub(crate) fn bind(self, q: PgQuery<'a>) -> PgQuery<'a> {
-        q.bind(self.id)
+    /// `sql` with these columns bound as `$1`–`$19`; the statement's own parameters follow.
+    pub(crate) fn query(self, sql: &'static str) -> PgQuery<'a> {
+        sqlx::query(sql)
+            .bind(self.id)
             .bind(self.occurred)
-            .bind(self.tenant)
+            .bind(self.event_tenant)
             .bind(self.actor_kind)
             .bind(self.actor_id)
             .bind(self.action)
@@ -216,6 +217,13 @@ impl<'a> AuditColumns<'a> {
             .bind(self.user_agent)
             .bind(self.request_id)
             .bind(self.metadata)
+            .bind(self.jti)
+            .bind(self.digest)
+            .bind(self.tenant)
+            .bind(self.client)
+            .bind(self.user)
+            .bind(self.scope)
+            .bind(self.expires)
     }
 }
 
@@ -244,37 +252,35 @@ impl TokenWrite {
 impl GroupWrite for TokenWrite {
     /// The tokens, then the audit rows of those written.
     async fn write_all(pool: &PgPool, batch: &[&TokenWrite]) -> Result<Vec<bool>, StoreError> {
-        let (mut tokens, mut events) = (AccessColumns::default(), AuditColumns::default());
-        let mut created = Vec::with_capacity(batch.len());
-        let mut revision = Vec::with_capacity(batch.len());
+        let mut shared = SharedColumns::default();
         for write in batch {
-            tokens.push(&write.access);
-            events.push(&write.event);
-            created.push(write.created_at);
-            revision.push(write.revision);
+            shared.push(&write.event, &write.access);
         }
-        let q = sqlx::query(concat!(
-            "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-             user_id, scope, expires_at, created_at) \
-             SELECT jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, created_at \
-             FROM UNNEST($1::uuid[], $2::bytea[], $3::uuid[], $4::uuid[], $5::uuid[], \
-             $6::text[], $7::timestamptz[], $20::timestamptz[], $21::int8[]) \
-             AS n (jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, \
-             created_at, revision) \
-             WHERE n.revision IS NULL OR ",
-            crate::tokens::client_at_revision!("n.client_id", "n.tenant_id", "n.revision"),
-            " RETURNING jti), \
-             audit AS (INSERT INTO audit_events (",
-            crate::audit::audit_columns!(),
-            ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 \
-             FROM UNNEST($8::uuid[], $9::timestamptz[], $10::uuid[], $11::text[], \
-             $12::uuid[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], \
-             $18::text[], $19::jsonb[], $1::uuid[]) \
-             AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, jti) \
-             WHERE e.jti IN (SELECT jti FROM token)) \
-             SELECT jti FROM token"
-        ));
-        let q = events.bind(tokens.bind(q)).bind(created).bind(revision);
+        let created: Vec<Timestamp> = batch.iter().map(|w| w.created_at).collect();
+        let revision: Vec<Option<i64>> = batch.iter().map(|w| w.revision).collect();
+        let q = shared
+            .query(concat!(
+                "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+                 user_id, scope, expires_at, created_at) \
+                 SELECT jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, \
+                 created_at FROM UNNEST(",
+                access_arrays!(),
+                ", $20::timestamptz[], $21::int8[]) \
+                 AS n (jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, \
+                 created_at, revision) \
+                 WHERE n.revision IS NULL OR ",
+                crate::tokens::client_at_revision!("n.client_id", "n.tenant_id", "n.revision"),
+                " RETURNING jti), \
+                 audit AS (INSERT INTO audit_events (",
+                crate::audit::audit_columns!(),
+                ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 FROM UNNEST(",
+                audit_arrays!(),
+                ", $13::uuid[]) AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, jti) \
+                 WHERE e.jti IN (SELECT jti FROM token)) \
+                 SELECT jti FROM token"
+            ))
+            .bind(created)
+            .bind(revision);
         let written: Vec<Uuid> = q
             .fetch_all(pool)
             .await?

@@ -9,7 +9,7 @@ use opentrusty_core::ids::TokenFamilyId;
 use sqlx::PgPool;
 
 use crate::StoreError;
-use crate::batch::{AccessColumns, AuditColumns, GroupWrite};
+use crate::batch::{GroupWrite, SharedColumns, access_arrays, audit_arrays};
 use crate::tokens::{NewAccessToken, NewTokenFamily, issue_event};
 
 /// A code to claim, with the family, the access token and the audit row its redemption records.
@@ -51,86 +51,84 @@ impl GroupWrite for RedeemWrite {
     /// first refresh token, if any), the access token and the audit row. Two writes of one code
     /// in a batch claim it once: the other is not made.
     async fn write_all(pool: &PgPool, batch: &[&RedeemWrite]) -> Result<Vec<bool>, StoreError> {
-        let n = batch.len();
-        let (mut code, mut family_id, mut tenant, mut client) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut user, mut session, mut scope, mut auth_time) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut expires, mut refresh, mut at) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut tokens, mut events) = (AccessColumns::default(), AuditColumns::default());
+        let mut shared = SharedColumns::default();
         for w in batch {
-            code.push(w.code_digest.to_vec());
-            family_id.push(w.family_id.0);
-            tenant.push(w.family.tenant_id.0);
-            client.push(w.family.client_id.0);
-            user.push(w.family.user_id.map(|u| u.0));
-            session.push(w.family.session_id.map(|s| s.0));
-            scope.push(w.family.scope.as_str());
-            auth_time.push(w.family.auth_time);
-            expires.push(w.family.expires_at);
-            refresh.push(w.family.refresh_digest.map(|d| d.to_vec()));
-            at.push(w.at);
-            tokens.push(&w.access);
-            events.push(&w.event);
+            shared.push(&w.event, &w.access);
         }
-        let q = sqlx::query(concat!(
-            "WITH n AS (SELECT * FROM UNNEST($1::bytea[], $2::uuid[], $3::uuid[], $4::uuid[], \
-             $5::uuid[], $6::uuid[], $7::text[], $8::timestamptz[], $9::timestamptz[], \
-             $10::bytea[], $11::timestamptz[]) AS n (code_hash, family_id, tenant_id, \
-             client_id, user_id, session_id, scope, auth_time, expires_at, refresh_hash, at)), \
-             claimed AS (UPDATE authorization_codes a SET used_at = n.at, family_id = n.family_id \
-             FROM n WHERE a.code_hash = n.code_hash AND a.used_at IS NULL \
-             AND a.expires_at > n.at RETURNING n.family_id), \
-             family AS (INSERT INTO token_families (id, tenant_id, client_id, user_id, \
-             session_id, scope, auth_time, created_at, expires_at) \
-             SELECT n.family_id, n.tenant_id, n.client_id, n.user_id, n.session_id, n.scope, \
-             n.auth_time, n.at, n.expires_at FROM n JOIN claimed USING (family_id) \
-             RETURNING id), \
-             first_refresh AS (INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
-             expires_at) SELECT n.refresh_hash, n.family_id, n.at, n.expires_at \
-             FROM n JOIN family ON family.id = n.family_id WHERE n.refresh_hash IS NOT NULL), \
-             token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-             user_id, family_id, scope, created_at, expires_at) \
-             SELECT t.jti, t.token_hash, t.tenant_id, t.client_id, t.user_id, t.family_id, \
-             t.scope, t.at, t.expires_at FROM UNNEST($12::uuid[], $13::bytea[], $14::uuid[], \
-             $15::uuid[], $16::uuid[], $17::text[], $18::timestamptz[], $2::uuid[], \
-             $11::timestamptz[]) AS t (jti, token_hash, tenant_id, client_id, user_id, scope, \
-             expires_at, family_id, at) JOIN family ON family.id = t.family_id), \
-             trail AS (INSERT INTO audit_events (",
-            crate::audit::audit_columns!(),
-            ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 \
-             FROM UNNEST($19::uuid[], $20::timestamptz[], $21::uuid[], $22::text[], \
-             $23::uuid[], $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], \
-             $29::text[], $30::jsonb[], $2::uuid[]) \
-             AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, family_id) \
-             JOIN family ON family.id = e.family_id) \
-             SELECT id FROM family"
-        ))
-        .bind(code)
-        .bind(family_id)
-        .bind(tenant)
-        .bind(client)
-        .bind(user)
-        .bind(session)
-        .bind(scope)
-        .bind(auth_time)
-        .bind(expires)
-        .bind(refresh)
-        .bind(at);
-        let issued: Vec<uuid::Uuid> = events
-            .bind(tokens.bind(q))
+        let families: Vec<&NewTokenFamily> = batch.iter().map(|w| &w.family).collect();
+        let q = shared
+            .query(concat!(
+                "WITH n AS (SELECT * FROM UNNEST($20::bytea[], $21::uuid[], $22::uuid[], \
+                 $23::uuid[], $24::uuid[], $25::uuid[], $26::text[], $27::timestamptz[], \
+                 $28::timestamptz[], $29::bytea[], $30::timestamptz[]) AS n (code_hash, \
+                 family_id, tenant_id, client_id, user_id, session_id, scope, auth_time, \
+                 expires_at, refresh_hash, at)), \
+                 claimed AS (UPDATE authorization_codes a SET used_at = n.at, \
+                 family_id = n.family_id FROM n WHERE a.code_hash = n.code_hash \
+                 AND a.used_at IS NULL AND a.expires_at > n.at RETURNING n.family_id), \
+                 family AS (INSERT INTO token_families (id, tenant_id, client_id, user_id, \
+                 session_id, scope, auth_time, created_at, expires_at) \
+                 SELECT n.family_id, n.tenant_id, n.client_id, n.user_id, n.session_id, \
+                 n.scope, n.auth_time, n.at, n.expires_at FROM n JOIN claimed USING (family_id) \
+                 RETURNING id), \
+                 first_refresh AS (INSERT INTO refresh_tokens (token_hash, family_id, \
+                 created_at, expires_at) SELECT n.refresh_hash, n.family_id, n.at, n.expires_at \
+                 FROM n JOIN family ON family.id = n.family_id \
+                 WHERE n.refresh_hash IS NOT NULL), \
+                 token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+                 user_id, family_id, scope, created_at, expires_at) \
+                 SELECT t.jti, t.token_hash, t.tenant_id, t.client_id, t.user_id, t.family_id, \
+                 t.scope, t.at, t.expires_at FROM UNNEST(",
+                access_arrays!(),
+                ", $21::uuid[], $30::timestamptz[]) AS t (jti, token_hash, tenant_id, client_id, \
+                 user_id, scope, expires_at, family_id, at) \
+                 JOIN family ON family.id = t.family_id), \
+                 trail AS (INSERT INTO audit_events (",
+                crate::audit::audit_columns!(),
+                ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 FROM UNNEST(",
+                audit_arrays!(),
+                ", $21::uuid[]) \
+                 AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, family_id) \
+                 JOIN family ON family.id = e.family_id) \
+                 SELECT id FROM family"
+            ))
+            .bind(
+                batch
+                    .iter()
+                    .map(|w| w.code_digest.to_vec())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(batch.iter().map(|w| w.family_id.0).collect::<Vec<_>>())
+            .bind(families.iter().map(|f| f.tenant_id.0).collect::<Vec<_>>())
+            .bind(families.iter().map(|f| f.client_id.0).collect::<Vec<_>>())
+            .bind(
+                families
+                    .iter()
+                    .map(|f| f.user_id.map(|u| u.0))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                families
+                    .iter()
+                    .map(|f| f.session_id.map(|s| s.0))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                families
+                    .iter()
+                    .map(|f| f.scope.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(families.iter().map(|f| f.auth_time).collect::<Vec<_>>())
+            .bind(families.iter().map(|f| f.expires_at).collect::<Vec<_>>())
+            .bind(
+                families
+                    .iter()
+                    .map(|f| f.refresh_digest.map(|d| d.to_vec()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(batch.iter().map(|w| w.at).collect::<Vec<_>>());
+        let issued: Vec<uuid::Uuid> = q
             .fetch_all(pool)
             .await?
             .iter()
@@ -176,60 +174,51 @@ impl GroupWrite for RotateWrite {
     /// matched by their place in the batch: two writes of one token spend it once, and the
     /// other is not made.
     async fn write_all(pool: &PgPool, batch: &[&RotateWrite]) -> Result<Vec<bool>, StoreError> {
-        let n = batch.len();
-        let (mut old, mut new, mut at) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut tokens, mut events) = (AccessColumns::default(), AuditColumns::default());
+        let mut shared = SharedColumns::default();
         for w in batch {
-            old.push(w.old.to_vec());
-            new.push(w.new.to_vec());
-            at.push(w.at);
-            tokens.push(&w.access);
-            events.push(&w.event);
+            shared.push(&w.event, &w.access);
         }
-        let q = sqlx::query(concat!(
-            "WITH n AS (SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::timestamptz[]) \
-             WITH ORDINALITY AS n (old_hash, new_hash, at, ord)), \
-             spent AS (UPDATE refresh_tokens r SET rotated_at = n.at FROM n \
-             WHERE r.token_hash = n.old_hash AND r.rotated_at IS NULL AND r.expires_at > n.at \
-               AND EXISTS (SELECT 1 FROM token_families f \
-                      WHERE f.id = r.family_id AND f.revoked_at IS NULL) \
-             RETURNING r.family_id, n.ord), \
-             family AS (SELECT f.id, f.expires_at, spent.ord FROM token_families f \
-             JOIN spent ON spent.family_id = f.id), \
-             successor AS (INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
-             expires_at) SELECT n.new_hash, family.id, n.at, family.expires_at \
-             FROM n JOIN family USING (ord)), \
-             token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-             user_id, family_id, scope, created_at, expires_at) \
-             SELECT t.jti, t.token_hash, t.tenant_id, t.client_id, t.user_id, family.id, \
-             t.scope, t.at, t.expires_at FROM UNNEST($4::uuid[], $5::bytea[], $6::uuid[], \
-             $7::uuid[], $8::uuid[], $9::text[], $10::timestamptz[], $3::timestamptz[]) \
-             WITH ORDINALITY AS t (jti, token_hash, tenant_id, client_id, user_id, scope, \
-             expires_at, at, ord) JOIN family USING (ord)), \
-             trail AS (INSERT INTO audit_events (",
-            crate::audit::audit_columns!(),
-            ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 \
-             FROM UNNEST($11::uuid[], $12::timestamptz[], $13::uuid[], $14::text[], \
-             $15::uuid[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], \
-             $21::text[], $22::jsonb[]) \
-             WITH ORDINALITY AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, ord) \
-             JOIN family USING (ord)) \
-             SELECT ord FROM family"
-        ))
-        .bind(old)
-        .bind(new)
-        .bind(at);
-        let rotated: Vec<i64> = events
-            .bind(tokens.bind(q))
+        let q = shared
+            .query(concat!(
+                "WITH n AS (SELECT * FROM UNNEST($20::bytea[], $21::bytea[], $22::timestamptz[]) \
+                 WITH ORDINALITY AS n (old_hash, new_hash, at, ord)), \
+                 spent AS (UPDATE refresh_tokens r SET rotated_at = n.at FROM n \
+                 WHERE r.token_hash = n.old_hash AND r.rotated_at IS NULL \
+                   AND r.expires_at > n.at \
+                   AND EXISTS (SELECT 1 FROM token_families f \
+                          WHERE f.id = r.family_id AND f.revoked_at IS NULL) \
+                 RETURNING r.family_id, n.ord), \
+                 family AS (SELECT f.id, f.expires_at, spent.ord FROM token_families f \
+                 JOIN spent ON spent.family_id = f.id), \
+                 successor AS (INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
+                 expires_at) SELECT n.new_hash, family.id, n.at, family.expires_at \
+                 FROM n JOIN family USING (ord)), \
+                 token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+                 user_id, family_id, scope, created_at, expires_at) \
+                 SELECT t.jti, t.token_hash, t.tenant_id, t.client_id, t.user_id, family.id, \
+                 t.scope, t.at, t.expires_at FROM UNNEST(",
+                access_arrays!(),
+                ", $22::timestamptz[]) WITH ORDINALITY AS t (jti, token_hash, tenant_id, \
+                 client_id, user_id, scope, expires_at, at, ord) JOIN family USING (ord)), \
+                 trail AS (INSERT INTO audit_events (",
+                crate::audit::audit_columns!(),
+                ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 FROM UNNEST(",
+                audit_arrays!(),
+                ") WITH ORDINALITY AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, ord) \
+                 JOIN family USING (ord)) \
+                 SELECT ord FROM family"
+            ))
+            .bind(batch.iter().map(|w| w.old.to_vec()).collect::<Vec<_>>())
+            .bind(batch.iter().map(|w| w.new.to_vec()).collect::<Vec<_>>())
+            .bind(batch.iter().map(|w| w.at).collect::<Vec<_>>());
+        let rotated: Vec<i64> = q
             .fetch_all(pool)
             .await?
             .iter()
             .map(|row| sqlx::Row::try_get(row, 0))
             .collect::<Result<_, _>>()?;
-        Ok((1..=n as i64).map(|ord| rotated.contains(&ord)).collect())
+        Ok((1..=batch.len() as i64)
+            .map(|ord| rotated.contains(&ord))
+            .collect())
     }
 }
