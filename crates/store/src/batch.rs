@@ -227,6 +227,16 @@ impl<'a> SharedColumns<'a> {
     }
 }
 
+/// The first column of every row `q` answers: which rows a statement wrote.
+pub(crate) async fn first_column<T>(q: PgQuery<'_>, pool: &PgPool) -> Result<Vec<T>, StoreError>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    let rows = q.fetch_all(pool).await?;
+    let column = rows.iter().map(|row| sqlx::Row::try_get(row, 0));
+    Ok(column.collect::<Result<_, _>>()?)
+}
+
 /// An access token for the group commit, with its audit row. With `revision` it is written only
 /// while its client is still at that revision, active and in an active tenant (a token decided
 /// on a remembered client, `client_cache.rs`); without, it is written as it is.
@@ -281,12 +291,7 @@ impl GroupWrite for TokenWrite {
             ))
             .bind(created)
             .bind(revision);
-        let written: Vec<Uuid> = q
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|row| sqlx::Row::try_get(row, 0))
-            .collect::<Result<_, _>>()?;
+        let written: Vec<Uuid> = first_column(q, pool).await?;
         Ok(batch
             .iter()
             .map(|w| written.contains(&w.access.jti))

@@ -9,7 +9,7 @@ use opentrusty_core::ids::TokenFamilyId;
 use sqlx::PgPool;
 
 use crate::StoreError;
-use crate::batch::{GroupWrite, SharedColumns, access_arrays, audit_arrays};
+use crate::batch::{GroupWrite, SharedColumns, access_arrays, audit_arrays, first_column};
 use crate::tokens::{NewAccessToken, NewTokenFamily, issue_event};
 
 /// A code to claim, with the family, the access token and the audit row its redemption records.
@@ -128,12 +128,7 @@ impl GroupWrite for RedeemWrite {
                     .collect::<Vec<_>>(),
             )
             .bind(batch.iter().map(|w| w.at).collect::<Vec<_>>());
-        let issued: Vec<uuid::Uuid> = q
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|row| sqlx::Row::try_get(row, 0))
-            .collect::<Result<_, _>>()?;
+        let issued: Vec<uuid::Uuid> = first_column(q, pool).await?;
         Ok(batch
             .iter()
             .map(|w| issued.contains(&w.family_id.0))
@@ -211,12 +206,7 @@ impl GroupWrite for RotateWrite {
             .bind(batch.iter().map(|w| w.old.to_vec()).collect::<Vec<_>>())
             .bind(batch.iter().map(|w| w.new.to_vec()).collect::<Vec<_>>())
             .bind(batch.iter().map(|w| w.at).collect::<Vec<_>>());
-        let rotated: Vec<i64> = q
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|row| sqlx::Row::try_get(row, 0))
-            .collect::<Result<_, _>>()?;
+        let rotated: Vec<i64> = first_column(q, pool).await?;
         Ok((1..=batch.len() as i64)
             .map(|ord| rotated.contains(&ord))
             .collect())
