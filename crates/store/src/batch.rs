@@ -298,3 +298,85 @@ impl GroupWrite for TokenWrite {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The group commit's answer to a failed batch, on writes of a kind made for the test: which
+    //! statements it sends and what each caller is told. (The statements themselves are tested
+    //! against PostgreSQL by the conformance suite.)
+
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A write that the "database" refuses with `error` whenever it is in the statement.
+    struct Probe {
+        id: usize,
+        error: Option<fn() -> StoreError>,
+        statements: Arc<Mutex<Vec<Vec<usize>>>>,
+    }
+
+    impl GroupWrite for Probe {
+        async fn write_all(_: &PgPool, batch: &[&Probe]) -> Result<Vec<bool>, StoreError> {
+            let ids = batch.iter().map(|p| p.id).collect();
+            batch[0].statements.lock().unwrap().push(ids);
+            match batch.iter().find_map(|p| p.error) {
+                Some(error) => Err(error()),
+                None => Ok(vec![true; batch.len()]),
+            }
+        }
+    }
+
+    /// Commits three writes, the second failing with `error`, as one batch; the statements sent
+    /// and each caller's answer.
+    async fn commit_three(
+        error: fn() -> StoreError,
+    ) -> (Vec<Vec<usize>>, Vec<Result<bool, StoreError>>) {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://127.0.0.1:1/never-used")
+            .unwrap();
+        let statements = Arc::new(Mutex::new(Vec::new()));
+        let (mut batch, mut answers) = (Vec::new(), Vec::new());
+        for id in 0..3 {
+            let (done, answer) = oneshot::channel();
+            let error = (id == 1).then_some(error);
+            let statements = statements.clone();
+            let write = Probe {
+                id,
+                error,
+                statements,
+            };
+            batch.push(Pending { write, done });
+            answers.push(answer);
+        }
+        commit(pool, batch).await;
+        let mut outcomes = Vec::new();
+        for answer in answers {
+            outcomes.push(answer.await.unwrap());
+        }
+        let sent = statements.lock().unwrap().clone();
+        (sent, outcomes)
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_database_refused_is_retried_write_by_write() {
+        let (sent, outcomes) = commit_three(|| StoreError::Conflict("a row is refused")).await;
+        assert_eq!(sent, vec![vec![0, 1, 2], vec![0], vec![1], vec![2]]);
+        assert!(matches!(outcomes[0], Ok(true)));
+        assert!(matches!(outcomes[1], Err(StoreError::Conflict(_))));
+        assert!(matches!(outcomes[2], Ok(true)));
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_outcome_is_unknown_is_never_sent_again() {
+        let (sent, outcomes) =
+            commit_three(|| StoreError::Unavailable("connection reset".to_owned())).await;
+        assert_eq!(sent, vec![vec![0, 1, 2]]);
+        for outcome in outcomes {
+            assert!(
+                matches!(outcome, Err(StoreError::Unavailable(_))),
+                "{outcome:?}"
+            );
+        }
+    }
+}
