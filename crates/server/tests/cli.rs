@@ -240,7 +240,7 @@ async fn migrate_twice_is_a_no_op_the_second_time() {
             assert!(out.status.success(), "{}", text(&out.stderr));
             text(&out.stdout)
         };
-        assert!(migrate(&["--status"]).contains("0 applied, 2 pending"));
+        assert!(migrate(&["--status"]).contains("0 applied, 3 pending"));
         let applied = migrate(&[]);
         assert!(
             applied.contains("applied migration 1 (initial schema)"),
@@ -250,11 +250,16 @@ async fn migrate_twice_is_a_no_op_the_second_time() {
             applied.contains("applied migration 2 (client revision)"),
             "{applied}"
         );
+        assert!(
+            applied.contains("applied migration 3 (access tokens by user)"),
+            "{applied}"
+        );
         assert!(migrate(&[]).contains("up to date"));
         let status = migrate(&["--status"]);
-        assert!(status.contains("2 applied, 0 pending"), "{status}");
+        assert!(status.contains("3 applied, 0 pending"), "{status}");
         assert!(status.contains("initial schema"));
         assert!(status.contains("client revision"));
+        assert!(status.contains("access tokens by user"));
     }
 }
 

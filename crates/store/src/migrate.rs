@@ -32,6 +32,12 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0002_client_revision.sql"),
         sqlite: include_str!("../migrations/sqlite/0002_client_revision.sql"),
     },
+    Migration {
+        version: 3,
+        name: "access tokens by user",
+        postgres: include_str!("../migrations/postgres/0003_access_tokens_by_user.sql"),
+        sqlite: include_str!("../migrations/sqlite/0003_access_tokens_by_user.sql"),
+    },
 ];
 
 /// Arbitrary constant naming OpenTrusty's migration lock among PostgreSQL advisory locks.

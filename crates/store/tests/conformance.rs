@@ -40,6 +40,7 @@ opentrusty_testkit::each_backend!(
     concurrent_redemptions_of_one_code_issue_exactly_once,
     concurrent_refreshes_of_one_token_rotate_exactly_once,
     concurrent_grant_writes_are_each_recorded_and_fail_alone,
+    disabling_a_user_revokes_every_token_of_theirs_and_no_one_elses,
     a_tenant_keeps_an_owner_under_concurrent_removals,
     an_email_gets_console_roles_in_one_place_under_concurrent_grants,
     the_janitor_deletes_what_expired_and_nothing_else,
@@ -1297,6 +1298,69 @@ async fn concurrent_grant_writes_are_each_recorded_and_fail_alone(db: &TestDb) {
     let events = actions(&store, Some(t)).await;
     assert_eq!(count(&events, action::TOKEN_REFRESHED), 39);
     assert_eq!(count(&events, action::REFRESH_TOKEN_REUSED), 0);
+}
+
+/// Disabling a user revokes every access token of theirs, those of a token family and those
+/// recorded without one (each found by an index: migration 3), and no one else's.
+async fn disabling_a_user_revokes_every_token_of_theirs_and_no_one_elses(db: &TestDb) {
+    use opentrusty_core::user::{UserPatch, UserStatus};
+    use opentrusty_store::Redemption;
+    let store = db.store().await;
+    let t = tenant(&store, "Revoking").await;
+    let c = client(&store, t, "revoking").await;
+    let mut tokens = Vec::new();
+    for email in ["alice@example.com", "bob@example.com"] {
+        let u = user(&store, t, email).await;
+        let code = code_for(&store, t, c, u).await;
+        let in_family = access(t, c, u);
+        let first = secret::token_digest(&secret::random_token());
+        let redeemed = store
+            .redeem_authorization_code(
+                &code,
+                &in_family,
+                &family(t, c, u, first),
+                &Origin::system(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(redeemed, Redemption::Issued(_)), "{redeemed:?}");
+        let alone = access(t, c, u);
+        store
+            .issue_tokens(&alone, None, &Origin::system())
+            .await
+            .unwrap();
+        tokens.push((u, in_family.jti, alone.jti));
+    }
+    let (alice, bob) = (tokens[0], tokens[1]);
+    let disable = UserPatch {
+        status: Some(UserStatus::Disabled),
+        ..Default::default()
+    };
+    store
+        .update_user(t, alice.0, &disable, &Origin::system())
+        .await
+        .unwrap();
+    for jti in [alice.1, alice.2] {
+        assert!(!store.access_token_active(jti, now()).await.unwrap());
+    }
+    for jti in [bob.1, bob.2] {
+        assert!(store.access_token_active(jti, now()).await.unwrap());
+    }
+    let audit = store
+        .list_audit(&AuditQuery {
+            tenant: Some(t),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let disabled = audit
+        .iter()
+        .find(|e| e.action == action::USER_UPDATED)
+        .expect("the change is audited");
+    let ended = &disabled.metadata["ended"];
+    assert_eq!(ended["access_tokens"], 2, "{ended}");
+    assert_eq!(ended["token_families"], 1, "{ended}");
 }
 
 /// Two owners removing each other's owner role at the same moment: exactly one removal wins,
