@@ -152,10 +152,12 @@ async fn fifty_racers_on_sqlite() {
     races(TestDb::sqlite(true).await).await;
 }
 
-/// Two `opentrusty migrate` processes started at once on an empty database: both succeed and
-/// the schema is applied exactly once.
-async fn two_migrations_at_once(db: TestDb) {
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+/// `opentrusty migrate` processes started at once on an empty database: all succeed and the
+/// schema is applied exactly once.
+async fn migrations_at_once(db: TestDb, processes: usize) {
+    let dirs: Vec<_> = (0..processes)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
     let children: Vec<_> = dirs
         .iter()
         .map(|d| {
@@ -190,11 +192,16 @@ async fn two_migrations_at_once(db: TestDb) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_migrate_processes_at_once_on_postgres() {
     if let Some(db) = TestDb::postgres(false).await {
-        two_migrations_at_once(db).await;
+        migrations_at_once(db, 2).await;
     }
 }
 
+/// Several rounds on new files: the processes opening a new SQLite file race to turn it to WAL,
+/// and SQLite answers the losers "locked" at once; the store opens again
+/// (`crates/store/tests/sqlite_open.rs` holds that moment on purpose).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_migrate_processes_at_once_on_sqlite() {
-    two_migrations_at_once(TestDb::sqlite(false).await).await;
+async fn migrate_processes_at_once_on_new_sqlite_files() {
+    for _round in 0..10 {
+        migrations_at_once(TestDb::sqlite(false).await, 3).await;
+    }
 }

@@ -327,7 +327,7 @@ impl Store {
                 if !in_memory {
                     create_private_file(opts.get_filename())?;
                 }
-                let pool = SqlitePoolOptions::new()
+                let pool_options = SqlitePoolOptions::new()
                     // An in-memory database exists once per connection: keep exactly one.
                     .max_connections(if in_memory {
                         1
@@ -348,9 +348,21 @@ impl Store {
                     .acquire_timeout(options.acquire_timeout)
                     // A file cannot hang up: a liveness round trip to the connection's worker
                     // thread before each statement checks nothing.
-                    .test_before_acquire(false)
-                    .connect_with(opts)
-                    .await?;
+                    .test_before_acquire(false);
+                // Processes opening a new database file at the same moment (`migrate` twice,
+                // or both planes started together): turning the file to WAL needs it to itself,
+                // and SQLite tells the others "locked" at once instead of waiting in the busy
+                // handler. Opening again is harmless; give up after the busy timeout.
+                let started = std::time::Instant::now();
+                let pool = loop {
+                    match pool_options.clone().connect_with(opts.clone()).await {
+                        Ok(pool) => break pool,
+                        Err(e) if sqlite_busy(&e) && started.elapsed() < SQLITE_BUSY_TIMEOUT => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                };
                 Db::Sqlite(pool)
             }
             None => {
@@ -457,7 +469,17 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .foreign_keys(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10)))
+        .busy_timeout(SQLITE_BUSY_TIMEOUT))
+}
+
+/// How long an SQLite writer waits for another to finish before it gives up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `e` is SQLite's "busy" (any extended code of `SQLITE_BUSY`).
+fn sqlite_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+            && db.code().is_some_and(|c| c.parse::<i32>().is_ok_and(|c| c & 0xff == 5)))
 }
 
 /// Creates the database file readable by its owner only (it holds password hashes and encrypted
