@@ -308,18 +308,17 @@ pub async fn introspect(
         Some(_) => return inactive(),
         None => {}
     }
-    match state.store().find_refresh_token(&token_digest(token)).await {
-        Ok(Some(g))
+    let found = state
+        .store()
+        .find_refresh_token_with_client(&token_digest(token))
+        .await;
+    match found {
+        Ok(Some((g, Some(client_public_id))))
             if !g.family_revoked
                 && g.rotated_at.is_none()
                 && g.expires_at > now()
                 && g.tenant_id == client.tenant_id =>
         {
-            let client_public_id = match state.store().get_client(g.tenant_id, g.client_id).await {
-                Ok(Some(c)) => c.client_id,
-                Ok(None) => return inactive(),
-                Err(e) => return TokenError::from(e).into_response(),
-            };
             no_store_json(
                 StatusCode::OK,
                 json!({

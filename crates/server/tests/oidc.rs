@@ -1463,6 +1463,30 @@ async fn introspection_by_another_tenants_client_says_only_inactive() {
     assert_eq!(foreign.json, json!({"active": false}));
 }
 
+/// RFC 7662 for a refresh token: active while it is the live one of its family, with its
+/// client's public id; inactive once rotated, and to another tenant's client.
+#[tokio::test]
+async fn introspection_answers_for_a_live_refresh_token_only() {
+    let idp = Idp::sqlite().await;
+    let tokens = obtain_tokens(&idp, CONFIDENTIAL, "openid offline_access").await;
+    let first = str_of(&tokens, "refresh_token").to_owned();
+    let live = introspect(&idp, ClientAuth::of(CONFIDENTIAL), &first).await;
+    live.expect_status(200);
+    assert_eq!(live.json["active"], true, "{}", live.json);
+    assert_eq!(live.json["token_type"], "refresh_token");
+    assert_eq!(live.json["client_id"], CONFIDENTIAL.client_id);
+    assert!(live.json["sub"].is_string(), "{}", live.json);
+
+    let foreign = introspect(&idp, ClientAuth::of(OTHER_TENANT), &first).await;
+    assert_eq!(foreign.json, json!({"active": false}));
+
+    refresh(&idp, CONFIDENTIAL, &first, None)
+        .await
+        .expect_status(200);
+    let rotated = introspect(&idp, ClientAuth::of(CONFIDENTIAL), &first).await;
+    assert_eq!(rotated.json, json!({"active": false}));
+}
+
 #[tokio::test]
 async fn introspection_requires_client_authentication() {
     let idp = Idp::sqlite().await;

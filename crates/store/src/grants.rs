@@ -562,19 +562,40 @@ impl Store {
         &self,
         digest: &[u8; 32],
     ) -> Result<Option<RefreshGrant>, StoreError> {
-        let row: Option<JoinedRefresh> = on_pool!(self, |pool| sqlx::query_as(concat!(
+        Ok(self
+            .find_refresh_token_with_client(digest)
+            .await?
+            .map(|(grant, _)| grant))
+    }
+
+    /// [`Store::find_refresh_token`] with the public id of the token's client while that client
+    /// is live (`None` once deleted), in one round trip: what introspection answers.
+    pub async fn find_refresh_token_with_client(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<(RefreshGrant, Option<String>)>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            refresh: JoinedRefresh,
+            refresh_client_public_id: Option<String>,
+        }
+        let row: Option<Row> = on_pool!(self, |pool| sqlx::query_as(concat!(
             "SELECT ",
             refresh_columns!(),
             ", ",
             joined_user_columns!(),
-            " FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
+            ", c.client_id AS refresh_client_public_id \
+             FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
+             LEFT JOIN oauth_clients c ON c.id = f.client_id AND c.tenant_id = f.tenant_id \
+               AND c.deleted_at IS NULL \
              LEFT JOIN users u ON u.id = f.user_id AND u.deleted_at IS NULL \
              WHERE r.token_hash = $1"
         ))
         .bind(&digest[..])
         .fetch_optional(pool)
         .await)?;
-        Ok(row.and_then(JoinedRefresh::into_grant))
+        Ok(row.and_then(|r| Some((r.refresh.into_grant()?, r.refresh_client_public_id))))
     }
 
     /// The live client with public id `client_id` and, when it exists, the refresh token with

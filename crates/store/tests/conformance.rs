@@ -41,6 +41,7 @@ opentrusty_testkit::each_backend!(
     concurrent_refreshes_of_one_token_rotate_exactly_once,
     concurrent_grant_writes_are_each_recorded_and_fail_alone,
     disabling_a_user_revokes_every_token_of_theirs_and_no_one_elses,
+    a_refresh_token_is_read_with_its_clients_public_id,
     a_tenant_keeps_an_owner_under_concurrent_removals,
     an_email_gets_console_roles_in_one_place_under_concurrent_grants,
     the_janitor_deletes_what_expired_and_nothing_else,
@@ -1361,6 +1362,44 @@ async fn disabling_a_user_revokes_every_token_of_theirs_and_no_one_elses(db: &Te
     let ended = &disabled.metadata["ended"];
     assert_eq!(ended["access_tokens"], 2, "{ended}");
     assert_eq!(ended["token_families"], 1, "{ended}");
+}
+
+/// Introspection reads a refresh token with its client's public id in one look-up; a deleted
+/// client's id is not given.
+async fn a_refresh_token_is_read_with_its_clients_public_id(db: &TestDb) {
+    let store = db.store().await;
+    let (code, t, c, u) = pending_code(&store).await;
+    let first = secret::token_digest(&secret::random_token());
+    store
+        .redeem_authorization_code(
+            &code,
+            &access(t, c, u),
+            &family(t, c, u, first),
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    let grant = store.find_refresh_token(&first).await.unwrap().unwrap();
+    let read = store.find_refresh_token_with_client(&first).await.unwrap();
+    assert_eq!(read, Some((grant.clone(), Some("racer".to_owned()))));
+    let unknown = secret::token_digest(&secret::random_token());
+    assert_eq!(
+        store
+            .find_refresh_token_with_client(&unknown)
+            .await
+            .unwrap(),
+        None
+    );
+    store.delete_client(t, c, &Origin::system()).await.unwrap();
+    let (after, public_id) = store
+        .find_refresh_token_with_client(&first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (after.family_id, after.family_revoked, public_id),
+        (grant.family_id, true, None)
+    );
 }
 
 /// Two owners removing each other's owner role at the same moment: exactly one removal wins,
