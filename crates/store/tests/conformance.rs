@@ -1111,6 +1111,25 @@ fn family(t: TenantId, c: ClientId, u: UserId, refresh: [u8; 32]) -> NewTokenFam
     }
 }
 
+/// Redeems `code` with `access` and a family of user `u` whose first refresh token is
+/// `refresh`; the family it created.
+async fn redeem(
+    store: &Store,
+    code: &[u8; 32],
+    access: &NewAccessToken,
+    (t, c, u): (TenantId, ClientId, UserId),
+    refresh: [u8; 32],
+) -> opentrusty_core::ids::TokenFamilyId {
+    let redeemed = store
+        .redeem_authorization_code(code, access, &family(t, c, u, refresh), &Origin::system())
+        .await
+        .unwrap();
+    match redeemed {
+        opentrusty_store::Redemption::Issued(family_id) => family_id,
+        other => panic!("{other:?}"),
+    }
+}
+
 async fn concurrent_redemptions_of_one_code_issue_exactly_once(db: &TestDb) {
     use opentrusty_store::Redemption;
     let store = db.store().await;
@@ -1153,19 +1172,7 @@ async fn concurrent_refreshes_of_one_token_rotate_exactly_once(db: &TestDb) {
     let store = db.store().await;
     let (code, t, c, u) = pending_code(&store).await;
     let first = secret::token_digest(&secret::random_token());
-    let family_id = match store
-        .redeem_authorization_code(
-            &code,
-            &access(t, c, u),
-            &family(t, c, u, first),
-            &Origin::system(),
-        )
-        .await
-        .unwrap()
-    {
-        opentrusty_store::Redemption::Issued(f) => f,
-        other => panic!("{other:?}"),
-    };
+    let family_id = redeem(&store, &code, &access(t, c, u), (t, c, u), first).await;
     let mut racers = Vec::new();
     for pool in futures_join(db).await {
         for _ in 0..3 {
@@ -1305,7 +1312,6 @@ async fn concurrent_grant_writes_are_each_recorded_and_fail_alone(db: &TestDb) {
 /// recorded without one (each found by an index: migration 3), and no one else's.
 async fn disabling_a_user_revokes_every_token_of_theirs_and_no_one_elses(db: &TestDb) {
     use opentrusty_core::user::{UserPatch, UserStatus};
-    use opentrusty_store::Redemption;
     let store = db.store().await;
     let t = tenant(&store, "Revoking").await;
     let c = client(&store, t, "revoking").await;
@@ -1315,16 +1321,7 @@ async fn disabling_a_user_revokes_every_token_of_theirs_and_no_one_elses(db: &Te
         let code = code_for(&store, t, c, u).await;
         let in_family = access(t, c, u);
         let first = secret::token_digest(&secret::random_token());
-        let redeemed = store
-            .redeem_authorization_code(
-                &code,
-                &in_family,
-                &family(t, c, u, first),
-                &Origin::system(),
-            )
-            .await
-            .unwrap();
-        assert!(matches!(redeemed, Redemption::Issued(_)), "{redeemed:?}");
+        redeem(&store, &code, &in_family, (t, c, u), first).await;
         let alone = access(t, c, u);
         store
             .issue_tokens(&alone, None, &Origin::system())
@@ -1370,15 +1367,7 @@ async fn a_refresh_token_is_read_with_its_clients_public_id(db: &TestDb) {
     let store = db.store().await;
     let (code, t, c, u) = pending_code(&store).await;
     let first = secret::token_digest(&secret::random_token());
-    store
-        .redeem_authorization_code(
-            &code,
-            &access(t, c, u),
-            &family(t, c, u, first),
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    redeem(&store, &code, &access(t, c, u), (t, c, u), first).await;
     let grant = store.find_refresh_token(&first).await.unwrap().unwrap();
     let read = store.find_refresh_token_with_client(&first).await.unwrap();
     assert_eq!(read, Some((grant.clone(), Some("racer".to_owned()))));
@@ -1814,7 +1803,6 @@ async fn writes_abandoned_at_any_step_leave_no_transaction_open(db: &TestDb) {
 /// token (with its user) in one statement: the same grant the separate look-ups return,
 /// whichever client presents it, and nothing for an unknown client.
 async fn a_token_request_reads_its_client_and_grant_in_one_look_up(db: &TestDb) {
-    use opentrusty_store::Redemption;
     let store = db.store().await;
     let (code, t, c, u) = pending_code(&store).await;
     let other = client(&store, t, "bystander").await;
@@ -1858,18 +1846,7 @@ async fn a_token_request_reads_its_client_and_grant_in_one_look_up(db: &TestDb) 
 
     let refresh = secret::token_digest(&secret::random_token());
     let redeemed_access = access(t, c, u);
-    let issued = store
-        .redeem_authorization_code(
-            &code,
-            &redeemed_access,
-            &family(t, c, u, refresh),
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
-    let Redemption::Issued(family_id) = issued else {
-        panic!("{issued:?}")
-    };
+    let family_id = redeem(&store, &code, &redeemed_access, (t, c, u), refresh).await;
     let (_, used) = store
         .find_client_with_code("racer", &code)
         .await
