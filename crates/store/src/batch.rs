@@ -97,13 +97,18 @@ pub(crate) async fn write<W: GroupWrite>(
         }
         None => write,
     };
-    Ok(W::write_all(pool, &[&write]).await?.first() == Some(&true))
+    write_alone(pool, &write).await
+}
+
+/// Makes `write` with a statement of its own. Whether it was made.
+async fn write_alone<W: GroupWrite>(pool: &PgPool, write: &W) -> Result<bool, StoreError> {
+    Ok(W::write_all(pool, &[write]).await?.first() == Some(&true))
 }
 
 /// Makes `batch` with one statement, or write by write when the database refused it. When the
 /// database could not be reached the outcome is unknown, and every caller is told so rather
 /// than written again.
-async fn commit<W: GroupWrite>(pool: PgPool, mut batch: Vec<Pending<W>>) {
+async fn commit<W: GroupWrite>(pool: PgPool, batch: Vec<Pending<W>>) {
     let writes: Vec<&W> = batch.iter().map(|p| &p.write).collect();
     match W::write_all(&pool, &writes).await {
         Ok(made) => {
@@ -111,21 +116,19 @@ async fn commit<W: GroupWrite>(pool: PgPool, mut batch: Vec<Pending<W>>) {
                 let _ = pending.done.send(Ok(made));
             }
         }
-        Err(e) if batch.len() == 1 || matches!(e, StoreError::Unavailable(_)) => {
-            let message = e.to_string();
-            let mut e = Some(e);
-            for pending in batch.drain(..) {
-                let e = e
-                    .take()
-                    .unwrap_or_else(|| StoreError::Unavailable(message.clone()));
+        Err(StoreError::Unavailable(why)) => {
+            for pending in batch {
+                let _ = pending.done.send(Err(StoreError::Unavailable(why.clone())));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            if let Some(pending) = batch.into_iter().next() {
                 let _ = pending.done.send(Err(e));
             }
         }
         Err(_) => {
             for pending in batch {
-                let outcome = W::write_all(&pool, &[&pending.write])
-                    .await
-                    .map(|made| made.first() == Some(&true));
+                let outcome = write_alone(&pool, &pending.write).await;
                 let _ = pending.done.send(outcome);
             }
         }

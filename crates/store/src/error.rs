@@ -78,15 +78,23 @@ fn unavailable_code(code: Option<&str>) -> bool {
 /// (53100) or in a read-only transaction (25006, a standby); SQLite full, read-only or failing
 /// I/O (primary result codes 13, 8 and 10, whatever their extended code).
 fn unwritable(db: &dyn sqlx::error::DatabaseError) -> bool {
-    let Some(code) = db.code() else {
-        return false;
-    };
-    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-        return code
-            .parse::<i32>()
-            .is_ok_and(|c| matches!(c & 0xff, 8 | 10 | 13));
+    if let Some(primary) = sqlite_primary_code(db) {
+        return matches!(primary, 8 | 10 | 13);
     }
-    matches!(code.as_ref(), "53100" | "25006")
+    db.code()
+        .is_some_and(|code| matches!(code.as_ref(), "53100" | "25006"))
+}
+
+/// SQLite's primary result code of `db` (the low byte of its extended code); `None` for other
+/// databases.
+fn sqlite_primary_code(db: &dyn sqlx::error::DatabaseError) -> Option<i32> {
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    Some(db.code()?.parse::<i32>().ok()? & 0xff)
+}
+
+/// Whether `e` is SQLite's "busy" (`SQLITE_BUSY` with any extended code).
+pub(crate) fn sqlite_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if sqlite_primary_code(db.as_ref()) == Some(5))
 }
 
 impl StoreError {

@@ -357,7 +357,10 @@ impl Store {
                 let pool = loop {
                     match pool_options.clone().connect_with(opts.clone()).await {
                         Ok(pool) => break pool,
-                        Err(e) if sqlite_busy(&e) && started.elapsed() < SQLITE_BUSY_TIMEOUT => {
+                        Err(e)
+                            if error::sqlite_busy(&e)
+                                && started.elapsed() < SQLITE_BUSY_TIMEOUT =>
+                        {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                         Err(e) => return Err(e.into()),
@@ -474,13 +477,6 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 
 /// How long an SQLite writer waits for another to finish before it gives up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Whether `e` is SQLite's "busy" (any extended code of `SQLITE_BUSY`).
-fn sqlite_busy(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db)
-        if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-            && db.code().is_some_and(|c| c.parse::<i32>().is_ok_and(|c| c & 0xff == 5)))
-}
 
 /// Creates the database file readable by its owner only (it holds password hashes and encrypted
 /// keys); SQLite gives its WAL and shared-memory files the same mode. An existing file is left

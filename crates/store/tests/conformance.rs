@@ -142,6 +142,15 @@ async fn assign(store: &Store, subject: Subject, role: Role, at: Scope) {
 }
 
 async fn actions(store: &Store, tenant: Option<TenantId>) -> Vec<String> {
+    audit(store, tenant)
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+/// The audit trail of `tenant` (the platform's with `None`), newest first.
+async fn audit(store: &Store, tenant: Option<TenantId>) -> Vec<opentrusty_core::audit::AuditEvent> {
     store
         .list_audit(&AuditQuery {
             tenant,
@@ -150,9 +159,6 @@ async fn actions(store: &Store, tenant: Option<TenantId>) -> Vec<String> {
         })
         .await
         .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect()
 }
 
 async fn migrations_are_recorded_and_idempotent(migrated: &TestDb) {
@@ -1344,15 +1350,8 @@ async fn disabling_a_user_revokes_every_token_of_theirs_and_no_one_elses(db: &Te
     for jti in [bob.1, bob.2] {
         assert!(store.access_token_active(jti, now()).await.unwrap());
     }
-    let audit = store
-        .list_audit(&AuditQuery {
-            tenant: Some(t),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let disabled = audit
+    let trail = audit(&store, Some(t)).await;
+    let disabled = trail
         .iter()
         .find(|e| e.action == action::USER_UPDATED)
         .expect("the change is audited");
