@@ -38,12 +38,6 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0003_access_tokens_by_user.sql"),
         sqlite: include_str!("../migrations/sqlite/0003_access_tokens_by_user.sql"),
     },
-    Migration {
-        version: 4,
-        name: "access tokens without parent checks",
-        postgres: include_str!("../migrations/postgres/0004_access_tokens_parent_checks.sql"),
-        sqlite: include_str!("../migrations/sqlite/0004_access_tokens_parent_checks.sql"),
-    },
 ];
 
 /// Arbitrary constant naming OpenTrusty's migration lock among PostgreSQL advisory locks.
