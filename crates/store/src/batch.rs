@@ -180,8 +180,20 @@ pub(crate) struct SharedColumns<'a> {
     expires: Vec<Timestamp>,
 }
 
+/// The columns of the writes' audit rows and access tokens, in order:
+/// `batch.iter().map(|w| (&w.event, &w.access)).collect()`.
+impl<'a> FromIterator<(&'a AuditEvent, &'a NewAccessToken)> for SharedColumns<'a> {
+    fn from_iter<I: IntoIterator<Item = (&'a AuditEvent, &'a NewAccessToken)>>(rows: I) -> Self {
+        let mut columns = SharedColumns::default();
+        for (event, access) in rows {
+            columns.push(event, access);
+        }
+        columns
+    }
+}
+
 impl<'a> SharedColumns<'a> {
-    pub(crate) fn push(&mut self, event: &'a AuditEvent, access: &'a NewAccessToken) {
+    fn push(&mut self, event: &'a AuditEvent, access: &'a NewAccessToken) {
         self.id.push(event.id.0);
         self.occurred.push(event.occurred_at);
         self.event_tenant.push(event.tenant_id.map(|t| t.0));
@@ -265,10 +277,7 @@ impl TokenWrite {
 impl GroupWrite for TokenWrite {
     /// The tokens, then the audit rows of those written.
     async fn write_all(pool: &PgPool, batch: &[&TokenWrite]) -> Result<Vec<bool>, StoreError> {
-        let mut shared = SharedColumns::default();
-        for write in batch {
-            shared.push(&write.event, &write.access);
-        }
+        let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
         let created: Vec<Timestamp> = batch.iter().map(|w| w.created_at).collect();
         let revision: Vec<Option<i64>> = batch.iter().map(|w| w.revision).collect();
         let q = shared

@@ -51,10 +51,7 @@ impl GroupWrite for RedeemWrite {
     /// first refresh token, if any), the access token and the audit row. Two writes of one code
     /// in a batch claim it once: the other is not made.
     async fn write_all(pool: &PgPool, batch: &[&RedeemWrite]) -> Result<Vec<bool>, StoreError> {
-        let mut shared = SharedColumns::default();
-        for w in batch {
-            shared.push(&w.event, &w.access);
-        }
+        let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
         let families: Vec<&NewTokenFamily> = batch.iter().map(|w| &w.family).collect();
         let q = shared
             .query(concat!(
@@ -169,10 +166,7 @@ impl GroupWrite for RotateWrite {
     /// matched by their place in the batch: two writes of one token spend it once, and the
     /// other is not made.
     async fn write_all(pool: &PgPool, batch: &[&RotateWrite]) -> Result<Vec<bool>, StoreError> {
-        let mut shared = SharedColumns::default();
-        for w in batch {
-            shared.push(&w.event, &w.access);
-        }
+        let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
         let q = shared
             .query(concat!(
                 "WITH n AS (SELECT * FROM UNNEST($20::bytea[], $21::bytea[], $22::timestamptz[]) \
