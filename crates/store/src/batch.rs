@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::StoreError;
 use crate::grant_writes::{RedeemWrite, RotateWrite};
-use crate::tokens::{NewAccessToken, PgQuery, issue_event};
+use crate::tokens::{NewAccessToken, PgQuery, client_token_event, issue_event};
 
 /// Most writes one statement makes; more waiting callers go into the next batch.
 const MAX_BATCH: usize = 64;
@@ -59,6 +59,7 @@ impl<W: GroupWrite> GroupCommit<W> {
 /// The group commits of a PostgreSQL store; cheap to clone with it.
 pub(crate) struct GroupCommits {
     pub(crate) tokens: GroupCommit<TokenWrite>,
+    pub(crate) client_tokens: GroupCommit<ClientTokenWrite>,
     pub(crate) redemptions: GroupCommit<RedeemWrite>,
     pub(crate) rotations: GroupCommit<RotateWrite>,
 }
@@ -68,6 +69,7 @@ impl GroupCommits {
     pub(crate) fn start(pool: &PgPool) -> Arc<GroupCommits> {
         Arc::new(GroupCommits {
             tokens: GroupCommit::start(pool.clone()),
+            client_tokens: GroupCommit::start(pool.clone()),
             redemptions: GroupCommit::start(pool.clone()),
             rotations: GroupCommit::start(pool.clone()),
         })
@@ -252,22 +254,18 @@ where
     Ok(column.collect::<Result<_, _>>()?)
 }
 
-/// An access token for the group commit, with its audit row. With `revision` it is written only
-/// while its client is still at that revision, active and in an active tenant (a token decided
-/// on a remembered client, `client_cache.rs`); without, it is written as it is.
+/// An access token for the group commit, with its audit row.
 pub(crate) struct TokenWrite {
     pub(crate) access: NewAccessToken,
-    pub(crate) revision: Option<i64>,
     pub(crate) event: AuditEvent,
     pub(crate) created_at: Timestamp,
 }
 
 impl TokenWrite {
     /// `access` issued now, with its audit row.
-    pub(crate) fn new(access: &NewAccessToken, revision: Option<i64>, origin: &Origin) -> Self {
+    pub(crate) fn new(access: &NewAccessToken, origin: &Origin) -> Self {
         TokenWrite {
             access: access.clone(),
-            revision,
             event: issue_event(access, None, action::TOKEN_ISSUED, origin),
             created_at: now(),
         }
@@ -275,11 +273,10 @@ impl TokenWrite {
 }
 
 impl GroupWrite for TokenWrite {
-    /// The tokens, then the audit rows of those written.
+    /// The tokens, then their audit rows.
     async fn write_all(pool: &PgPool, batch: &[&TokenWrite]) -> Result<Vec<bool>, StoreError> {
         let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
         let created: Vec<Timestamp> = batch.iter().map(|w| w.created_at).collect();
-        let revision: Vec<Option<i64>> = batch.iter().map(|w| w.revision).collect();
         let q = shared
             .query(concat!(
                 "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
@@ -287,12 +284,9 @@ impl GroupWrite for TokenWrite {
                  SELECT jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, \
                  created_at FROM UNNEST(",
                 access_arrays!(),
-                ", $20::timestamptz[], $21::int8[]) \
+                ", $20::timestamptz[]) \
                  AS n (jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, \
-                 created_at, revision) \
-                 WHERE n.revision IS NULL OR ",
-                crate::tokens::client_at_revision!("n.client_id", "n.tenant_id", "n.revision"),
-                " RETURNING jti), \
+                 created_at) RETURNING jti), \
                  audit AS (INSERT INTO audit_events (",
                 crate::audit::audit_columns!(),
                 ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 FROM UNNEST(",
@@ -301,8 +295,62 @@ impl GroupWrite for TokenWrite {
                  WHERE e.jti IN (SELECT jti FROM token)) \
                  SELECT jti FROM token"
             ))
-            .bind(created)
+            .bind(created);
+        let written: Vec<Uuid> = first_column(q, pool).await?;
+        Ok(batch
+            .iter()
+            .map(|w| written.contains(&w.access.jti))
+            .collect())
+    }
+}
+
+/// A client-credentials token for the group commit, recorded by its audit row alone
+/// (`client_token_event`, docs/storage.md). It is written only while its client is still at
+/// `revision`, active and in an active tenant: the token was decided on that revision,
+/// possibly of a remembered client (`client_cache.rs`).
+pub(crate) struct ClientTokenWrite {
+    pub(crate) access: NewAccessToken,
+    pub(crate) revision: i64,
+    pub(crate) event: AuditEvent,
+}
+
+impl ClientTokenWrite {
+    /// `access` issued now to a client decided on at `revision`.
+    pub(crate) fn new(access: &NewAccessToken, revision: i64, origin: &Origin) -> Self {
+        ClientTokenWrite {
+            access: access.clone(),
+            revision,
+            event: client_token_event(access, origin),
+        }
+    }
+}
+
+impl GroupWrite for ClientTokenWrite {
+    /// The audit rows, each with its token's digest and expiry, of the clients still as decided.
+    async fn write_all(
+        pool: &PgPool,
+        batch: &[&ClientTokenWrite],
+    ) -> Result<Vec<bool>, StoreError> {
+        let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
+        let revision: Vec<i64> = batch.iter().map(|w| w.revision).collect();
+        let q = shared
+            .query(concat!(
+                "INSERT INTO audit_events (",
+                crate::audit::audit_columns!(),
+                ", token_hash, token_expires_at) \
+                 SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, token_hash, \
+                 expires_at FROM UNNEST(",
+                audit_arrays!(),
+                ", ",
+                access_arrays!(),
+                ", $20::int8[]) AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, jti, \
+                 token_hash, tenant_id, client_id, user_id, scope, expires_at, revision) \
+                 WHERE ",
+                crate::tokens::client_at_revision!("e.client_id", "e.tenant_id", "e.revision"),
+                " RETURNING id"
+            ))
             .bind(revision);
+        // The audit row's id is the token's jti (`client_token_event`).
         let written: Vec<Uuid> = first_column(q, pool).await?;
         Ok(batch
             .iter()

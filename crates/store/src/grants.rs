@@ -229,7 +229,7 @@ macro_rules! access_select {
              (a.revoked_at IS NULL AND a.expires_at > $2 AND f.revoked_at IS NULL \
               AND c.deleted_at IS NULL AND c.active AND t.status = 'active') AS usable",
             $columns,
-            " FROM access_tokens a \
+            " FROM access_token_records a \
              JOIN oauth_clients c ON c.id = a.client_id \
              JOIN tenants t ON t.id = a.tenant_id \
              LEFT JOIN token_families f ON f.id = a.family_id",
@@ -409,6 +409,42 @@ impl Tx {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(n > 0)
+    }
+
+    /// Revokes a client-credentials token of `client` recorded by its audit row alone, by
+    /// listing its jti until it expires. Its tenant; `None` if there is no such token of
+    /// `client` or it is revoked already.
+    async fn revoke_client_token(
+        &mut self,
+        jti: Uuid,
+        client: ClientId,
+        at: Timestamp,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let recorded: Option<(Option<Uuid>, DbTime)> = on_tx!(self, |c| sqlx::query_as(
+            "SELECT tenant_id, token_expires_at FROM audit_events \
+             WHERE id = $1 AND actor_id = $2 AND token_hash IS NOT NULL"
+        )
+        .bind(jti)
+        .bind(client.0)
+        .fetch_optional(&mut *c)
+        .await)?;
+        let Some((Some(tenant), expires_at)) = recorded else {
+            return Ok(None);
+        };
+        let listed =
+            on_tx!(self, |c| {
+                sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, revoked_at, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (jti) DO NOTHING"
+        )
+        .bind(jti)
+        .bind(DbTime(at))
+        .bind(expires_at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected())
+            })?;
+        Ok((listed == 1).then_some(tenant))
     }
 }
 
@@ -817,8 +853,12 @@ impl Store {
         .bind(DbTime(at))
         .fetch_optional(&mut *c)
         .await)?;
-        let Some(tenant) = tenant else {
-            return Ok(false);
+        let tenant = match tenant {
+            Some(tenant) => tenant,
+            None => match tx.revoke_client_token(jti, client, at).await? {
+                Some(tenant) => tenant,
+                None => return Ok(false),
+            },
         };
         tx.audit(AuditEvent::new(
             origin,

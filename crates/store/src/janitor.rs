@@ -12,6 +12,8 @@ use crate::{Store, StoreError, on_pool};
 pub struct Swept {
     pub sessions: u64,
     pub authorization_codes: u64,
+    /// Access tokens, and the revocations of client-credentials tokens (recorded by their
+    /// audit rows, which the janitor keeps).
     pub access_tokens: u64,
     pub token_families: u64,
     pub enrollment_links: u64,
@@ -28,7 +30,7 @@ impl Swept {
 }
 
 /// Each statement deletes one batch of expired rows: `$1` is now, `$2` the batch size.
-const SWEEPS: [(&str, &str); 5] = [
+const SWEEPS: [(&str, &str); 6] = [
     (
         "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= $1 LIMIT $2)",
         "sessions",
@@ -42,6 +44,12 @@ const SWEEPS: [(&str, &str); 5] = [
         "DELETE FROM access_tokens WHERE jti IN \
          (SELECT jti FROM access_tokens WHERE expires_at <= $1 LIMIT $2)",
         "access_tokens",
+    ),
+    // A revoked client-credentials token is listed until it expires (`revoke_client_token`).
+    (
+        "DELETE FROM revoked_access_tokens WHERE jti IN \
+         (SELECT jti FROM revoked_access_tokens WHERE expires_at <= $1 LIMIT $2)",
+        "revoked_access_tokens",
     ),
     // A family outlives its refresh tokens; deleting it deletes them (and any access token
     // still tied to it) by cascade.
@@ -84,7 +92,8 @@ impl Store {
             match kind {
                 "sessions" => swept.sessions = total,
                 "authorization_codes" => swept.authorization_codes = total,
-                "access_tokens" => swept.access_tokens = total,
+                "access_tokens" => swept.access_tokens += total,
+                "revoked_access_tokens" => swept.access_tokens += total,
                 "token_families" => swept.token_families = total,
                 _ => swept.enrollment_links = total,
             }

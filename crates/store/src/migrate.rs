@@ -38,6 +38,12 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0003_access_tokens_by_user.sql"),
         sqlite: include_str!("../migrations/sqlite/0003_access_tokens_by_user.sql"),
     },
+    Migration {
+        version: 4,
+        name: "client tokens by audit row",
+        postgres: include_str!("../migrations/postgres/0004_client_tokens_by_audit_row.sql"),
+        sqlite: include_str!("../migrations/sqlite/0004_client_tokens_by_audit_row.sql"),
+    },
 ];
 
 /// Arbitrary constant naming OpenTrusty's migration lock among PostgreSQL advisory locks.

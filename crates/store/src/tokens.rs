@@ -2,13 +2,13 @@
 //! tokens. Only digests of bearer values are stored. Issuing writes its audit row in the same
 //! transaction, so no token exists that the trail does not know about.
 
-use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
-use opentrusty_core::ids::TokenFamilyId;
+use opentrusty_core::audit::{Actor, AuditEvent, Origin, Target, action};
+use opentrusty_core::ids::{AuditEventId, TokenFamilyId};
 use opentrusty_core::{ClientId, SessionId, TenantId, Timestamp, UserId, now};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::batch::TokenWrite;
+use crate::batch::{ClientTokenWrite, TokenWrite};
 use crate::rows::DbTime;
 use crate::{Store, StoreError, Tx, on_pool, on_tx};
 
@@ -172,20 +172,6 @@ impl Tx {
 /// PostgreSQL query under construction (the single-statement writes).
 pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
-/// Binds an access token's jti, digest, tenant, client, user, scope and expiry, in that order,
-/// after the parameters already bound to the query (either backend).
-macro_rules! bind_access {
-    ($q:expr, $access:expr) => {
-        $q.bind($access.jti)
-            .bind($access.token_digest.as_ref().map(|d| &d[..]))
-            .bind($access.tenant_id.0)
-            .bind($access.client_id.0)
-            .bind($access.user_id.map(|u| u.0))
-            .bind(&$access.scope)
-            .bind(DbTime($access.expires_at))
-    };
-}
-
 /// The audit row of an issued access token.
 pub(crate) fn issue_event(
     access: &NewAccessToken,
@@ -206,6 +192,16 @@ pub(crate) fn issue_event(
         }),
         now(),
     )
+}
+
+/// The audit row that records a client-credentials token by itself: its id is the token's jti,
+/// its actor the client, and the statement that appends it adds the token's digest and expiry,
+/// so the row stands for the token in `access_token_records` (docs/storage.md).
+pub(crate) fn client_token_event(access: &NewAccessToken, origin: &Origin) -> AuditEvent {
+    let mut event = issue_event(access, None, action::TOKEN_ISSUED, origin);
+    event.id = AuditEventId(access.jti);
+    event.actor = Actor::Client(access.client_id);
+    event
 }
 
 /// The insert of an authorization code with its thirteen values in the order of
@@ -322,8 +318,8 @@ impl Store {
         if family.is_none()
             && let crate::Db::Postgres(pool) = &self.db
         {
-            self.write_token(pool, TokenWrite::new(access, None, origin))
-                .await?;
+            let group = self.group_commits.as_ref().map(|g| &g.tokens);
+            crate::batch::write(pool, group, TokenWrite::new(access, origin)).await?;
             return Ok(None);
         }
         let mut tx = self.begin().await?;
@@ -344,47 +340,60 @@ impl Store {
     }
 
     /// Records a client-credentials token decided on the client at `revision` (see
-    /// [`ClientAccess::revision`](crate::ClientAccess)), with its audit row, only if the client
-    /// is still at that revision, active and in an active tenant when the write commits; else
-    /// nothing is written and the answer is [`Confirmation::Stale`].
+    /// [`ClientAccess::revision`](crate::ClientAccess)), by its audit row alone
+    /// ([`client_token_event`]), only if the client is still at that revision, active and in
+    /// an active tenant when the write commits; else nothing is written and the answer is
+    /// [`Confirmation::Stale`]. The token must carry its digest: the row is found by it.
     pub async fn issue_client_token(
         &self,
         access: &NewAccessToken,
         revision: i64,
         origin: &Origin,
     ) -> Result<Confirmation, StoreError> {
+        let Some(digest) = access.token_digest else {
+            return Err(StoreError::Refused(
+                "a client token is recorded by its digest".to_owned(),
+            ));
+        };
         let written = match &self.db {
             crate::Db::Postgres(pool) => {
-                self.write_token(pool, TokenWrite::new(access, Some(revision), origin))
-                    .await?
+                let group = self.group_commits.as_ref().map(|g| &g.client_tokens);
+                let write = ClientTokenWrite::new(access, revision, origin);
+                crate::batch::write(pool, group, write).await?
             }
-            crate::Db::Sqlite(_) => {
-                let mut tx = self.begin().await?;
-                let inserted = on_tx!(tx, |c| {
-                    bind_access!(
-                        sqlx::query(concat!(
-                            "INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-                             user_id, scope, expires_at, created_at) \
-                             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE ",
-                            client_at_revision!("$4", "$3", "$9")
-                        )),
-                        access
-                    )
-                    .bind(DbTime(now()))
-                    .bind(revision)
-                    .execute(&mut *c)
-                    .await
-                    .map(|r| r.rows_affected())
-                })?;
-                if inserted == 1 {
-                    tx.audit_issue(access, None, action::TOKEN_ISSUED, origin)
-                        .await?;
-                    tx.commit().await?;
-                } else {
-                    // Stale is an expected answer: keep the connection for the pool.
-                    tx.rollback().await;
-                }
-                inserted == 1
+            crate::Db::Sqlite(pool) => {
+                let event = client_token_event(access, origin);
+                let (target_kind, target_id) = match &event.target {
+                    Some(t) => (Some(t.kind.as_str()), Some(t.id.as_str())),
+                    None => (None, None),
+                };
+                sqlx::query(concat!(
+                    "INSERT INTO audit_events (",
+                    crate::audit::audit_columns!(),
+                    ", token_hash, token_expires_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, \
+                     $9, $10, $11, $12, $13, $14 WHERE ",
+                    client_at_revision!("$15", "$3", "$16")
+                ))
+                .bind(event.id.0)
+                .bind(DbTime(event.occurred_at))
+                .bind(access.tenant_id.0)
+                .bind(event.actor.kind())
+                .bind(event.actor.id())
+                .bind(&event.action)
+                .bind(target_kind)
+                .bind(target_id)
+                .bind(&event.ip)
+                .bind(&event.user_agent)
+                .bind(&event.request_id)
+                .bind(sqlx::types::Json(&event.metadata))
+                .bind(&digest[..])
+                .bind(DbTime(access.expires_at))
+                .bind(access.client_id.0)
+                .bind(revision)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                    == 1
             }
         };
         Ok(if written {
@@ -392,16 +401,6 @@ impl Store {
         } else {
             Confirmation::Stale
         })
-    }
-
-    /// PostgreSQL: writes one token through the group commit. Whether it was written.
-    async fn write_token(
-        &self,
-        pool: &sqlx::PgPool,
-        write: TokenWrite,
-    ) -> Result<bool, StoreError> {
-        let group = self.group_commits.as_ref().map(|g| &g.tokens);
-        crate::batch::write(pool, group, write).await
     }
 
     /// Whether the access token `jti` is usable at `at`: recorded, unexpired, not revoked, its

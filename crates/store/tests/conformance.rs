@@ -53,6 +53,7 @@ opentrusty_testkit::each_backend!(
     a_sign_in_writes_its_session_and_code_together_or_neither,
     a_sign_in_form_reads_its_client_and_account_in_one_look_up,
     a_client_token_is_written_only_while_its_client_is_unchanged,
+    a_client_token_is_recorded_by_its_audit_row_alone,
     an_admin_caller_is_read_with_its_grants_in_one_look_up,
     a_small_pool_serves_more_callers_than_it_has_connections,
     reads_abandoned_at_any_step_leave_nothing_for_the_next,
@@ -2420,6 +2421,152 @@ async fn a_client_token_is_written_only_while_its_client_is_unchanged(db: &TestD
     assert_eq!(
         issued, written,
         "an audit row for each token written, and only those"
+    );
+}
+
+/// A client-credentials token is recorded by its audit row alone (docs/storage.md): every
+/// look-up finds it as it would find a row of its own, revocation lists its jti until it
+/// expires, its client's deletion ends it, and a user's token is still a row.
+async fn a_client_token_is_recorded_by_its_audit_row_alone(db: &TestDb) {
+    use opentrusty_store::Confirmation::Issued;
+    let store = db.store().await;
+    let origin = Origin::system();
+    let t = tenant(&store, "Recorded").await;
+    let c = client(&store, t, "audit-recorded").await;
+    let other = client(&store, t, "audit-other").await;
+    let revision = store
+        .find_client_for_issuance("audit-recorded", true)
+        .await
+        .unwrap()
+        .expect("the client exists")
+        .access
+        .revision;
+    let token = || NewAccessToken {
+        jti: uuid::Uuid::now_v7(),
+        token_digest: Some(secret::token_digest(&secret::random_token())),
+        tenant_id: t,
+        client_id: c,
+        user_id: None,
+        scope: "api".into(),
+        expires_at: now() + Duration::minutes(5),
+    };
+    let issued = token();
+    let digest = issued.token_digest.unwrap();
+    let outcome = store.issue_client_token(&issued, revision, &origin).await;
+    assert_eq!(outcome.unwrap(), Issued);
+
+    // No row of its own: its audit row, named by the jti and acted by the client, is the record.
+    let token_rows = "UPDATE access_tokens SET scope = scope";
+    assert_eq!(execute_by_hand(db, token_rows).await.unwrap(), 0);
+    let events = audit(&store, Some(t)).await;
+    assert!(events.iter().any(|e| e.id.0 == issued.jti
+        && e.action == action::TOKEN_ISSUED
+        && e.actor == Actor::Client(c)));
+    let found = store.find_access_token(issued.jti, now()).await.unwrap();
+    let found = found.expect("found by its jti");
+    assert!(found.active);
+    assert_eq!(
+        (
+            found.tenant_id,
+            found.client_id,
+            found.user_id,
+            found.scope.as_str()
+        ),
+        (t, c, None, "api")
+    );
+    assert_eq!(found.client_public_id, "audit-recorded");
+    assert_eq!(
+        found.expires_at.unix_timestamp(),
+        issued.expires_at.unix_timestamp()
+    );
+    let by_digest = store.find_access_token_by_digest(&digest, now()).await;
+    assert_eq!(
+        by_digest.unwrap().expect("found by its digest").jti,
+        issued.jti
+    );
+    let caller = store.find_token_caller(&digest, now()).await.unwrap();
+    assert_eq!(caller.expect("an admin-plane caller").token.jti, issued.jti);
+    let later = issued.expires_at + Duration::seconds(1);
+    let expired = store.find_access_token(issued.jti, later).await.unwrap();
+    assert!(!expired.expect("still recorded").active);
+
+    // Revoked by its own client only, once; listed until it expires.
+    let active = |jti| {
+        let store = store.clone();
+        async move {
+            let found = store.find_access_token(jti, now()).await.unwrap();
+            found.expect("recorded").active
+        }
+    };
+    assert!(
+        !store
+            .revoke_access_token(issued.jti, other, &origin)
+            .await
+            .unwrap()
+    );
+    assert!(active(issued.jti).await);
+    assert!(
+        store
+            .revoke_access_token(issued.jti, c, &origin)
+            .await
+            .unwrap()
+    );
+    assert!(!active(issued.jti).await);
+    assert!(
+        !store
+            .revoke_access_token(issued.jti, c, &origin)
+            .await
+            .unwrap()
+    );
+    let revoked = actions(&store, Some(t)).await;
+    let revoked = revoked
+        .iter()
+        .filter(|a| *a == action::TOKEN_REVOKED)
+        .count();
+    assert_eq!(revoked, 1);
+    assert_eq!(
+        store
+            .sweep_expired(now(), 100, 10)
+            .await
+            .unwrap()
+            .access_tokens,
+        0
+    );
+    assert!(
+        !active(issued.jti).await,
+        "the janitor keeps a live token's revocation"
+    );
+    let swept = store.sweep_expired(later, 100, 10).await.unwrap();
+    assert_eq!(
+        swept.access_tokens, 1,
+        "the revocation goes once the token expired"
+    );
+
+    // Its client deleted: its tokens end with it.
+    let second = token();
+    let outcome = store.issue_client_token(&second, revision, &origin).await;
+    assert_eq!(outcome.unwrap(), Issued);
+    assert!(active(second.jti).await);
+    store.delete_client(t, c, &admin_origin()).await.unwrap();
+    assert!(!active(second.jti).await);
+
+    // A user's token keeps a row: without it, nothing (its audit row included) stands for it.
+    let u = user(&store, t, "holder@recorded.example").await;
+    let held = access(t, other, u);
+    store.issue_tokens(&held, None, &origin).await.unwrap();
+    assert!(active(held.jti).await);
+    assert_eq!(
+        execute_by_hand(db, "DELETE FROM access_tokens")
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        store
+            .find_access_token(held.jti, now())
+            .await
+            .unwrap()
+            .is_none()
     );
 }
 

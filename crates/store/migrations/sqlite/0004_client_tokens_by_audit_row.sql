@@ -1,0 +1,26 @@
+-- A client_credentials access token is recorded by its audit row alone (docs/storage.md): the
+-- row carries the token's digest and expiry, its id is the token's jti and its actor the
+-- client. Revocations of such tokens are kept beside them until the token expires.
+ALTER TABLE audit_events ADD COLUMN token_hash BLOB;
+ALTER TABLE audit_events ADD COLUMN token_expires_at INTEGER;
+CREATE UNIQUE INDEX audit_events_token_hash ON audit_events (token_hash)
+    WHERE token_hash IS NOT NULL;
+
+CREATE TABLE revoked_access_tokens (
+    jti         BLOB PRIMARY KEY,
+    revoked_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX revoked_access_tokens_expires_at ON revoked_access_tokens (expires_at);
+
+-- Every access token, whichever way it is recorded: what token look-ups read.
+CREATE VIEW access_token_records AS
+    SELECT jti, token_hash, tenant_id, client_id, user_id, family_id, scope, created_at,
+           expires_at, revoked_at
+    FROM access_tokens
+    UNION ALL
+    SELECT e.id, e.token_hash, e.tenant_id, e.actor_id, NULL, NULL,
+           json_extract(e.metadata, '$.scope'), e.occurred_at, e.token_expires_at,
+           (SELECT r.revoked_at FROM revoked_access_tokens r WHERE r.jti = e.id)
+    FROM audit_events e
+    WHERE e.token_hash IS NOT NULL;
