@@ -240,7 +240,7 @@ async fn migrate_twice_is_a_no_op_the_second_time() {
             assert!(out.status.success(), "{}", text(&out.stderr));
             text(&out.stdout)
         };
-        assert!(migrate(&["--status"]).contains("0 applied, 3 pending"));
+        assert!(migrate(&["--status"]).contains("0 applied, 4 pending"));
         let applied = migrate(&[]);
         assert!(
             applied.contains("applied migration 1 (initial schema)"),
@@ -254,12 +254,17 @@ async fn migrate_twice_is_a_no_op_the_second_time() {
             applied.contains("applied migration 3 (access tokens by user)"),
             "{applied}"
         );
+        assert!(
+            applied.contains("applied migration 4 (client tokens by audit row)"),
+            "{applied}"
+        );
         assert!(migrate(&[]).contains("up to date"));
         let status = migrate(&["--status"]);
-        assert!(status.contains("3 applied, 0 pending"), "{status}");
+        assert!(status.contains("4 applied, 0 pending"), "{status}");
         assert!(status.contains("initial schema"));
         assert!(status.contains("client revision"));
         assert!(status.contains("access tokens by user"));
+        assert!(status.contains("client tokens by audit row"));
     }
 }
 

@@ -52,12 +52,13 @@ impl Sql {
         texts.iter().map(|t| Uuid::parse_str(t).unwrap()).collect()
     }
 
-    /// Every access token recorded, and every access token an audit row says was issued.
+    /// Every access token recorded (a row of its own, or a client-credentials token's audit
+    /// row: `access_token_records`), and every access token an audit row says was issued.
     async fn issued_and_audited(&self) -> (HashSet<Uuid>, HashSet<Uuid>) {
         let recorded = self
             .uuids(
-                "SELECT jti::text FROM access_tokens",
-                "SELECT hex(jti) FROM access_tokens",
+                "SELECT jti::text FROM access_token_records",
+                "SELECT hex(jti) FROM access_token_records",
             )
             .await;
         let audited = self

@@ -431,9 +431,8 @@ impl Tx {
         let Some((Some(tenant), expires_at)) = recorded else {
             return Ok(None);
         };
-        let listed =
-            on_tx!(self, |c| {
-                sqlx::query(
+        let listed = on_tx!(self, |c| {
+            sqlx::query(
             "INSERT INTO revoked_access_tokens (jti, revoked_at, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (jti) DO NOTHING"
         )
@@ -443,7 +442,7 @@ impl Tx {
         .execute(&mut *c)
         .await
         .map(|r| r.rows_affected())
-            })?;
+        })?;
         Ok((listed == 1).then_some(tenant))
     }
 }

@@ -14,6 +14,9 @@ CREATE TABLE revoked_access_tokens (
 CREATE INDEX revoked_access_tokens_expires_at ON revoked_access_tokens (expires_at);
 
 -- Every access token, whichever way it is recorded: what token look-ups read.
+-- Its audit branch is told apart by token_expires_at, not by token_hash: a look-up by jti
+-- must not match the partial digest index's predicate, or a planner with stale statistics
+-- (the index still small) scans that index for the id instead of the primary key.
 CREATE VIEW access_token_records AS
     SELECT jti, token_hash, tenant_id, client_id, user_id, family_id, scope, created_at,
            expires_at, revoked_at
@@ -23,4 +26,4 @@ CREATE VIEW access_token_records AS
            json_extract(e.metadata, '$.scope'), e.occurred_at, e.token_expires_at,
            (SELECT r.revoked_at FROM revoked_access_tokens r WHERE r.jti = e.id)
     FROM audit_events e
-    WHERE e.token_hash IS NOT NULL;
+    WHERE e.token_expires_at IS NOT NULL;
