@@ -82,55 +82,52 @@ macro_rules! audit_columns {
 }
 pub(crate) use audit_columns;
 
-/// Binds `event` as the twelve parameters after those already bound to `q`, in the order of
-/// [`audit_columns!`], for statements that append their audit row themselves (PostgreSQL's
-/// data-modifying `WITH`: the change and its row in one statement, one round trip).
+/// Binds `$event` (an `&AuditEvent`) as the twelve parameters after those already bound to
+/// `$q`, in the order of [`audit_columns!`], on either backend.
+macro_rules! bind_audit {
+    ($q:expr, $event:expr) => {{
+        let event: &opentrusty_core::audit::AuditEvent = $event;
+        let (target_kind, target_id) = match &event.target {
+            Some(t) => (Some(t.kind.as_str()), Some(t.id.as_str())),
+            None => (None, None),
+        };
+        $q.bind(event.id.0)
+            .bind($crate::rows::DbTime(event.occurred_at))
+            .bind(event.tenant_id.map(|t| t.0))
+            .bind(event.actor.kind())
+            .bind(event.actor.id())
+            .bind(&event.action)
+            .bind(target_kind)
+            .bind(target_id)
+            .bind(&event.ip)
+            .bind(&event.user_agent)
+            .bind(&event.request_id)
+            .bind(sqlx::types::Json(&event.metadata))
+    }};
+}
+pub(crate) use bind_audit;
+
+/// Binds `event` after the parameters already bound to `q`, for statements that append their
+/// audit row themselves (PostgreSQL's data-modifying `WITH`: the change and its row in one
+/// statement, one round trip).
 pub(crate) fn bind_event<'q>(
     q: crate::tokens::PgQuery<'q>,
     event: &'q AuditEvent,
 ) -> crate::tokens::PgQuery<'q> {
-    let (target_kind, target_id) = match &event.target {
-        Some(t) => (Some(t.kind.as_str()), Some(t.id.as_str())),
-        None => (None, None),
-    };
-    q.bind(event.id.0)
-        .bind(DbTime(event.occurred_at))
-        .bind(event.tenant_id.map(|t| t.0))
-        .bind(event.actor.kind())
-        .bind(event.actor.id())
-        .bind(&event.action)
-        .bind(target_kind)
-        .bind(target_id)
-        .bind(&event.ip)
-        .bind(&event.user_agent)
-        .bind(&event.request_id)
-        .bind(Json(&event.metadata))
+    bind_audit!(q, event)
 }
 
 impl Tx {
     /// Appends `event` as part of this transaction: it lands if and only if the change does.
     pub(crate) async fn audit(&mut self, event: AuditEvent) -> Result<(), StoreError> {
-        let (target_kind, target_id) = match event.target {
-            Some(t) => (Some(t.kind), Some(t.id)),
-            None => (None, None),
-        };
-        on_tx!(self, |c| sqlx::query(concat!(
-            "INSERT INTO audit_events (",
-            audit_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ))
-        .bind(event.id.0)
-        .bind(DbTime(event.occurred_at))
-        .bind(event.tenant_id.map(|t| t.0))
-        .bind(event.actor.kind())
-        .bind(event.actor.id())
-        .bind(&event.action)
-        .bind(&target_kind)
-        .bind(&target_id)
-        .bind(&event.ip)
-        .bind(&event.user_agent)
-        .bind(&event.request_id)
-        .bind(Json(&event.metadata))
+        on_tx!(self, |c| bind_audit!(
+            sqlx::query(concat!(
+                "INSERT INTO audit_events (",
+                audit_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            )),
+            &event
+        )
         .execute(&mut *c)
         .await
         .map(|r| r.rows_affected()))?;

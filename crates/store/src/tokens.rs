@@ -363,29 +363,16 @@ impl Store {
             }
             crate::Db::Sqlite(pool) => {
                 let event = client_token_event(access, origin);
-                let (target_kind, target_id) = match &event.target {
-                    Some(t) => (Some(t.kind.as_str()), Some(t.id.as_str())),
-                    None => (None, None),
-                };
-                sqlx::query(concat!(
-                    "INSERT INTO audit_events (",
-                    crate::audit::audit_columns!(),
-                    ", token_hash, token_expires_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, \
-                     $9, $10, $11, $12, $13, $14 WHERE ",
-                    client_at_revision!("$15", "$3", "$16")
-                ))
-                .bind(event.id.0)
-                .bind(DbTime(event.occurred_at))
-                .bind(access.tenant_id.0)
-                .bind(event.actor.kind())
-                .bind(event.actor.id())
-                .bind(&event.action)
-                .bind(target_kind)
-                .bind(target_id)
-                .bind(&event.ip)
-                .bind(&event.user_agent)
-                .bind(&event.request_id)
-                .bind(sqlx::types::Json(&event.metadata))
+                crate::audit::bind_audit!(
+                    sqlx::query(concat!(
+                        "INSERT INTO audit_events (",
+                        crate::audit::audit_columns!(),
+                        ", token_hash, token_expires_at) SELECT $1, $2, $3, $4, $5, $6, $7, \
+                         $8, $9, $10, $11, $12, $13, $14 WHERE ",
+                        client_at_revision!("$15", "$3", "$16")
+                    )),
+                    &event
+                )
                 .bind(&digest[..])
                 .bind(DbTime(access.expires_at))
                 .bind(access.client_id.0)

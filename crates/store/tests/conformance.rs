@@ -1105,6 +1105,19 @@ fn access(t: TenantId, c: ClientId, u: UserId) -> NewAccessToken {
     }
 }
 
+/// A client-credentials access token of `c`, with its digest, for five minutes.
+fn client_token(t: TenantId, c: ClientId) -> NewAccessToken {
+    NewAccessToken {
+        jti: uuid::Uuid::now_v7(),
+        token_digest: Some(secret::token_digest(&secret::random_token())),
+        tenant_id: t,
+        client_id: c,
+        user_id: None,
+        scope: "api".into(),
+        expires_at: now() + Duration::minutes(5),
+    }
+}
+
 fn family(t: TenantId, c: ClientId, u: UserId, refresh: [u8; 32]) -> NewTokenFamily {
     NewTokenFamily {
         tenant_id: t,
@@ -2276,15 +2289,7 @@ async fn a_client_token_is_written_only_while_its_client_is_unchanged(db: &TestD
     let store = db.store().await;
     let t = tenant(&store, "Remembered").await;
     let c = client(&store, t, "remembered-service").await;
-    let token = || NewAccessToken {
-        jti: uuid::Uuid::now_v7(),
-        token_digest: Some(secret::token_digest(&secret::random_token())),
-        tenant_id: t,
-        client_id: c,
-        user_id: None,
-        scope: "api".into(),
-        expires_at: now() + Duration::minutes(5),
-    };
+    let token = || client_token(t, c);
     let origin = Origin::system();
     let mut written = 0;
     let issue = |revision| {
@@ -2441,15 +2446,7 @@ async fn a_client_token_is_recorded_by_its_audit_row_alone(db: &TestDb) {
         .expect("the client exists")
         .access
         .revision;
-    let token = || NewAccessToken {
-        jti: uuid::Uuid::now_v7(),
-        token_digest: Some(secret::token_digest(&secret::random_token())),
-        tenant_id: t,
-        client_id: c,
-        user_id: None,
-        scope: "api".into(),
-        expires_at: now() + Duration::minutes(5),
-    };
+    let token = || client_token(t, c);
     let issued = token();
     let digest = issued.token_digest.unwrap();
     let outcome = store.issue_client_token(&issued, revision, &origin).await;
