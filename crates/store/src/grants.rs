@@ -422,7 +422,7 @@ impl Tx {
     ) -> Result<Option<Uuid>, StoreError> {
         let recorded: Option<(Option<Uuid>, DbTime)> = on_tx!(self, |c| sqlx::query_as(
             "SELECT tenant_id, token_expires_at FROM audit_events \
-             WHERE id = $1 AND actor_id = $2 AND token_hash IS NOT NULL"
+             WHERE id = $1 AND actor_id = $2 AND token_expires_at IS NOT NULL"
         )
         .bind(jti)
         .bind(client.0)

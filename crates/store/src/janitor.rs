@@ -92,8 +92,7 @@ impl Store {
             match kind {
                 "sessions" => swept.sessions = total,
                 "authorization_codes" => swept.authorization_codes = total,
-                "access_tokens" => swept.access_tokens += total,
-                "revoked_access_tokens" => swept.access_tokens += total,
+                "access_tokens" | "revoked_access_tokens" => swept.access_tokens += total,
                 "token_families" => swept.token_families = total,
                 _ => swept.enrollment_links = total,
             }
