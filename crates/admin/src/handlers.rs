@@ -487,7 +487,12 @@ async fn change_role(
 
 fn role_name(raw: &str) -> ApiResult<Role> {
     match Role::parse(raw) {
-        Some(r @ (Role::TenantOwner | Role::TenantAdmin | Role::TenantMember)) => Ok(r),
+        Some(
+            r @ (Role::TenantOwner
+            | Role::TenantAdmin
+            | Role::TenantMember
+            | Role::TenantResourceServer),
+        ) => Ok(r),
         _ => Err(ApiError::NotFound),
     }
 }

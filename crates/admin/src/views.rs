@@ -171,6 +171,9 @@ pub enum TenantRoleName {
     Admin,
     #[serde(rename = "tenant_member")]
     Member,
+    /// For a service-account client that is an API: it may introspect the tenant's tokens.
+    #[serde(rename = "tenant_resource_server")]
+    ResourceServer,
 }
 
 impl From<TenantRoleName> for Role {
@@ -179,6 +182,7 @@ impl From<TenantRoleName> for Role {
             TenantRoleName::Owner => Role::TenantOwner,
             TenantRoleName::Admin => Role::TenantAdmin,
             TenantRoleName::Member => Role::TenantMember,
+            TenantRoleName::ResourceServer => Role::TenantResourceServer,
         }
     }
 }
@@ -312,6 +316,9 @@ pub struct ClientView {
     pub token_endpoint_auth_method: AuthMethodName,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    /// Origins (`https://app.example`) of a single-page app: CORS on the token, revocation and
+    /// UserInfo endpoints for this public client's requests.
+    pub web_origins: Vec<String>,
     pub grant_types: Vec<String>,
     pub allowed_scopes: Vec<String>,
     pub access_token_format: TokenFormatName,
@@ -376,6 +383,7 @@ impl From<OAuthClient> for ClientView {
             },
             redirect_uris: c.redirect_uris,
             post_logout_redirect_uris: c.post_logout_redirect_uris,
+            web_origins: c.web_origins,
             grant_types: c.grant_types,
             allowed_scopes: c.allowed_scopes,
             access_token_format: match c.access_token_format {
@@ -414,6 +422,9 @@ pub struct CreateClient {
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// Only for public clients (`token_endpoint_auth_method` `none`) that run in a browser.
+    #[serde(default)]
+    pub web_origins: Vec<String>,
     pub grant_types: Option<Vec<String>>,
     pub allowed_scopes: Option<Vec<String>>,
     /// Default `client_secret_basic`; `none` registers a public client.
@@ -435,6 +446,7 @@ pub struct UpdateClient {
     pub client_name: Option<String>,
     pub redirect_uris: Option<Vec<String>>,
     pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub web_origins: Option<Vec<String>>,
     pub grant_types: Option<Vec<String>>,
     pub allowed_scopes: Option<Vec<String>>,
     pub access_token_format: Option<TokenFormatName>,
@@ -457,6 +469,9 @@ impl UpdateClient {
         }
         if let Some(v) = self.post_logout_redirect_uris {
             s.post_logout_redirect_uris = v;
+        }
+        if let Some(v) = self.web_origins {
+            s.web_origins = v;
         }
         if let Some(v) = self.grant_types {
             s.grant_types = v;
@@ -495,6 +510,7 @@ impl CreateClient {
             client_name: Some(self.client_name),
             redirect_uris: Some(self.redirect_uris),
             post_logout_redirect_uris: Some(self.post_logout_redirect_uris),
+            web_origins: Some(self.web_origins),
             grant_types: self.grant_types,
             allowed_scopes: self.allowed_scopes,
             access_token_format: self.access_token_format,

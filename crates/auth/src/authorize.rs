@@ -268,26 +268,28 @@ async fn next_step<S>(
         }
     };
 
-    if !client.first_party {
-        let consented = if request.prompt.consent {
-            false
-        } else {
-            match state.store().consented_scopes(user_id, client.id).await {
-                Ok(given) => given
-                    .and_then(|g| Scopes::parse(&g))
-                    .is_some_and(|g| request.scopes.is_subset(&g)),
-                Err(e) => return Next::Answer(unavailable(state, request, &e)),
-            }
-        };
-        if !consented {
-            if request.prompt.none {
-                return fail(
-                    ErrorCode::ConsentRequired,
-                    "the user has not approved this application",
-                );
-            }
-            return Next::Answer(see_other(&format!("/consent?{}", encode(pairs, None))));
+    // A first-party client needs no consent, unless the request asks for the consent page
+    // (OIDC Core §3.1.2.1: prompt=consent is for every client).
+    let consented = if request.prompt.consent {
+        false
+    } else if client.first_party {
+        true
+    } else {
+        match state.store().consented_scopes(user_id, client.id).await {
+            Ok(given) => given
+                .and_then(|g| Scopes::parse(&g))
+                .is_some_and(|g| request.scopes.is_subset(&g)),
+            Err(e) => return Next::Answer(unavailable(state, request, &e)),
         }
+    };
+    if !consented {
+        if request.prompt.none {
+            return fail(
+                ErrorCode::ConsentRequired,
+                "the user has not approved this application",
+            );
+        }
+        return Next::Answer(see_other(&format!("/consent?{}", encode(pairs, None))));
     }
     Next::Code(carried)
 }
@@ -374,6 +376,7 @@ fn code_record(
         user_id: session.user_id,
         session_id: Some(session.id),
         redirect_uri: request.redirect_uri.clone(),
+        redirect_uri_given: request.redirect_uri_given,
         scope: request.scopes.to_string(),
         nonce: request.nonce.clone(),
         code_challenge: request.code_challenge.clone(),

@@ -5,6 +5,7 @@
 
 mod authorize;
 mod control_plane;
+mod cors;
 mod hashing;
 mod http;
 pub mod keys;
@@ -182,6 +183,8 @@ fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AuthState>)> {
 }
 
 const CONSOLE_LOGIN: &str = "/api/v1/auth/login";
+/// Endpoints that browser-based public clients call from their own origin (CORS).
+const BROWSER_CLIENT_PATHS: [&str; 3] = ["/oauth2/token", "/oauth2/revoke", "/oauth2/userinfo"];
 const CONSOLE_LOGOUT: &str = "/api/v1/auth/logout";
 
 /// The auth plane's route table: `(method, path)` of every route it serves.
@@ -194,9 +197,12 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 pub fn router(state: AuthState) -> Router {
     let mut protocol = Router::new();
     let mut console = Router::new();
+    let mut browser = Router::new();
     for (_, path, handler) in endpoints() {
         if path == CONSOLE_LOGIN || path == CONSOLE_LOGOUT {
             console = console.route(path, handler);
+        } else if BROWSER_CLIENT_PATHS.contains(&path) {
+            browser = browser.route(path, handler);
         } else {
             protocol = protocol.route(path, handler);
         }
@@ -205,6 +211,10 @@ pub fn router(state: AuthState) -> Router {
         .merge(console.layer(axum::middleware::from_fn_with_state(
             state.clone(),
             control_plane::console_edge,
+        )))
+        .merge(browser.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::browser_edge,
         )))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

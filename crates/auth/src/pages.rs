@@ -182,12 +182,15 @@ fn scope_label(scope: &str) -> &str {
     }
 }
 
-pub fn logout_confirm(csrf: &str) -> Response {
+/// Asks whether to sign out; `carried` is the logout request the form takes on to `/logout`.
+pub fn logout_confirm(csrf: &str, carried: &[(&str, &str)]) -> Response {
+    let fields: String = carried.iter().map(|(k, v)| hidden(k, v)).collect();
     page(
         StatusCode::OK,
         "Sign out",
         &format!(
-            "<h1>Sign out?</h1><form method=\"post\" action=\"/logout\">{}\
+            "<h1>Sign out?</h1><p>Signing out ends your session here, for every application \
+             you signed in to with it.</p><form method=\"post\" action=\"/logout\">{}{fields}\
              <button type=\"submit\">Sign out</button></form>",
             hidden("csrf_token", csrf)
         ),

@@ -179,7 +179,27 @@ async fn userinfo(state: &AuthState, token: &str) -> Response {
         Ok(_) => return invalid(),
         Err(e) => return TokenError::from(e).into_response(),
     };
-    let scopes = Scopes::parse(&record.scope).unwrap_or_default();
+    let client = Some(record.client_id);
+    crate::cors::for_client(userinfo_for(&record, user, &scopes_of(&record)), client)
+}
+
+fn scopes_of(record: &AccessTokenRecord) -> Scopes {
+    Scopes::parse(&record.scope).unwrap_or_default()
+}
+
+/// UserInfo's answer for an active token `record` of `user`.
+fn userinfo_for(
+    record: &AccessTokenRecord,
+    user: Option<opentrusty_core::user::User>,
+    scopes: &Scopes,
+) -> Response {
+    let invalid = || {
+        bearer_error(
+            StatusCode::UNAUTHORIZED,
+            Some("invalid_token"),
+            "the access token is invalid",
+        )
+    };
     let Some(user_id) = record.user_id else {
         return bearer_error(
             StatusCode::FORBIDDEN,
@@ -198,7 +218,7 @@ async fn userinfo(state: &AuthState, token: &str) -> Response {
         Some(u) if u.id == user_id && u.status == UserStatus::Active => u,
         _ => return invalid(),
     };
-    no_store_json(StatusCode::OK, claims::userinfo(&user, &scopes))
+    no_store_json(StatusCode::OK, claims::userinfo(&user, scopes))
 }
 
 pub async fn revoke(
@@ -212,15 +232,27 @@ pub async fn revoke(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let Ok(Some(token)) = http::single(&form, "token") else {
+    let response = revoke_for(&state, &client, &headers, peer, &form).await;
+    crate::cors::for_client(response, Some(client.id))
+}
+
+/// Revocation's answer for the authenticated `client`.
+async fn revoke_for(
+    state: &AuthState,
+    client: &opentrusty_core::client::OAuthClient,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    form: &[(String, String)],
+) -> Response {
+    let Ok(Some(token)) = http::single(form, "token") else {
         return TokenError::new(
             opentrusty_oidc::error::ErrorCode::InvalidRequest,
             "token is required",
         )
         .into_response();
     };
-    let origin = http::origin(&headers, peer, Some(Actor::Client(client.id)));
-    let hint = http::single(&form, "token_type_hint").ok().flatten();
+    let origin = http::origin(headers, peer, Some(Actor::Client(client.id)));
+    let hint = http::single(form, "token_type_hint").ok().flatten();
     let try_refresh = || async {
         state
             .store()
@@ -231,7 +263,7 @@ pub async fn revoke(
         if hint == Some("refresh_token") && try_refresh().await? {
             return Ok::<(), TokenError>(());
         }
-        if let Some(record) = resolve_access_token(&state, token).await? {
+        if let Some(record) = resolve_access_token(state, token).await? {
             if record.client_id == client.id {
                 state
                     .store()
@@ -284,8 +316,17 @@ pub async fn introspect(
         .into_response();
     };
     let inactive = || no_store_json(StatusCode::OK, json!({ "active": false }));
-    match record {
+    let may_know = match &record {
         Some(r) if r.active && r.tenant_id == client.tenant_id => {
+            match may_introspect(&state, &client, r).await {
+                Ok(may) => may,
+                Err(e) => return e.into_response(),
+            }
+        }
+        _ => false,
+    };
+    match record {
+        Some(r) if may_know => {
             let sub = r
                 .user_id
                 .map_or(r.client_public_id.clone(), |u| u.to_string());
@@ -313,11 +354,13 @@ pub async fn introspect(
         .find_refresh_token_with_client(&token_digest(token))
         .await;
     match found {
+        // A refresh token is its own client's business alone (RFC 7662 §4).
         Ok(Some((g, Some(client_public_id))))
             if !g.family_revoked
                 && g.rotated_at.is_none()
                 && g.expires_at > now()
-                && g.tenant_id == client.tenant_id =>
+                && g.client_id == client.id
+                && g.session_allows(now(), state.settings().session_idle_secs) =>
         {
             no_store_json(
                 StatusCode::OK,
@@ -335,4 +378,29 @@ pub async fn introspect(
         Ok(_) => inactive(),
         Err(e) => TokenError::from(e).into_response(),
     }
+}
+
+/// Whether `caller` may learn about the active access token `token` of its tenant: it is the
+/// token's own client, or a resource server holding `tenant:introspect_tokens` over the
+/// token's client (RFC 7662 §4). Everyone else is told the token is inactive.
+async fn may_introspect(
+    state: &AuthState,
+    caller: &opentrusty_core::client::OAuthClient,
+    token: &AccessTokenRecord,
+) -> Result<bool, TokenError> {
+    if token.client_id == caller.id {
+        return Ok(true);
+    }
+    let grants = state
+        .store()
+        .grants_of(opentrusty_store::Subject::Client(caller.id))
+        .await?;
+    Ok(opentrusty_core::rbac::allows(
+        &grants,
+        opentrusty_core::rbac::Permission::TenantIntrospectTokens,
+        &opentrusty_core::rbac::Scope::Client {
+            tenant: token.tenant_id,
+            client: token.client_id,
+        },
+    ))
 }

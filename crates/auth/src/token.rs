@@ -440,7 +440,8 @@ pub async fn token(
     body: Bytes,
 ) -> Response {
     let form = http::pairs(&body);
-    match token_inner(&state, &headers, peer, &form).await {
+    let mut client = None;
+    let response = match token_inner(&state, &headers, peer, &form, &mut client).await {
         Ok(r) => {
             // Only the three supported grant types get this far: a fixed label vocabulary.
             if let Ok(Some(grant)) = http::single(&form, "grant_type") {
@@ -452,14 +453,18 @@ pub async fn token(
             r
         }
         Err(e) => e.into_response(),
-    }
+    };
+    crate::cors::for_client(response, client)
 }
 
+/// Answers a token request; `client` learns the client once it is authenticated, so that a
+/// browser-based client can read the answer, errors included.
 async fn token_inner(
     state: &AuthState,
     headers: &HeaderMap,
     peer: SocketAddr,
     form: &Form,
+    authenticated: &mut Option<opentrusty_core::ClientId>,
 ) -> Result<Response, TokenError> {
     let grant_type = param(form, "grant_type")?
         .ok_or(TokenError::new(
@@ -482,6 +487,7 @@ async fn token_inner(
     }
     let (access, presented) = client_and_presented(state, &claimed, &grant_type, form).await?;
     let client = verify_client(&claimed, access)?;
+    *authenticated = Some(client.id);
     require_grant(&client, &grant_type)?;
     let origin = http::origin(headers, peer, Some(Actor::Client(client.id)));
     match grant_type.as_str() {
@@ -514,11 +520,22 @@ async fn authorization_code(
     if grant.client_id != client.id || grant.expires_at <= now() {
         return Err(invalid());
     }
-    if param(form, "redirect_uri")? != Some(grant.redirect_uri.as_str()) {
-        return Err(TokenError::new(
-            ErrorCode::InvalidGrant,
-            "redirect_uri does not match the authorization request",
-        ));
+    // RFC 6749 §4.1.3: required only if the authorization request carried it, and then
+    // identical; when present it must match in any case.
+    match param(form, "redirect_uri")? {
+        Some(given) if given != grant.redirect_uri => {
+            return Err(TokenError::new(
+                ErrorCode::InvalidGrant,
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        None if grant.redirect_uri_given => {
+            return Err(TokenError::new(
+                ErrorCode::InvalidRequest,
+                "redirect_uri is required: the authorization request carried it",
+            ));
+        }
+        _ => {}
     }
     let verifier = param(form, "code_verifier")?;
     match (&grant.code_challenge, verifier) {
@@ -554,7 +571,10 @@ async fn authorization_code(
         None
     };
     let refresh = allows_grant(client, "refresh_token").then(random_token);
+    // The code's scope holds offline_access only if the user consented to it (or the client is
+    // first-party): only then does the family outlive the browser session.
     let family = NewTokenFamily {
+        offline: scopes.contains("offline_access"),
         tenant_id: client.tenant_id,
         client_id: client.id,
         user_id: Some(user.id),
@@ -590,10 +610,22 @@ async fn refresh_token(
         ));
     };
     let mut grant = grant.ok_or_else(invalid)?;
-    if grant.client_id != client.id || grant.family_revoked || grant.expires_at <= now() {
+    let at = now();
+    if grant.client_id != client.id || grant.family_revoked || grant.expires_at <= at {
         return Err(invalid());
     }
-    let granted = Scopes::parse(&grant.scope).unwrap_or_default();
+    // Without offline access the family belongs to its browser session and ends with it.
+    if !grant.session_allows(at, state.settings().session_idle_secs) {
+        return Err(TokenError::new(
+            ErrorCode::InvalidGrant,
+            "the sign-in this refresh token belongs to has ended",
+        ));
+    }
+    // What the client may still ask for bounds what a refresh grants: a scope removed from
+    // the client since the grant is no longer issued.
+    let granted = Scopes::parse(&grant.scope)
+        .unwrap_or_default()
+        .intersection(&Scopes::from_list(&client.allowed_scopes));
     let scopes = requested_scope(form, granted, "a refresh cannot widen the granted scope")?;
     if grant.user_id.is_none() {
         return Err(invalid());
@@ -620,6 +652,15 @@ async fn refresh_token(
         None
     };
     let next = random_token();
+    if !grant.offline
+        && let (Some(session), Some((_, last_seen_at))) = (grant.session_id, grant.session)
+    {
+        // A refresh is a use of the session it belongs to.
+        state
+            .store()
+            .touch_session(session, last_seen_at, at)
+            .await?;
+    }
     match state
         .store()
         .rotate_refresh_token(

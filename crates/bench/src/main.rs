@@ -236,6 +236,7 @@ async fn seed(url: &str, out: PathBuf, plan: Plan) {
                                 code_challenge_method: Some("S256".into()),
                                 auth_time: now,
                                 expires_at: now + time::Duration::hours(2),
+                                redirect_uri_given: true,
                             },
                             &Origin::system(),
                         )
@@ -269,6 +270,7 @@ async fn seed(url: &str, out: PathBuf, plan: Plan) {
                         auth_time: Some(now),
                         expires_at: now + time::Duration::days(1),
                         refresh_digest: Some(token_digest(&token)),
+                        offline: true,
                     }),
                     &origin,
                 )

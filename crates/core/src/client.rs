@@ -99,6 +99,9 @@ pub struct OAuthClient {
     pub token_endpoint_auth_method: TokenEndpointAuthMethod,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    /// Origins of a browser-based public client (single-page app): the only origins that get
+    /// CORS on the token, revocation and UserInfo endpoints for its requests.
+    pub web_origins: Vec<String>,
     pub grant_types: Vec<String>,
     pub allowed_scopes: Vec<String>,
     pub first_party: bool,
@@ -126,6 +129,7 @@ pub struct NewClient {
     pub secret_hash: Option<String>,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    pub web_origins: Vec<String>,
     pub grant_types: Vec<String>,
     pub allowed_scopes: Vec<String>,
     pub first_party: bool,
@@ -173,6 +177,7 @@ impl NewClient {
             secret_hash,
             redirect_uris: settings.redirect_uris,
             post_logout_redirect_uris: settings.post_logout_redirect_uris,
+            web_origins: settings.web_origins,
             grant_types: settings.grant_types,
             allowed_scopes: settings.allowed_scopes,
             first_party: settings.first_party,
@@ -206,6 +211,7 @@ pub struct ClientSettings {
     pub name: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    pub web_origins: Vec<String>,
     pub grant_types: Vec<String>,
     pub allowed_scopes: Vec<String>,
     pub first_party: bool,
@@ -226,6 +232,7 @@ impl ClientSettings {
             name: name.to_owned(),
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
+            web_origins: Vec::new(),
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
             allowed_scopes: ["openid", "profile", "email", "offline_access"]
                 .map(String::from)
@@ -261,6 +268,7 @@ impl ClientSettings {
         dedup(&mut self.allowed_scopes);
         dedup(&mut self.redirect_uris);
         dedup(&mut self.post_logout_redirect_uris);
+        dedup(&mut self.web_origins);
         if self.grant_types.is_empty() {
             return Err(DomainError::new(
                 "grant_types",
@@ -320,6 +328,33 @@ impl ClientSettings {
                     ),
                 ));
             }
+        }
+        if !self.web_origins.is_empty() && !method.is_public() {
+            // A browser cannot keep a client secret: only public clients run in one.
+            return Err(DomainError::new(
+                "web_origins",
+                "only a public client (token_endpoint_auth_method none) runs in a browser",
+            ));
+        }
+        if self.web_origins.len() > MAX_LIST_LEN {
+            return Err(DomainError::new(
+                "web_origins",
+                format!("at most {MAX_LIST_LEN} origins"),
+            ));
+        }
+        if let Some(bad) = self
+            .web_origins
+            .iter()
+            .find(|o| !crate::uri::is_registrable_origin(o))
+        {
+            return Err(DomainError::new(
+                "web_origins",
+                format!(
+                    "{:?} is not an origin: write scheme://host[:port] as browsers send it \
+                     (https, or http on a loopback host)",
+                    bad.chars().take(100).collect::<String>()
+                ),
+            ));
         }
         if self.allowed_scopes.is_empty() || self.allowed_scopes.len() > MAX_LIST_LEN {
             return Err(DomainError::new(
@@ -392,6 +427,7 @@ impl OAuthClient {
             name: self.name.clone(),
             redirect_uris: self.redirect_uris.clone(),
             post_logout_redirect_uris: self.post_logout_redirect_uris.clone(),
+            web_origins: self.web_origins.clone(),
             grant_types: self.grant_types.clone(),
             allowed_scopes: self.allowed_scopes.clone(),
             first_party: self.first_party,
@@ -463,6 +499,17 @@ mod tests {
         let mut s = valid();
         s.post_logout_redirect_uris = vec!["javascript:alert(1)".into()];
         assert_eq!(field(s, m), "post_logout_redirect_uris");
+        let mut s = valid();
+        s.web_origins = vec!["https://app.example".into()];
+        assert!(s.clone().validate(TokenEndpointAuthMethod::None).is_ok());
+        assert_eq!(
+            field(s, m),
+            "web_origins",
+            "a confidential client has no origin"
+        );
+        let mut s = valid();
+        s.web_origins = vec!["https://app.example/".into()];
+        assert_eq!(field(s, TokenEndpointAuthMethod::None), "web_origins");
     }
 
     use super::*;

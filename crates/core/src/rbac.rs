@@ -32,6 +32,8 @@ pub enum Permission {
     TenantManageSessions,
     /// Read the tenant's audit trail.
     TenantViewAudit,
+    /// Introspect access tokens issued to the tenant's other clients (resource servers).
+    TenantIntrospectTokens,
     /// Read one's own profile.
     UserReadProfile,
     /// Change one's own profile.
@@ -41,7 +43,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 15] = [
         Permission::ControlPlaneLogin,
         Permission::PlatformManageTenants,
         Permission::PlatformViewAudit,
@@ -53,6 +55,7 @@ impl Permission {
         Permission::TenantManageClients,
         Permission::TenantManageSessions,
         Permission::TenantViewAudit,
+        Permission::TenantIntrospectTokens,
         Permission::UserReadProfile,
         Permission::UserWriteProfile,
         Permission::UserChangePassword,
@@ -71,6 +74,7 @@ impl Permission {
             Permission::TenantManageClients => "tenant:manage_clients",
             Permission::TenantManageSessions => "tenant:manage_sessions",
             Permission::TenantViewAudit => "tenant:view_audit",
+            Permission::TenantIntrospectTokens => "tenant:introspect_tokens",
             Permission::UserReadProfile => "user:read_profile",
             Permission::UserWriteProfile => "user:write_profile",
             Permission::UserChangePassword => "user:change_password",
@@ -160,14 +164,17 @@ pub enum Role {
     TenantOwner,
     TenantAdmin,
     TenantMember,
+    /// An API of the tenant (a service-account client): introspects the tenant's tokens.
+    TenantResourceServer,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::PlatformAdmin,
         Role::TenantOwner,
         Role::TenantAdmin,
         Role::TenantMember,
+        Role::TenantResourceServer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -176,6 +183,7 @@ impl Role {
             Role::TenantOwner => "tenant_owner",
             Role::TenantAdmin => "tenant_admin",
             Role::TenantMember => "tenant_member",
+            Role::TenantResourceServer => "tenant_resource_server",
         }
     }
 
@@ -206,6 +214,7 @@ impl Role {
                 TenantManageClients,
                 TenantManageSessions,
                 TenantViewAudit,
+                TenantIntrospectTokens,
                 UserReadProfile,
                 UserWriteProfile,
                 UserChangePassword,
@@ -218,11 +227,13 @@ impl Role {
                 TenantManageClients,
                 TenantManageSessions,
                 TenantViewAudit,
+                TenantIntrospectTokens,
                 UserReadProfile,
                 UserWriteProfile,
                 UserChangePassword,
             ],
             Role::TenantMember => &[UserReadProfile, UserWriteProfile, UserChangePassword],
+            Role::TenantResourceServer => &[TenantIntrospectTokens],
         }
     }
 }

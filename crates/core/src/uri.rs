@@ -28,3 +28,49 @@ pub fn is_loopback(url: &Url) -> bool {
         None => false,
     }
 }
+
+/// Whether `origin` may be registered as a web origin of a browser-based client: exactly the
+/// serialisation browsers send in `Origin` (`scheme://host[:port]`, lowercase, no path, no
+/// trailing slash), `https`, or `http` only on a loopback host.
+pub fn is_registrable_origin(origin: &str) -> bool {
+    let Ok(url) = Url::parse(origin) else {
+        return false;
+    };
+    let allowed_scheme = match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => is_loopback(&url),
+        _ => false,
+    };
+    allowed_scheme && url.origin().ascii_serialization() == origin
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_origins_are_exact_serialisations() {
+        for good in [
+            "https://app.example",
+            "https://app.example:8443",
+            "http://localhost:3000",
+            "http://127.0.0.1:5173",
+        ] {
+            assert!(is_registrable_origin(good), "{good}");
+        }
+        for bad in [
+            "https://app.example/",
+            "https://app.example/cb",
+            "https://APP.example",
+            "https://app.example:443",
+            "http://app.example",
+            "https://user@app.example",
+            "null",
+            "*",
+            "file:///etc/passwd",
+            "",
+        ] {
+            assert!(!is_registrable_origin(bad), "{bad}");
+        }
+    }
+}

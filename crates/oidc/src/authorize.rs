@@ -21,6 +21,10 @@ pub struct AuthorizeParams {
     pub code_challenge_method: Option<String>,
     pub prompt: Option<String>,
     pub max_age: Option<String>,
+    /// A request object (OIDC Core §6.1), by value or by reference: not supported, and never
+    /// ignored (the parameters it carries, such as `state` and `nonce`, would be lost).
+    pub request: Option<String>,
+    pub request_uri: Option<String>,
     /// Parameters that appeared more than once (RFC 6749 §3.1 forbids it).
     pub repeated: Vec<String>,
 }
@@ -41,6 +45,8 @@ impl AuthorizeParams {
                 "code_challenge_method" => &mut p.code_challenge_method,
                 "prompt" => &mut p.prompt,
                 "max_age" => &mut p.max_age,
+                "request" => &mut p.request,
+                "request_uri" => &mut p.request_uri,
                 _ => continue,
             };
             if slot.is_some() {
@@ -66,6 +72,9 @@ pub struct Prompt {
 pub struct AuthorizeRequest {
     pub client_id: String,
     pub redirect_uri: String,
+    /// Whether the request named `redirect_uri` (else the client's only registered one is
+    /// used): the token request must then repeat it (RFC 6749 §4.1.3).
+    pub redirect_uri_given: bool,
     pub scopes: Scopes,
     pub state: Option<String>,
     pub nonce: Option<String>,
@@ -131,6 +140,18 @@ pub fn validate(
         return Err(reject(
             ErrorCode::InvalidRequest,
             "a parameter was repeated",
+        ));
+    }
+    if params.request.is_some() {
+        return Err(reject(
+            ErrorCode::RequestNotSupported,
+            "request objects are not supported; send the parameters in the query",
+        ));
+    }
+    if params.request_uri.is_some() {
+        return Err(reject(
+            ErrorCode::RequestUriNotSupported,
+            "request_uri is not supported; send the parameters in the query",
         ));
     }
     if state.as_ref().is_some_and(|s| s.len() > MAX_ECHOED_LEN)
@@ -245,6 +266,7 @@ pub fn validate(
     Ok(AuthorizeRequest {
         client_id: client.client_id.clone(),
         redirect_uri,
+        redirect_uri_given: params.redirect_uri.is_some(),
         scopes,
         state,
         nonce: params.nonce.clone(),
@@ -273,6 +295,7 @@ mod tests {
                 "https://app.example/cb2".into(),
             ],
             post_logout_redirect_uris: vec![],
+            web_origins: vec![],
             grant_types: n.grant_types,
             allowed_scopes: n.allowed_scopes,
             first_party: false,
@@ -373,6 +396,18 @@ mod tests {
             (&[("prompt", "none login")], ErrorCode::InvalidRequest),
             (&[("prompt", "select_account")], ErrorCode::InvalidRequest),
             (&[("max_age", "soon")], ErrorCode::InvalidRequest),
+            (
+                &[("request", "eyJhbGciOiJub25lIn0.e30.")],
+                ErrorCode::RequestNotSupported,
+            ),
+            (
+                &[("request_uri", "https://app.example/request.jwt")],
+                ErrorCode::RequestUriNotSupported,
+            ),
+            (
+                &[("request", "x"), ("request_uri", "urn:example:r")],
+                ErrorCode::RequestNotSupported,
+            ),
         ];
         for (extra, code) in cases {
             let (got, state) = redirect_error(validate(&params(extra), Some(&c), true));
@@ -386,6 +421,22 @@ mod tests {
             redirect_error(validate(&p, Some(&c), true)).0,
             ErrorCode::InvalidRequest
         );
+    }
+
+    #[test]
+    fn a_request_without_redirect_uri_uses_the_only_registered_one_and_says_so() {
+        let mut c = client(TokenEndpointAuthMethod::ClientSecretBasic);
+        assert!(
+            validate(&params(&[]), Some(&c), true)
+                .unwrap()
+                .redirect_uri_given
+        );
+        c.redirect_uris.truncate(1);
+        let mut p = params(&[]);
+        p.redirect_uri = None;
+        let r = validate(&p, Some(&c), true).unwrap();
+        assert_eq!(r.redirect_uri, "https://app.example/cb");
+        assert!(!r.redirect_uri_given);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! OAuth 2.0 / OpenID Connect error codes (RFC 6749 §4.1.2.1 and §5.2, OIDC Core §3.1.2.6,
+//! OAuth 2.0 / OpenID Connect error codes (RFC 6749 §4.1.2.1 and §5.2, OIDC Core §3.1.2.6 and §6,
 //! RFC 6750 §3.1). Descriptions are fixed, human text: never internals.
 
 /// An error a client is told about, with its RFC code.
@@ -24,6 +24,8 @@ pub enum ErrorCode {
     ConsentRequired,
     InvalidToken,
     InsufficientScope,
+    RequestNotSupported,
+    RequestUriNotSupported,
 }
 
 impl ErrorCode {
@@ -43,6 +45,8 @@ impl ErrorCode {
             ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
         }
     }
 }

@@ -42,6 +42,10 @@ impl Scopes {
         Scopes(self.0.union(&other.0).cloned().collect())
     }
 
+    pub fn intersection(&self, other: &Scopes) -> Scopes {
+        Scopes(self.0.intersection(&other.0).cloned().collect())
+    }
+
     pub fn without(&self, tokens: &[&str]) -> Scopes {
         Scopes(
             self.0

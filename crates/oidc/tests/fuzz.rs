@@ -71,6 +71,7 @@ fn authorization_requests_never_panic() {
         token_endpoint_auth_method: client.token_endpoint_auth_method,
         redirect_uris: client.redirect_uris,
         post_logout_redirect_uris: vec![],
+        web_origins: vec![],
         grant_types: client.grant_types,
         allowed_scopes: client.allowed_scopes,
         first_party: false,

@@ -23,6 +23,7 @@ struct ClientRow {
     token_endpoint_auth_method: String,
     redirect_uris: Json<Vec<String>>,
     post_logout_redirect_uris: Json<Vec<String>>,
+    web_origins: Json<Vec<String>>,
     grant_types: Json<Vec<String>>,
     allowed_scopes: Json<Vec<String>>,
     first_party: bool,
@@ -81,6 +82,7 @@ impl ClientRow {
             .unwrap_or(TokenEndpointAuthMethod::ClientSecretBasic),
             redirect_uris: self.redirect_uris.0,
             post_logout_redirect_uris: self.post_logout_redirect_uris.0,
+            web_origins: self.web_origins.0,
             grant_types: self.grant_types.0,
             allowed_scopes: self.allowed_scopes.0,
             first_party: self.first_party,
@@ -100,7 +102,7 @@ impl ClientRow {
 macro_rules! client_columns {
     () => {
         "id, client_id, tenant_id, name, token_endpoint_auth_method, redirect_uris, \
-         post_logout_redirect_uris, grant_types, allowed_scopes, first_party, access_token_format, \
+         post_logout_redirect_uris, web_origins, grant_types, allowed_scopes, first_party, access_token_format, \
          id_token_signed_response_alg, require_pkce, access_token_ttl_secs, refresh_token_ttl_secs, \
          id_token_ttl_secs, active, created_at"
     };
@@ -164,9 +166,9 @@ impl Store {
              token_endpoint_auth_method, redirect_uris, post_logout_redirect_uris, grant_types, \
              allowed_scopes, first_party, access_token_format, id_token_signed_response_alg, \
              require_pkce, access_token_ttl_secs, refresh_token_ttl_secs, id_token_ttl_secs, \
-             created_at, updated_at) \
+             created_at, updated_at, web_origins) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $18) RETURNING ",
+             $18, $18, $19) RETURNING ",
             client_columns!()
         ))
         .bind(id.0)
@@ -187,6 +189,7 @@ impl Store {
         .bind(ttl(new.refresh_token_ttl_secs)?)
         .bind(ttl(new.id_token_ttl_secs)?)
         .bind(DbTime(at))
+        .bind(Json(&new.web_origins))
         .fetch_one(&mut *c)
         .await)
         .map_err(|e| StoreError::unique_as(e, "a client with this client_id"))?;
@@ -238,6 +241,48 @@ impl Store {
         Ok(row.map(ClientRow::into_client))
     }
 
+    /// Whether any live, active public client registers `origin` as a web origin: what a CORS
+    /// preflight to the token, revocation or UserInfo endpoint is answered by.
+    pub async fn web_origin_registered(&self, origin: &str) -> Result<bool, StoreError> {
+        let found: bool = match &self.db {
+            crate::Db::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM oauth_clients \
+                     WHERE web_origins <> '[]'::jsonb AND web_origins @> jsonb_build_array($1::text) \
+                       AND deleted_at IS NULL AND active AND token_endpoint_auth_method = 'none')",
+                )
+                .bind(origin)
+                .fetch_one(pool)
+                .await?
+            }
+            crate::Db::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM oauth_clients c, json_each(c.web_origins) o \
+                     WHERE c.web_origins <> '[]' AND o.value = $1 \
+                       AND c.deleted_at IS NULL AND c.active \
+                       AND c.token_endpoint_auth_method = 'none')",
+                )
+                .bind(origin)
+                .fetch_one(pool)
+                .await?
+            }
+        };
+        Ok(found)
+    }
+
+    /// The web origins of client `id` while it is a live, active public client (none
+    /// otherwise): the origins whose requests on its behalf get CORS.
+    pub async fn client_web_origins(&self, id: ClientId) -> Result<Vec<String>, StoreError> {
+        let origins: Option<Json<Vec<String>>> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT web_origins FROM oauth_clients WHERE id = $1 AND deleted_at IS NULL \
+             AND active AND token_endpoint_auth_method = 'none'"
+        )
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(origins.map(|o| o.0).unwrap_or_default())
+    }
+
     /// A live client by public `client_id` with what authenticating it needs, in one round
     /// trip: its secret digest (`None` for public clients) and whether it may be used now
     /// (client active and its tenant active).
@@ -287,6 +332,7 @@ fn audit_view(c: &OAuthClient) -> serde_json::Value {
         "name": c.name,
         "redirect_uris": c.redirect_uris,
         "post_logout_redirect_uris": c.post_logout_redirect_uris,
+        "web_origins": c.web_origins,
         "grant_types": c.grant_types,
         "allowed_scopes": c.allowed_scopes,
         "first_party": c.first_party,
@@ -352,7 +398,7 @@ impl Store {
              post_logout_redirect_uris = $4, grant_types = $5, allowed_scopes = $6, \
              first_party = $7, access_token_format = $8, id_token_signed_response_alg = $9, \
              require_pkce = $10, access_token_ttl_secs = $11, refresh_token_ttl_secs = $12, \
-             id_token_ttl_secs = $13, updated_at = $14 WHERE id = $1 RETURNING ",
+             id_token_ttl_secs = $13, updated_at = $14, web_origins = $15 WHERE id = $1 RETURNING ",
             client_columns!()
         ))
         .bind(id.0)
@@ -369,6 +415,7 @@ impl Store {
         .bind(ttl(s.refresh_token_ttl_secs)?)
         .bind(ttl(s.id_token_ttl_secs)?)
         .bind(DbTime(at))
+        .bind(Json(&s.web_origins))
         .fetch_one(&mut *c)
         .await)?;
         let after = row.into_client();

@@ -57,16 +57,17 @@ impl GroupWrite for RedeemWrite {
             .query(concat!(
                 "WITH n AS (SELECT * FROM UNNEST($20::bytea[], $21::uuid[], $22::uuid[], \
                  $23::uuid[], $24::uuid[], $25::uuid[], $26::text[], $27::timestamptz[], \
-                 $28::timestamptz[], $29::bytea[], $30::timestamptz[]) AS n (code_hash, \
+                 $28::timestamptz[], $29::bytea[], $30::timestamptz[], $31::bool[]) AS n (code_hash, \
                  family_id, tenant_id, client_id, user_id, session_id, scope, auth_time, \
-                 expires_at, refresh_hash, at)), \
+                 expires_at, refresh_hash, at, offline)), \
                  claimed AS (UPDATE authorization_codes a SET used_at = n.at, \
                  family_id = n.family_id FROM n WHERE a.code_hash = n.code_hash \
                  AND a.used_at IS NULL AND a.expires_at > n.at RETURNING n.family_id), \
                  family AS (INSERT INTO token_families (id, tenant_id, client_id, user_id, \
-                 session_id, scope, auth_time, created_at, expires_at) \
+                 session_id, scope, auth_time, created_at, expires_at, offline) \
                  SELECT n.family_id, n.tenant_id, n.client_id, n.user_id, n.session_id, \
-                 n.scope, n.auth_time, n.at, n.expires_at FROM n JOIN claimed USING (family_id) \
+                 n.scope, n.auth_time, n.at, n.expires_at, n.offline \
+                 FROM n JOIN claimed USING (family_id) \
                  RETURNING id), \
                  first_refresh AS (INSERT INTO refresh_tokens (token_hash, family_id, \
                  created_at, expires_at) SELECT n.refresh_hash, n.family_id, n.at, n.expires_at \
@@ -124,7 +125,8 @@ impl GroupWrite for RedeemWrite {
                     .map(|f| f.refresh_digest.map(|d| d.to_vec()))
                     .collect::<Vec<_>>(),
             )
-            .bind(batch.iter().map(|w| w.at).collect::<Vec<_>>());
+            .bind(batch.iter().map(|w| w.at).collect::<Vec<_>>())
+            .bind(families.iter().map(|f| f.offline).collect::<Vec<_>>());
         let issued: Vec<uuid::Uuid> = first_column(q, pool).await?;
         Ok(batch
             .iter()

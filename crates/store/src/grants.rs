@@ -26,6 +26,8 @@ pub struct CodeGrant {
     pub user_id: UserId,
     pub session_id: Option<SessionId>,
     pub redirect_uri: String,
+    /// The authorization request named `redirect_uri`: the token request must repeat it.
+    pub redirect_uri_given: bool,
     pub scope: String,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
@@ -44,7 +46,8 @@ macro_rules! code_columns {
     () => {
         "a.tenant_id AS code_tenant_id, a.client_id AS code_client_id, \
          a.user_id AS code_user_id, a.session_id AS code_session_id, \
-         a.redirect_uri AS code_redirect_uri, a.scope AS code_scope, a.nonce AS code_nonce, \
+         a.redirect_uri AS code_redirect_uri, a.redirect_uri_given AS code_redirect_uri_given, \
+         a.scope AS code_scope, a.nonce AS code_nonce, \
          a.code_challenge AS code_challenge, a.code_challenge_method AS code_challenge_method, \
          a.auth_time AS code_auth_time, a.expires_at AS code_expires_at, \
          a.used_at AS code_used_at"
@@ -59,6 +62,7 @@ struct JoinedCode {
     code_user_id: Option<Uuid>,
     code_session_id: Option<Uuid>,
     code_redirect_uri: Option<String>,
+    code_redirect_uri_given: Option<bool>,
     code_scope: Option<String>,
     code_nonce: Option<String>,
     code_challenge: Option<String>,
@@ -78,6 +82,7 @@ impl JoinedCode {
             user_id: UserId(self.code_user_id?),
             session_id: self.code_session_id.map(SessionId),
             redirect_uri: self.code_redirect_uri?,
+            redirect_uri_given: self.code_redirect_uri_given?,
             scope: self.code_scope?,
             nonce: self.code_nonce,
             code_challenge: self.code_challenge,
@@ -114,19 +119,36 @@ pub struct RefreshGrant {
     pub expires_at: Timestamp,
     pub rotated_at: Option<Timestamp>,
     pub family_revoked: bool,
+    /// Offline access was granted: the family outlives its browser session.
+    pub offline: bool,
+    /// The family's browser session while it exists: (absolute end, last use).
+    pub session: Option<(Timestamp, Timestamp)>,
     /// The family's user, unless deleted since.
     pub user: Option<User>,
 }
 
-/// The columns of a refresh token `r` and its family `f` under names of their own; read as
-/// [`JoinedRefresh`].
+impl RefreshGrant {
+    /// Whether the family may still be used at `at`: offline, or its browser session is live
+    /// (before its end and used within the last `idle_secs`).
+    pub fn session_allows(&self, at: Timestamp, idle_secs: i64) -> bool {
+        self.offline
+            || self.session.is_some_and(|(expires_at, last_seen_at)| {
+                expires_at > at && last_seen_at > at - time::Duration::seconds(idle_secs)
+            })
+    }
+}
+
+/// The columns of a refresh token `r`, its family `f` and the family's session `s` (joined with
+/// `LEFT JOIN sessions s ON s.id = f.session_id`) under names of their own; read as [`JoinedRefresh`].
 macro_rules! refresh_columns {
     () => {
         "r.family_id AS refresh_family_id, f.tenant_id AS refresh_tenant_id, \
          f.client_id AS refresh_client_id, f.user_id AS refresh_user_id, \
          f.session_id AS refresh_session_id, f.scope AS refresh_scope, \
          f.auth_time AS refresh_auth_time, r.expires_at AS refresh_expires_at, \
-         r.rotated_at AS refresh_rotated_at, f.revoked_at AS refresh_family_revoked_at"
+         r.rotated_at AS refresh_rotated_at, f.revoked_at AS refresh_family_revoked_at, \
+         f.offline AS refresh_offline, s.expires_at AS refresh_session_expires_at, \
+         s.last_seen_at AS refresh_session_last_seen_at"
     };
 }
 
@@ -143,6 +165,9 @@ struct JoinedRefresh {
     refresh_expires_at: Option<DbTime>,
     refresh_rotated_at: Option<DbTime>,
     refresh_family_revoked_at: Option<DbTime>,
+    refresh_offline: Option<bool>,
+    refresh_session_expires_at: Option<DbTime>,
+    refresh_session_last_seen_at: Option<DbTime>,
     #[sqlx(flatten)]
     user: JoinedUser,
 }
@@ -160,6 +185,11 @@ impl JoinedRefresh {
             expires_at: self.refresh_expires_at?.0,
             rotated_at: self.refresh_rotated_at.map(|t| t.0),
             family_revoked: self.refresh_family_revoked_at.is_some(),
+            offline: self.refresh_offline?,
+            session: self
+                .refresh_session_expires_at
+                .zip(self.refresh_session_last_seen_at)
+                .map(|(e, l)| (e.0, l.0)),
             user: self.user.into_user(),
         })
     }
@@ -622,6 +652,7 @@ impl Store {
             joined_user_columns!(),
             ", c.client_id AS refresh_client_public_id \
              FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
+             LEFT JOIN sessions s ON s.id = f.session_id \
              LEFT JOIN oauth_clients c ON c.id = f.client_id AND c.tenant_id = f.tenant_id \
                AND c.deleted_at IS NULL \
              LEFT JOIN users u ON u.id = f.user_id AND u.deleted_at IS NULL \
@@ -650,6 +681,7 @@ impl Store {
                 client_access_select!(),
                 ") c LEFT JOIN (refresh_tokens r JOIN token_families f ON f.id = r.family_id) \
                  ON r.token_hash = $2 \
+                 LEFT JOIN sessions s ON s.id = f.session_id \
                  LEFT JOIN users u ON u.id = f.user_id AND u.deleted_at IS NULL"
             ))
             .bind(client_id)

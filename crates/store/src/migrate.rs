@@ -44,6 +44,12 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0004_client_tokens_by_audit_row.sql"),
         sqlite: include_str!("../migrations/sqlite/0004_client_tokens_by_audit_row.sql"),
     },
+    Migration {
+        version: 5,
+        name: "session-bound grants",
+        postgres: include_str!("../migrations/postgres/0005_session_bound_grants.sql"),
+        sqlite: include_str!("../migrations/sqlite/0005_session_bound_grants.sql"),
+    },
 ];
 
 /// Arbitrary constant naming OpenTrusty's migration lock among PostgreSQL advisory locks.

@@ -113,6 +113,54 @@ macro_rules! reset_failures {
     };
 }
 
+/// Moves the unrevoked token families of session `$old` to session `$new`: a sign-in of the
+/// same user replacing the browser's session keeps that browser's applications signed in.
+macro_rules! rebind_families {
+    ($old:literal, $new:literal) => {
+        concat!(
+            "UPDATE token_families SET session_id = ",
+            $new,
+            " WHERE session_id = ",
+            $old,
+            " AND revoked_at IS NULL"
+        )
+    };
+}
+
+/// Revokes, at `$at`, the families of session `$session` without offline access: they belong
+/// to that session and end with it.
+macro_rules! end_session_families {
+    ($session:literal, $at:literal) => {
+        concat!(
+            "UPDATE token_families SET revoked_at = ",
+            $at,
+            ", revoked_reason = 'session_ended' WHERE session_id = ",
+            $session,
+            " AND NOT offline AND revoked_at IS NULL"
+        )
+    };
+}
+
+/// The two CTEs (after an `ended` CTE returning the replaced session's `id, user_id`) that
+/// settle its families when session `$new` of user `$user` replaces it at `$at`: the same
+/// user's are rebound, another user's end unless offline.
+macro_rules! replaced_session_families {
+    ($new:literal, $user:literal, $at:literal) => {
+        concat!(
+            "rebound AS (UPDATE token_families SET session_id = ",
+            $new,
+            " WHERE session_id IN (SELECT id FROM ended WHERE user_id = ",
+            $user,
+            ") AND revoked_at IS NULL), dropped AS (UPDATE token_families SET revoked_at = ",
+            $at,
+            ", revoked_reason = 'session_ended' WHERE session_id IN \
+             (SELECT id FROM ended WHERE user_id <> ",
+            $user,
+            ") AND NOT offline AND revoked_at IS NULL)"
+        )
+    };
+}
+
 /// The session a sign-in at `at` starts.
 fn starting_session(new: &NewSession, at: Timestamp) -> Session {
     Session {
@@ -150,13 +198,33 @@ impl Tx {
         origin: &Origin,
     ) -> Result<(), StoreError> {
         if let Some(old) = replacing {
-            on_tx!(self, |c| sqlx::query(
-                "DELETE FROM sessions WHERE token_hash = $1"
+            // The replaced session's families: the same user's move to the new session, the
+            // others end with it unless they have offline access.
+            let ended: Option<(Uuid, Uuid)> = on_tx!(self, |c| sqlx::query_as(
+                "DELETE FROM sessions WHERE token_hash = $1 RETURNING id, user_id"
             )
             .bind(&old[..])
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))?;
+            .fetch_optional(&mut *c)
+            .await)?;
+            match ended {
+                Some((old_id, old_user)) if old_user == session.user_id.0 => {
+                    on_tx!(self, |c| sqlx::query(rebind_families!("$1", "$2"))
+                        .bind(old_id)
+                        .bind(session.id.0)
+                        .execute(&mut *c)
+                        .await
+                        .map(|r| r.rows_affected()))?;
+                }
+                Some((old_id, _)) => {
+                    on_tx!(self, |c| sqlx::query(end_session_families!("$1", "$2"))
+                        .bind(old_id)
+                        .bind(DbTime(session.auth_time))
+                        .execute(&mut *c)
+                        .await
+                        .map(|r| r.rows_affected()))?;
+                }
+                None => {}
+            }
         }
         on_tx!(self, |c| bind_session!(
             sqlx::query(insert_session!("$1, $2, $3, $4, $5, $5, $5, $6, $7, $8")),
@@ -192,7 +260,10 @@ impl Store {
             let event = login_event(&session, origin);
             let q = bind_session!(
                 sqlx::query(concat!(
-                    "WITH ended AS (DELETE FROM sessions WHERE token_hash = $9), started AS (",
+                    "WITH ended AS (DELETE FROM sessions WHERE token_hash = $9 \
+                     RETURNING id, user_id), ",
+                    replaced_session_families!("$2", "$3", "$5"),
+                    ", started AS (",
                     insert_session!("$1, $2, $3, $4, $5, $5, $5, $6, $7, $8"),
                     "), reset AS (",
                     reset_failures!("$3"),
@@ -233,15 +304,18 @@ impl Store {
             let q = bind_code!(
                 sqlx::query(concat!(
                     "WITH code AS (",
-                    insert_code!("$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"),
-                    "), ended AS (DELETE FROM sessions WHERE token_hash = $14), started AS (",
-                    insert_session!("$15, $16, $17, $18, $19, $19, $19, $20, $21, $22"),
+                    insert_code!("$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14"),
+                    "), ended AS (DELETE FROM sessions WHERE token_hash = $15 \
+                     RETURNING id, user_id), ",
+                    replaced_session_families!("$17", "$18", "$20"),
+                    ", started AS (",
+                    insert_session!("$16, $17, $18, $19, $20, $20, $20, $21, $22, $23"),
                     "), reset AS (",
-                    reset_failures!("$17"),
+                    reset_failures!("$18"),
                     ") INSERT INTO audit_events (",
                     crate::audit::audit_columns!(),
-                    ") VALUES ($23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34), \
-                     ($35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46)"
+                    ") VALUES ($24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35), \
+                     ($36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47)"
                 )),
                 code,
                 at
@@ -311,11 +385,23 @@ impl Store {
         session: &Session,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        if at - session.last_seen_at > time::Duration::seconds(60) {
+        self.touch_session(session.id, session.last_seen_at, at)
+            .await
+    }
+
+    /// [`Store::mark_session_seen`] by the session's id and the last use read with it: a refresh
+    /// of a token that belongs to the session counts as a use of it.
+    pub async fn touch_session(
+        &self,
+        id: SessionId,
+        last_seen_at: Timestamp,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        if at - last_seen_at > time::Duration::seconds(60) {
             on_pool!(self, |pool| sqlx::query(
                 "UPDATE sessions SET last_seen_at = $2 WHERE id = $1"
             )
-            .bind(session.id.0)
+            .bind(id.0)
             .bind(DbTime(at))
             .execute(pool)
             .await
@@ -341,13 +427,20 @@ impl Store {
         let Some(session) = row.map(SessionRow::into_session) else {
             return Ok(None);
         };
+        let at = now();
+        let families = on_tx!(tx, |c| sqlx::query(end_session_families!("$1", "$2"))
+            .bind(session.id.0)
+            .bind(DbTime(at))
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
         tx.audit(AuditEvent::new(
             origin,
             action::LOGOUT,
             session.tenant_id,
             Some(Target::new("user", session.user_id)),
-            json!({ "session_id": session.id }),
-            now(),
+            json!({ "session_id": session.id, "token_families": families }),
+            at,
         ))
         .await?;
         tx.commit().await?;
@@ -464,8 +557,9 @@ impl Store {
 }
 
 impl Store {
-    /// Ends every session of a live user of `tenant` and revokes the token families that were
-    /// issued through those sessions; returns how many sessions ended.
+    /// Ends every session of a live user of `tenant` and revokes every token family of the user,
+    /// offline ones and those of sessions that ended before included; returns how many sessions
+    /// ended.
     pub async fn end_user_sessions(
         &self,
         tenant: TenantId,
@@ -477,14 +571,14 @@ impl Store {
         tx.tenant_user(tenant, user).await?;
         let families = on_tx!(tx, |c| {
             sqlx::query(
-            "UPDATE token_families SET revoked_at = $2, revoked_reason = 'sessions_revoked' \
-             WHERE revoked_at IS NULL AND session_id IN (SELECT id FROM sessions WHERE user_id = $1)"
-        )
-        .bind(user.0)
-        .bind(at)
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected())
+                "UPDATE token_families SET revoked_at = $2, revoked_reason = 'sessions_revoked' \
+             WHERE user_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(user.0)
+            .bind(at)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected())
         })?;
         let ended = on_tx!(tx, |c| sqlx::query(
             "DELETE FROM sessions WHERE user_id = $1"

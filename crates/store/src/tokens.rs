@@ -27,6 +27,9 @@ pub struct NewAuthorizationCode {
     pub code_challenge_method: Option<String>,
     pub auth_time: Timestamp,
     pub expires_at: Timestamp,
+    /// Whether the authorization request carried `redirect_uri` (then the token request must
+    /// repeat it, RFC 6749 §4.1.3).
+    pub redirect_uri_given: bool,
 }
 
 /// A new refresh-token family: the grant every rotated refresh token of it descends from.
@@ -41,6 +44,9 @@ pub struct NewTokenFamily {
     pub expires_at: Timestamp,
     /// Digest of the family's first refresh token; `None` when the grant has no refresh token.
     pub refresh_digest: Option<[u8; 32]>,
+    /// Offline access was granted: the family outlives the browser session `session_id`.
+    /// Otherwise it belongs to that session and ends with it.
+    pub offline: bool,
 }
 
 /// An access token to record (JWT or opaque; opaque ones carry their digest).
@@ -92,8 +98,8 @@ impl Tx {
         let id = TokenFamilyId::new();
         on_tx!(self, |c| sqlx::query(
             "INSERT INTO token_families (id, tenant_id, client_id, user_id, session_id, \
-             scope, auth_time, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+             scope, auth_time, created_at, expires_at, offline) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         )
         .bind(id.0)
         .bind(f.tenant_id.0)
@@ -104,6 +110,7 @@ impl Tx {
         .bind(f.auth_time.map(DbTime))
         .bind(DbTime(at))
         .bind(DbTime(f.expires_at))
+        .bind(f.offline)
         .execute(&mut *c)
         .await
         .map(|r| r.rows_affected()))?;
@@ -204,14 +211,14 @@ pub(crate) fn client_token_event(access: &NewAccessToken, origin: &Origin) -> Au
     event
 }
 
-/// The insert of an authorization code with its thirteen values in the order of
+/// The insert of an authorization code with its fourteen values in the order of
 /// [`bind_code!`] (`$values` names their placeholders, so a statement can place it anywhere).
 macro_rules! insert_code {
     ($values:literal) => {
         concat!(
             "INSERT INTO authorization_codes (code_hash, tenant_id, client_id, user_id, \
              session_id, redirect_uri, scope, nonce, code_challenge, code_challenge_method, \
-             auth_time, created_at, expires_at) VALUES (",
+             auth_time, created_at, expires_at, redirect_uri_given) VALUES (",
             $values,
             ")"
         )
@@ -219,7 +226,7 @@ macro_rules! insert_code {
 }
 pub(crate) use insert_code;
 
-/// Binds a code issued at `at` as the thirteen values of [`insert_code!`], after the
+/// Binds a code issued at `at` as the fourteen values of [`insert_code!`], after the
 /// parameters already bound to the query (either backend).
 macro_rules! bind_code {
     ($q:expr, $code:expr, $at:expr) => {
@@ -236,6 +243,7 @@ macro_rules! bind_code {
             .bind(DbTime($code.auth_time))
             .bind(DbTime($at))
             .bind(DbTime($code.expires_at))
+            .bind($code.redirect_uri_given)
     };
 }
 pub(crate) use bind_code;
@@ -266,7 +274,7 @@ impl Tx {
     ) -> Result<(), StoreError> {
         on_tx!(self, |c| bind_code!(
             sqlx::query(insert_code!(
-                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"
+                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14"
             )),
             code,
             at
@@ -291,10 +299,10 @@ impl Store {
             let q = bind_code!(
                 sqlx::query(concat!(
                     "WITH code AS (",
-                    insert_code!("$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"),
+                    insert_code!("$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14"),
                     ") INSERT INTO audit_events (",
                     crate::audit::audit_columns!(),
-                    ") VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+                    ") VALUES ($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
                 )),
                 code,
                 at

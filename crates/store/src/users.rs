@@ -583,8 +583,9 @@ impl Store {
 }
 
 impl Store {
-    /// Replaces a user's password from one of their sessions: every other session ends and the
-    /// token families not issued through `keep` are revoked, in the same transaction.
+    /// Replaces a user's password from one of their sessions: every other session ends and
+    /// every token family is revoked but those that belong to `keep` without offline access
+    /// (that browser's applications, which end with it anyway), in the same transaction.
     pub async fn change_password(
         &self,
         user: UserId,
@@ -607,7 +608,7 @@ impl Store {
         let families = on_tx!(tx, |c| sqlx::query(
             "UPDATE token_families SET revoked_at = $3, revoked_reason = 'password_changed' \
              WHERE user_id = $1 AND revoked_at IS NULL \
-               AND (session_id IS NULL OR session_id <> $2)"
+               AND (session_id IS NULL OR session_id <> $2 OR offline)"
         )
         .bind(user.0)
         .bind(keep.0)

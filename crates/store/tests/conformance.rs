@@ -372,6 +372,7 @@ async fn deleting_a_tenant_ends_its_sessions_clients_codes_and_tokens(db: &TestD
                     nonce: None,
                     code_challenge: Some("x".into()),
                     code_challenge_method: Some("S256".into()),
+                    redirect_uri_given: true,
                     auth_time: now(),
                     expires_at: now() + Duration::seconds(60),
                 },
@@ -400,6 +401,7 @@ async fn deleting_a_tenant_ends_its_sessions_clients_codes_and_tokens(db: &TestD
                     auth_time: Some(now()),
                     expires_at: now() + Duration::days(30),
                     refresh_digest: Some(secret::token_digest(&secret::random_token())),
+                    offline: false,
                 }),
                 &Origin::system(),
             )
@@ -1083,6 +1085,7 @@ async fn code_for(store: &Store, t: TenantId, c: ClientId, u: UserId) -> [u8; 32
                 nonce: None,
                 code_challenge: None,
                 code_challenge_method: None,
+                redirect_uri_given: true,
                 auth_time: now(),
                 expires_at: now() + Duration::seconds(60),
             },
@@ -1128,6 +1131,7 @@ fn family(t: TenantId, c: ClientId, u: UserId, refresh: [u8; 32]) -> NewTokenFam
         auth_time: Some(now()),
         expires_at: now() + Duration::days(1),
         refresh_digest: Some(refresh),
+        offline: false,
     }
 }
 
@@ -1532,6 +1536,7 @@ async fn the_janitor_deletes_what_expired_and_nothing_else(db: &TestDb) {
                     nonce: None,
                     code_challenge: None,
                     code_challenge_method: None,
+                    redirect_uri_given: true,
                     auth_time: now(),
                     expires_at: at,
                 },
@@ -1561,6 +1566,7 @@ async fn the_janitor_deletes_what_expired_and_nothing_else(db: &TestDb) {
                     auth_time: None,
                     expires_at: at,
                     refresh_digest: Some(refresh),
+                    offline: false,
                 }),
                 &origin,
             )
@@ -2102,6 +2108,7 @@ async fn a_sign_in_writes_its_session_and_code_together_or_neither(db: &TestDb) 
             nonce: Some("n-0S6_WzA2Mj".into()),
             code_challenge: None,
             code_challenge_method: None,
+            redirect_uri_given: true,
             auth_time: s.auth_time,
             expires_at: now() + Duration::seconds(60),
         }
