@@ -346,6 +346,16 @@ on_both_backends!(
     public_client_code_flow_with_pkce_refresh_revoke_and_introspect,
     client_credentials_grant_issues_an_access_token_only,
     userinfo_answers_for_live_users_only,
+    rp_logout_ends_the_session_at_once_only_for_a_hint_of_that_session,
+    refresh_tokens_follow_the_session_unless_offline_access_was_granted,
+    ending_every_session_revokes_every_refresh_family_of_the_user,
+    a_password_change_revokes_every_refresh_family_but_the_sessions_own,
+    a_refresh_grants_only_scopes_the_client_may_still_ask_for,
+    the_token_request_repeats_redirect_uri_only_if_the_authorization_request_carried_it,
+    introspection_answers_only_the_tokens_client_or_a_resource_server,
+    request_objects_are_refused_at_the_redirect_uri,
+    prompt_consent_shows_the_consent_page_to_first_party_clients_too,
+    cors_admits_only_the_origins_a_public_client_registers,
 );
 
 async fn confidential_client_code_flow_with_pkce_refresh_revoke_and_introspect(idp: Idp) {
@@ -464,8 +474,17 @@ async fn confidential_client_code_flow_with_pkce_refresh_revoke_and_introspect(i
 async fn public_client_code_flow_with_pkce_refresh_revoke_and_introspect(idp: Idp) {
     let rp = Rp::discover(&idp, PUBLIC).await;
     // Introspection needs client authentication: a public client has none to offer, so the
-    // tenant's confidential client (a resource server, in practice) introspects.
+    // tenant's confidential client, holding the resource-server role, introspects.
     let resource_server = Rp::discover(&idp, CONFIDENTIAL).await;
+    idp.store
+        .assign_role(
+            Subject::Client(client_id_of(&idp, CONFIDENTIAL).await),
+            Role::TenantResourceServer,
+            RbacScope::Tenant(idp.seed.tenant_a),
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
     let browser = Browser::new(&idp);
     let signed_in = rp
         .sign_in(&idp, &browser, &["email", "offline_access"], &[])
@@ -2487,4 +2506,633 @@ async fn access_tokens_are_signed_with_the_configured_algorithm() {
         support::text(&out.stderr)
     );
     assert!(said.contains("OPENTRUSTY_ACCESS_TOKEN_ALG"), "{said}");
+}
+
+// =============================================================================================
+// Security rules (both backends): logout, session-bound refresh tokens, protocol details
+
+/// Signs `email` in through `client` in `browser` (approving consent) and exchanges the code:
+/// the token response JSON.
+async fn tokens_in(
+    idp: &Idp,
+    browser: &Browser,
+    client: TestClient,
+    scope: &str,
+    email: &str,
+) -> Value {
+    let (challenge, verifier) = pkce();
+    let url = idp.authorize_url(&code_params(client, scope, "st", &challenge));
+    let journey = browser.journey(url, Some((email, PASSWORD))).await;
+    let r = exchange_code(idp, client, &journey.code(), Some(&verifier)).await;
+    r.expect_status(200);
+    r.json
+}
+
+/// Whether `browser` holds a live session (the password page answers only signed-in users).
+async fn signed_in(idp: &Idp, browser: &Browser) -> bool {
+    match browser.get(&idp.url("/password")).await.status.as_u16() {
+        200 => true,
+        401 => false,
+        other => panic!("the password page answered {other}"),
+    }
+}
+
+/// Confirms the sign-out `page` shows, carrying on the logout request in its form.
+async fn confirm_sign_out(idp: &Idp, browser: &Browser, page: &Reply) -> Reply {
+    page.expect_status(200);
+    assert!(page.is_html() && page.location().is_none(), "{page:?}");
+    let fields = support::inputs(&page.body);
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert!(fields.contains_key("csrf_token"), "{}", page.body);
+    browser.post(&idp.url("/logout"), &form).await
+}
+
+fn logout_url(idp: &Idp, hint: Option<&str>) -> String {
+    let mut params = vec![("post_logout_redirect_uri", SIGNED_OUT), ("state", "bye-7")];
+    if let Some(h) = hint {
+        params.push(("id_token_hint", h));
+    }
+    Url::parse_with_params(&idp.url("/oauth2/logout"), params)
+        .unwrap()
+        .to_string()
+}
+
+#[track_caller]
+fn assert_signed_out_to_the_client(r: &Reply) {
+    r.expect_status(303);
+    let to = Url::parse(r.location().unwrap()).unwrap();
+    assert_eq!(
+        format!("{}://{}{}", to.scheme(), to.authority(), to.path()),
+        SIGNED_OUT
+    );
+    assert_eq!(query(&to).get("state").map(String::as_str), Some("bye-7"));
+}
+
+/// RP-Initiated Logout 1.0 §2: a hint issued to another session or user, or none, ends
+/// nothing until the user confirms, and only then is the browser sent back.
+async fn rp_logout_ends_the_session_at_once_only_for_a_hint_of_that_session(idp: Idp) {
+    let (mine, other, bobs) = (Browser::new(&idp), Browser::new(&idp), Browser::new(&idp));
+    let my_hint = str_of(
+        &tokens_in(&idp, &mine, CONFIDENTIAL, "openid", ALICE).await,
+        "id_token",
+    )
+    .to_owned();
+    let (_, claims) = jwt_parts(&my_hint);
+    assert!(
+        claims["sid"].is_string(),
+        "ID tokens name their session: {claims}"
+    );
+    let other_hint = str_of(
+        &tokens_in(&idp, &other, CONFIDENTIAL, "openid", ALICE).await,
+        "id_token",
+    )
+    .to_owned();
+    let bobs_hint = str_of(
+        &tokens_in(&idp, &bobs, OTHER_TENANT, "openid", BOB).await,
+        "id_token",
+    )
+    .to_owned();
+
+    // The same user's hint from another browser, another tenant's user's, and none at all.
+    for hint in [Some(other_hint.as_str()), Some(bobs_hint.as_str()), None] {
+        let page = mine.get(&logout_url(&idp, hint)).await;
+        page.expect_status(200);
+        assert!(page.is_html() && page.location().is_none(), "{page:?}");
+        assert!(page.body.contains("Sign out?"), "{}", page.body);
+        assert!(
+            signed_in(&idp, &mine).await,
+            "nothing ends before the user confirms"
+        );
+    }
+    assert!(signed_in(&idp, &other).await && signed_in(&idp, &bobs).await);
+
+    // Confirmed, the request the page carried goes on: session ended, back to the client.
+    let page = mine.get(&logout_url(&idp, Some(&other_hint))).await;
+    let r = confirm_sign_out(&idp, &mine, &page).await;
+    assert_signed_out_to_the_client(&r);
+    assert!(!signed_in(&idp, &mine).await);
+    assert!(
+        signed_in(&idp, &other).await,
+        "the hint's own session is not this browser's to end"
+    );
+
+    // Without a hint, confirming signs out and sends the browser nowhere.
+    let page = other.get(&logout_url(&idp, None)).await;
+    let r = confirm_sign_out(&idp, &other, &page).await;
+    r.expect_status(200);
+    assert!(r.location().is_none());
+    assert!(!signed_in(&idp, &other).await);
+
+    // The hint of this very session ends it at once; with no session left, a valid hint is
+    // sent straight back.
+    let fresh = Browser::new(&idp);
+    let hint = str_of(
+        &tokens_in(&idp, &fresh, CONFIDENTIAL, "openid", ALICE).await,
+        "id_token",
+    )
+    .to_owned();
+    let r = fresh.get(&logout_url(&idp, Some(&hint))).await;
+    assert_signed_out_to_the_client(&r);
+    assert!(!signed_in(&idp, &fresh).await);
+    let r = Browser::new(&idp)
+        .get(&logout_url(&idp, Some(&my_hint)))
+        .await;
+    assert_signed_out_to_the_client(&r);
+}
+
+/// Signs `browser` out through the sign-out page.
+async fn sign_out(idp: &Idp, browser: &Browser) {
+    let page = browser.get(&idp.url("/logout")).await;
+    confirm_sign_out(idp, browser, &page)
+        .await
+        .expect_status(200);
+    assert!(!signed_in(idp, browser).await);
+}
+
+#[track_caller]
+fn assert_refresh_refused(r: &Reply) {
+    assert_json_error(r, 400, "invalid_grant");
+}
+
+/// OIDC Core §11: a refresh token without consented `offline_access` belongs to the browser
+/// session (a new sign-in of the same user in that browser keeps it) and ends with it; one with
+/// offline access outlives it.
+async fn refresh_tokens_follow_the_session_unless_offline_access_was_granted(idp: Idp) {
+    let browser = Browser::new(&idp);
+    let (challenge, verifier) = pkce();
+    let start = idp.authorize_url(&code_params(
+        CONFIDENTIAL,
+        "openid offline_access",
+        "s1",
+        &challenge,
+    ));
+    let consent = up_to_consent(&idp, &browser, start).await;
+    let page = browser.get(consent.as_str()).await;
+    assert!(
+        page.body.contains("Keep access while you are away"),
+        "the consent page asks for offline access: {}",
+        page.body
+    );
+    let journey = browser.journey(consent, None).await;
+    let offline = exchange_code(&idp, CONFIDENTIAL, &journey.code(), Some(&verifier)).await;
+    offline.expect_status(200);
+    let mut offline_refresh = str_of(&offline.json, "refresh_token").to_owned();
+    // Consent covers "openid": no page, a session-bound refresh token.
+    let (challenge, verifier) = pkce();
+    let url = idp.authorize_url(&code_params(CONFIDENTIAL, "openid", "s2", &challenge));
+    let journey = browser.journey(url, None).await;
+    let online = exchange_code(&idp, CONFIDENTIAL, &journey.code(), Some(&verifier)).await;
+    online.expect_status(200);
+    let online_refresh = str_of(&online.json, "refresh_token").to_owned();
+    let online_access = str_of(&online.json, "access_token").to_owned();
+
+    // Signing in again (prompt=login) replaces the session and keeps its refresh tokens.
+    let (challenge, _) = pkce();
+    let mut params = code_params(CONFIDENTIAL, "openid", "s3", &challenge);
+    params.push(("prompt", "login"));
+    let again = browser
+        .journey(idp.authorize_url(&params), Some((ALICE, PASSWORD)))
+        .await;
+    assert!(again.saw_login);
+    let r = refresh(&idp, CONFIDENTIAL, &online_refresh, None).await;
+    r.expect_status(200);
+    let online_refresh = str_of(&r.json, "refresh_token").to_owned();
+
+    sign_out(&idp, &browser).await;
+    assert_refresh_refused(&refresh(&idp, CONFIDENTIAL, &online_refresh, None).await);
+    let seen = introspect(&idp, ClientAuth::of(CONFIDENTIAL), &online_refresh).await;
+    assert_eq!(seen.json, json!({"active": false}));
+    let seen = introspect(&idp, ClientAuth::of(CONFIDENTIAL), &online_access).await;
+    assert_eq!(
+        seen.json,
+        json!({"active": false}),
+        "its access tokens end too"
+    );
+    for _ in 0..2 {
+        let r = refresh(&idp, CONFIDENTIAL, &offline_refresh, None).await;
+        r.expect_status(200);
+        offline_refresh = str_of(&r.json, "refresh_token").to_owned();
+    }
+    let seen = introspect(&idp, ClientAuth::of(CONFIDENTIAL), &offline_refresh).await;
+    assert_eq!(seen.json["active"], true, "{}", seen.json);
+}
+
+/// The admin plane's "end all sessions" revokes every refresh family of the user: offline
+/// ones, and those of sessions that had ended before.
+async fn ending_every_session_revokes_every_refresh_family_of_the_user(idp: Idp) {
+    let gone = Browser::new(&idp);
+    let offline = tokens_in(&idp, &gone, CONFIDENTIAL, "openid offline_access", ALICE).await;
+    sign_out(&idp, &gone).await;
+    let r = refresh(&idp, CONFIDENTIAL, str_of(&offline, "refresh_token"), None).await;
+    r.expect_status(200);
+    let offline_refresh = str_of(&r.json, "refresh_token").to_owned();
+    let live = Browser::new(&idp);
+    let online = tokens_in(&idp, &live, CONFIDENTIAL, "openid", ALICE).await;
+    let ended = idp
+        .store
+        .end_user_sessions(idp.seed.tenant_a, idp.seed.alice, &Origin::system())
+        .await
+        .unwrap();
+    assert_eq!(ended, 1, "the one live session");
+    assert!(!signed_in(&idp, &live).await);
+    assert_refresh_refused(&refresh(&idp, CONFIDENTIAL, &offline_refresh, None).await);
+    assert_refresh_refused(
+        &refresh(&idp, CONFIDENTIAL, str_of(&online, "refresh_token"), None).await,
+    );
+}
+
+/// A password change keeps only the session it was made from and that session's own
+/// (session-bound) refresh tokens; every other family, offline ones included, is revoked.
+async fn a_password_change_revokes_every_refresh_family_but_the_sessions_own(idp: Idp) {
+    let here = Browser::new(&idp);
+    let elsewhere = Browser::new(&idp);
+    let own = tokens_in(&idp, &here, CONFIDENTIAL, "openid", ALICE).await;
+    let offline = tokens_in(&idp, &here, CONFIDENTIAL, "openid offline_access", ALICE).await;
+    let other = tokens_in(&idp, &elsewhere, CONFIDENTIAL, "openid", ALICE).await;
+    let page = here.get(&idp.url("/password")).await;
+    page.expect_status(200);
+    let csrf = support::inputs(&page.body)["csrf_token"].clone();
+    let new = "an entirely new passphrase";
+    here.post(
+        &idp.url("/password"),
+        &[
+            ("csrf_token", csrf.as_str()),
+            ("current_password", PASSWORD),
+            ("password", new),
+            ("password_confirm", new),
+        ],
+    )
+    .await
+    .expect_status(200);
+    refresh(&idp, CONFIDENTIAL, str_of(&own, "refresh_token"), None)
+        .await
+        .expect_status(200);
+    assert_refresh_refused(
+        &refresh(&idp, CONFIDENTIAL, str_of(&offline, "refresh_token"), None).await,
+    );
+    assert_refresh_refused(
+        &refresh(&idp, CONFIDENTIAL, str_of(&other, "refresh_token"), None).await,
+    );
+}
+
+async fn client_id_of(idp: &Idp, c: TestClient) -> opentrusty_core::ClientId {
+    idp.store
+        .find_client(c.client_id)
+        .await
+        .unwrap()
+        .expect("a seeded client")
+        .id
+}
+
+/// A refresh grants at most the family's scope within what the client may still ask for: a
+/// scope removed from the client is neither issued nor released by UserInfo afterwards.
+async fn a_refresh_grants_only_scopes_the_client_may_still_ask_for(idp: Idp) {
+    let tokens = obtain_tokens(&idp, CONFIDENTIAL, "openid email").await;
+    let info = userinfo(&idp, str_of(&tokens, "access_token")).await;
+    assert_eq!(info.json["email"], ALICE);
+    let id = client_id_of(&idp, CONFIDENTIAL).await;
+    idp.store
+        .update_client(
+            idp.seed.tenant_a,
+            id,
+            |c| {
+                let mut s = c.settings();
+                s.allowed_scopes.retain(|x| x != "email");
+                s.validate(c.token_endpoint_auth_method)
+            },
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    let r = refresh(&idp, CONFIDENTIAL, str_of(&tokens, "refresh_token"), None).await;
+    r.expect_status(200);
+    assert_eq!(r.json["scope"], "openid", "{}", r.json);
+    let info = userinfo(&idp, str_of(&r.json, "access_token")).await;
+    info.expect_status(200);
+    assert!(info.json.get("email").is_none(), "{}", info.json);
+    let r = refresh(
+        &idp,
+        CONFIDENTIAL,
+        str_of(&r.json, "refresh_token"),
+        Some("openid email"),
+    )
+    .await;
+    assert_json_error(&r, 400, "invalid_scope");
+}
+
+/// RFC 6749 §4.1.3: `redirect_uri` at the token endpoint is required if the authorization
+/// request carried it, and must then be identical; a request without it (the client's only
+/// registered URI) needs none, and a wrong one is refused either way.
+async fn the_token_request_repeats_redirect_uri_only_if_the_authorization_request_carried_it(
+    idp: Idp,
+) {
+    let browser = Browser::new(&idp);
+    let code_for = |with_redirect: bool| {
+        let browser = &browser;
+        let idp = &idp;
+        async move {
+            let (challenge, verifier) = pkce();
+            let mut params = code_params(CONFIDENTIAL, "openid", "st", &challenge);
+            if !with_redirect {
+                params.retain(|(k, _)| *k != "redirect_uri");
+            }
+            let journey = browser
+                .journey(idp.authorize_url(&params), Some((ALICE, PASSWORD)))
+                .await;
+            (journey.code(), verifier)
+        }
+    };
+    let exchange = |code: String, verifier: String, redirect: Option<&'static str>| {
+        let idp = &idp;
+        async move {
+            let mut form = vec![
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("code_verifier", verifier.as_str()),
+            ];
+            if let Some(r) = redirect {
+                form.push(("redirect_uri", r));
+            }
+            token_request(idp, ClientAuth::of(CONFIDENTIAL), &form).await
+        }
+    };
+    let (code, verifier) = code_for(false).await;
+    exchange(code, verifier, None).await.expect_status(200);
+    let (code, verifier) = code_for(false).await;
+    let wrong = exchange(
+        code.clone(),
+        verifier.clone(),
+        Some("http://127.0.0.1:9/other"),
+    )
+    .await;
+    assert_json_error(&wrong, 400, "invalid_grant");
+    exchange(code, verifier, Some(CALLBACK))
+        .await
+        .expect_status(200);
+
+    let (code, verifier) = code_for(true).await;
+    let missing = exchange(code.clone(), verifier.clone(), None).await;
+    assert_json_error(&missing, 400, "invalid_request");
+    exchange(code, verifier, Some(CALLBACK))
+        .await
+        .expect_status(200);
+}
+
+/// RFC 7662 §2.2, §4: only the token's own client, or a resource server holding
+/// `tenant:introspect_tokens` over that client, learns about an access token; a refresh token
+/// is its own client's business alone. Everyone else is told `{"active": false}`.
+async fn introspection_answers_only_the_tokens_client_or_a_resource_server(idp: Idp) {
+    let tokens = obtain_tokens(&idp, CONFIDENTIAL, "openid offline_access").await;
+    let (access, refresh_token) = (
+        str_of(&tokens, "access_token"),
+        str_of(&tokens, "refresh_token"),
+    );
+    let own = introspect(&idp, ClientAuth::of(CONFIDENTIAL), access).await;
+    assert_eq!(own.json["active"], true, "{}", own.json);
+    for token in [access, refresh_token] {
+        let other = introspect(&idp, ClientAuth::of(SERVICE), token).await;
+        other.expect_status(200);
+        assert_eq!(other.json, json!({"active": false}));
+    }
+    let service = Subject::Client(client_id_of(&idp, SERVICE).await);
+    let tenant = RbacScope::Tenant(idp.seed.tenant_a);
+    idp.store
+        .assign_role(
+            service,
+            Role::TenantResourceServer,
+            tenant,
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    let rs = introspect(&idp, ClientAuth::of(SERVICE), access).await;
+    assert_eq!(rs.json["active"], true, "{}", rs.json);
+    assert_eq!(rs.json["client_id"], CONFIDENTIAL.client_id);
+    let rs = introspect(&idp, ClientAuth::of(SERVICE), refresh_token).await;
+    assert_eq!(rs.json, json!({"active": false}));
+    let own = introspect(&idp, ClientAuth::of(CONFIDENTIAL), refresh_token).await;
+    assert_eq!(own.json["active"], true, "{}", own.json);
+    // A resource server for one client only learns about that client's tokens.
+    idp.store
+        .revoke_role(
+            service,
+            Role::TenantResourceServer,
+            tenant,
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    let just_opaque = RbacScope::Client {
+        tenant: idp.seed.tenant_a,
+        client: client_id_of(&idp, OPAQUE).await,
+    };
+    idp.store
+        .assign_role(
+            service,
+            Role::TenantResourceServer,
+            just_opaque,
+            &Origin::system(),
+        )
+        .await
+        .unwrap();
+    let rs = introspect(&idp, ClientAuth::of(SERVICE), access).await;
+    assert_eq!(rs.json, json!({"active": false}));
+    let opaque = obtain_tokens(&idp, OPAQUE, "openid").await;
+    let rs = introspect(
+        &idp,
+        ClientAuth::of(SERVICE),
+        str_of(&opaque, "access_token"),
+    )
+    .await;
+    assert_eq!(rs.json["active"], true, "{}", rs.json);
+}
+
+/// OIDC Core §6.1, §6.2: until request objects are supported, `request` and `request_uri`
+/// are refused at the client's redirect URI (never ignored), and discovery says so.
+async fn request_objects_are_refused_at_the_redirect_uri(idp: Idp) {
+    let browser = Browser::new(&idp);
+    let (challenge, _) = pkce();
+    for (name, value, error) in [
+        (
+            "request",
+            "eyJhbGciOiJub25lIn0.eyJzdGF0ZSI6InNlY3JldCJ9.",
+            "request_not_supported",
+        ),
+        (
+            "request_uri",
+            "https://acme.example/request.jwt",
+            "request_uri_not_supported",
+        ),
+    ] {
+        let mut params = code_params(CONFIDENTIAL, "openid", "st-r", &challenge);
+        params.push((name, value));
+        // Signed in or not, no code comes back.
+        let r = browser.get(idp.authorize_url(&params).as_str()).await;
+        assert_redirected_error(&idp, &r, error, "st-r");
+    }
+    let r = Reply::read(
+        http()
+            .get(idp.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.json["request_parameter_supported"], false);
+    assert_eq!(r.json["request_uri_parameter_supported"], false);
+}
+
+/// OIDC Core §3.1.2.1: `prompt=consent` shows the consent page whatever the client.
+async fn prompt_consent_shows_the_consent_page_to_first_party_clients_too(idp: Idp) {
+    let browser = Browser::new(&idp);
+    let (challenge, _) = pkce();
+    let plain = browser
+        .journey(
+            idp.authorize_url(&code_params(FIRST_PARTY, "openid", "st", &challenge)),
+            Some((ALICE, PASSWORD)),
+        )
+        .await;
+    assert!(!plain.saw_consent, "a first-party client skips consent");
+    let mut params = code_params(FIRST_PARTY, "openid", "st", &challenge);
+    params.push(("prompt", "consent"));
+    let asked = browser.journey(idp.authorize_url(&params), None).await;
+    assert!(asked.saw_consent, "prompt=consent asks every client");
+    assert!(asked.params().contains_key("code"));
+}
+
+async fn with_origin(req: reqwest::RequestBuilder, origin: &str) -> Reply {
+    Reply::read(req.header("origin", origin).send().await.unwrap()).await
+}
+
+/// CORS on the token, revocation and UserInfo endpoints answers the origins the public client
+/// registers (preflight and answers, errors included), and nobody else: no other origin, no
+/// confidential client, never with credentials.
+async fn cors_admits_only_the_origins_a_public_client_registers(idp: Idp) {
+    let evil = "https://evil.example";
+    for path in ["/oauth2/token", "/oauth2/revoke", "/oauth2/userinfo"] {
+        let preflight = |origin: &'static str| {
+            http()
+                .request(reqwest::Method::OPTIONS, idp.url(path))
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                )
+                .header("origin", origin)
+        };
+        let ok = Reply::read(preflight(support::SPA_ORIGIN).send().await.unwrap()).await;
+        ok.expect_status(204);
+        assert_eq!(
+            ok.header("access-control-allow-origin"),
+            Some(support::SPA_ORIGIN)
+        );
+        assert!(
+            ok.header("access-control-allow-methods")
+                .unwrap()
+                .contains("POST")
+        );
+        assert!(ok.header("access-control-allow-credentials").is_none());
+        let refused = Reply::read(preflight(evil).send().await.unwrap()).await;
+        refused.expect_status(403);
+        assert!(
+            refused.header("access-control-allow-origin").is_none(),
+            "{path}"
+        );
+    }
+    // The single-page app redeems its code from its origin and reads the answer.
+    let browser = Browser::new(&idp);
+    let (code, verifier) = obtain_code(&idp, &browser, PUBLIC, "openid offline_access").await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", PUBLIC.client_id),
+    ];
+    let r = with_origin(
+        http().post(idp.url("/oauth2/token")).form(&form),
+        support::SPA_ORIGIN,
+    )
+    .await;
+    r.expect_status(200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some(support::SPA_ORIGIN)
+    );
+    assert!(
+        r.header("vary")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("origin")
+    );
+    let access = str_of(&r.json, "access_token").to_owned();
+    let refresh_token = str_of(&r.json, "refresh_token").to_owned();
+    // Its errors are readable too.
+    let mut wrong = form;
+    wrong[1] = ("code", "not-a-code");
+    let r = with_origin(
+        http().post(idp.url("/oauth2/token")).form(&wrong),
+        support::SPA_ORIGIN,
+    )
+    .await;
+    assert_json_error(&r, 400, "invalid_grant");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some(support::SPA_ORIGIN)
+    );
+    // Another origin cannot read the same kind of answer.
+    let refreshed = with_origin(
+        http().post(idp.url("/oauth2/token")).form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+            ("client_id", PUBLIC.client_id),
+        ]),
+        evil,
+    )
+    .await;
+    refreshed.expect_status(200);
+    assert!(refreshed.header("access-control-allow-origin").is_none());
+    let info = with_origin(
+        http().get(idp.url("/oauth2/userinfo")).bearer_auth(&access),
+        support::SPA_ORIGIN,
+    )
+    .await;
+    info.expect_status(200);
+    assert_eq!(
+        info.header("access-control-allow-origin"),
+        Some(support::SPA_ORIGIN)
+    );
+    let info = with_origin(
+        http().get(idp.url("/oauth2/userinfo")).bearer_auth(&access),
+        evil,
+    )
+    .await;
+    assert!(info.header("access-control-allow-origin").is_none());
+    let revoked = with_origin(
+        http()
+            .post(idp.url("/oauth2/revoke"))
+            .form(&[("token", access.as_str()), ("client_id", PUBLIC.client_id)]),
+        support::SPA_ORIGIN,
+    )
+    .await;
+    revoked.expect_status(200);
+    assert_eq!(
+        revoked.header("access-control-allow-origin"),
+        Some(support::SPA_ORIGIN)
+    );
+    // A confidential client's answers are never readable from a browser, even from the SPA's
+    // origin.
+    let tokens = obtain_tokens(&idp, CONFIDENTIAL, "openid").await;
+    let info = with_origin(
+        http()
+            .get(idp.url("/oauth2/userinfo"))
+            .bearer_auth(str_of(&tokens, "access_token")),
+        support::SPA_ORIGIN,
+    )
+    .await;
+    info.expect_status(200);
+    assert!(info.header("access-control-allow-origin").is_none());
 }

@@ -50,7 +50,10 @@ pub const CONFIDENTIAL: TestClient = TestClient {
     client_id: "acme-web",
     secret: Some("acme-web-secret-4f1d8a0c2b7e"),
 };
-/// Tenant A: public (auth method `none`).
+/// The web origin the public client registers (a single-page app).
+pub const SPA_ORIGIN: &str = "https://spa.example";
+
+/// Tenant A: public (auth method `none`), a single-page app at [`SPA_ORIGIN`].
 pub const PUBLIC: TestClient = TestClient {
     client_id: "acme-spa",
     secret: None,
@@ -157,7 +160,8 @@ pub async fn seed(store: &Store) -> Seed {
 
     let mut confidential = new_client(tenant_a, CONFIDENTIAL);
     confidential.post_logout_redirect_uris = vec![SIGNED_OUT.to_owned()];
-    let public = new_client(tenant_a, PUBLIC);
+    let mut public = new_client(tenant_a, PUBLIC);
+    public.web_origins = vec![SPA_ORIGIN.to_owned()];
     let mut service = new_client(tenant_a, SERVICE);
     service.redirect_uris = Vec::new();
     service.grant_types = vec!["client_credentials".into()];
