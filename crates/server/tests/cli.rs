@@ -240,7 +240,7 @@ async fn migrate_twice_is_a_no_op_the_second_time() {
             assert!(out.status.success(), "{}", text(&out.stderr));
             text(&out.stdout)
         };
-        assert!(migrate(&["--status"]).contains("0 applied, 4 pending"));
+        assert!(migrate(&["--status"]).contains("0 applied, 5 pending"));
         let applied = migrate(&[]);
         assert!(
             applied.contains("applied migration 1 (initial schema)"),
@@ -258,9 +258,13 @@ async fn migrate_twice_is_a_no_op_the_second_time() {
             applied.contains("applied migration 4 (client tokens by audit row)"),
             "{applied}"
         );
+        assert!(
+            applied.contains("applied migration 5 (session-bound grants)"),
+            "{applied}"
+        );
         assert!(migrate(&[]).contains("up to date"));
         let status = migrate(&["--status"]);
-        assert!(status.contains("4 applied, 0 pending"), "{status}");
+        assert!(status.contains("5 applied, 0 pending"), "{status}");
         assert!(status.contains("initial schema"));
         assert!(status.contains("client revision"));
         assert!(status.contains("access tokens by user"));
