@@ -497,6 +497,18 @@ async fn invalid_input_gets_a_problem_naming_the_field(db: &TestDb) {
                     "access_token_ttl": 0 }),
             "access_token_ttl",
         ),
+        // A browser cannot keep a secret: only public clients have web origins.
+        (
+            json!({ "client_name": "x", "redirect_uris": ["https://a.example/cb"],
+                    "web_origins": ["https://a.example"] }),
+            "web_origins",
+        ),
+        (
+            json!({ "client_name": "x", "redirect_uris": ["https://a.example/cb"],
+                    "token_endpoint_auth_method": "none",
+                    "web_origins": ["https://a.example/cb"] }),
+            "web_origins",
+        ),
     ] {
         let r = w
             .call(Actor::OwnerA, Method::POST, &clients, Some(body.clone()))
