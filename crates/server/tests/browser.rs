@@ -2,7 +2,9 @@
 //! chromedriver's WebDriver protocol against the real `serve auth` process. A user opens an
 //! authorization URL, signs in, approves consent and lands on the application's callback with a
 //! code the test exchanges; a wrong password shows the error; an enrollment link sets a password
-//! that then signs in. A screenshot of each page is saved under `target/browser-screenshots/`.
+//! that then signs in; a single-page application redeems its code and calls UserInfo from its
+//! own origin (CORS), and the same page at another origin is refused by the browser. A
+//! screenshot of each page is saved under `target/browser-screenshots/`.
 //! `.ci/run` installs `chromium` and `chromium-driver` when they are missing.
 
 mod support;
@@ -358,4 +360,125 @@ async fn a_person_signs_in_consents_enrolls_and_signs_in_again_in_chromium() {
         .wait_for("the callback", |u| u.starts_with(&callback))
         .await;
     browser.screenshot("7-new-password-signed-in").await;
+}
+
+/// A single-page application served from `http://127.0.0.1:<port>`: its callback page redeems
+/// the code it is given with `verifier` at the token endpoint and calls UserInfo with the
+/// access token, all from the page's own origin (CORS), and writes what happened into `#out`.
+/// Its origin, without a path.
+async fn single_page_app(issuer: String, client_id: &'static str, verifier: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let config = json!({
+        "token": format!("{issuer}/oauth2/token"),
+        "userinfo": format!("{issuer}/oauth2/userinfo"),
+        "redirect_uri": format!("{origin}/callback"),
+        "client_id": client_id,
+        "verifier": verifier,
+    });
+    let page = format!(
+        r#"<!doctype html><title>SPA</title><pre id="out">working</pre><script>
+const config = {config};
+(async () => {{
+  const out = document.getElementById("out");
+  try {{
+    const code = new URLSearchParams(location.search).get("code") || "none";
+    const r = await fetch(config.token, {{ method: "POST", body: new URLSearchParams({{
+      grant_type: "authorization_code", code, redirect_uri: config.redirect_uri,
+      client_id: config.client_id, code_verifier: config.verifier }}) }});
+    const tokens = await r.json();
+    if (!tokens.access_token) {{ out.textContent = "token-error:" + tokens.error; return; }}
+    const u = await fetch(config.userinfo,
+      {{ headers: {{ Authorization: "Bearer " + tokens.access_token }} }});
+    const info = await u.json();
+    out.textContent = "signed-in:" + info.email;
+  }} catch (e) {{ out.textContent = "blocked:" + e.name; }}
+}})();
+</script>"#
+    );
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/callback",
+            axum::routing::get(move || async move { axum::response::Html(page) }),
+        );
+        let _ = axum::serve(listener, app).await;
+    });
+    origin
+}
+
+/// Waits until the page's `#out` says something other than "working"; what it says.
+async fn outcome(browser: &Browser) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let source = browser.source().await;
+        if let Some(rest) = source.split("<pre id=\"out\">").nth(1) {
+            let text = rest.split("</pre>").next().unwrap_or_default();
+            if text != "working" {
+                return text.to_owned();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never finished: {source}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A public client running in the browser redeems its code and calls UserInfo from its
+/// registered origin; the same page at an origin nobody registered is refused by the browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_page_app_redeems_its_code_from_its_own_origin_only_in_chromium() {
+    let idp = Idp::start_with(TestDb::sqlite(true).await, &[]).await;
+    let (challenge, verifier) = pkce();
+    let spa = single_page_app(idp.issuer(), "browser-spa", verifier.clone()).await;
+    let elsewhere = single_page_app(idp.issuer(), "browser-spa", verifier).await;
+    let mut new = NewClient::new(
+        idp.seed.tenant_a,
+        "browser-spa",
+        "Browser SPA",
+        TokenEndpointAuthMethod::None,
+        None,
+    );
+    new.redirect_uris = vec![format!("{spa}/callback")];
+    new.web_origins = vec![spa.clone()];
+    new.first_party = true;
+    idp.store
+        .create_client(&new, &Origin::system())
+        .await
+        .unwrap();
+    let browser = Browser::start().await;
+    browser
+        .open(
+            idp.authorize_url(&[
+                ("client_id", "browser-spa"),
+                ("redirect_uri", &format!("{spa}/callback")),
+                ("response_type", "code"),
+                ("scope", "openid email"),
+                ("state", "spa-state"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ])
+            .as_str(),
+        )
+        .await;
+    browser
+        .wait_for("the sign-in page", |u| u.contains("/login"))
+        .await;
+    browser.type_into("#email", ALICE).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_for("the application", |u| u.starts_with(&spa))
+        .await;
+    assert_eq!(outcome(&browser).await, format!("signed-in:{ALICE}"));
+    browser.screenshot("8-single-page-app").await;
+
+    // The same page served from an origin no client registers: the browser lets it read
+    // nothing (the token endpoint's answer carries no CORS header for it, and the UserInfo
+    // preflight is refused).
+    browser
+        .open(&format!("{elsewhere}/callback?code=whatever"))
+        .await;
+    assert_eq!(outcome(&browser).await, "blocked:TypeError");
 }
