@@ -1,6 +1,7 @@
 //! Enrollment links: single-use, expiring links with which a user sets a password (a new
 //! account, or a reset). Only their SHA-256 is stored; issuing a link voids the user's earlier
-//! unused ones, so only the newest works.
+//! unused ones, so only the newest works, and a role gained voids them all (`assign_role`), so a
+//! link never opens an account with more roles than it was issued against.
 
 use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
 use opentrusty_core::rbac::{Role, Scope};
@@ -40,6 +41,17 @@ pub struct NewEnrollmentLink {
 }
 
 impl Tx {
+    /// Deletes the user's unredeemed links; returns how many.
+    pub(crate) async fn void_enrollment_links(&mut self, user: UserId) -> Result<u64, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query(
+            "DELETE FROM enrollment_links WHERE user_id = $1 AND used_at IS NULL"
+        )
+        .bind(user.0)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?)
+    }
+
     async fn insert_enrollment_link(
         &mut self,
         user: &User,
@@ -48,13 +60,7 @@ impl Tx {
         origin: &Origin,
     ) -> Result<(), StoreError> {
         let at = now();
-        let voided = on_tx!(self, |c| sqlx::query(
-            "DELETE FROM enrollment_links WHERE user_id = $1 AND used_at IS NULL"
-        )
-        .bind(user.id.0)
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected()))?;
+        let voided = self.void_enrollment_links(user.id).await?;
         on_tx!(self, |c| sqlx::query(
             "INSERT INTO enrollment_links (id, token_hash, user_id, tenant_id, purpose, \
              created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"

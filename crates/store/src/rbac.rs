@@ -247,7 +247,10 @@ impl Tx {
 }
 
 impl Store {
-    /// Assigns `role` at `scope` to `subject`, within the subject's own tenant only.
+    /// Assigns `role` at `scope` to `subject`, within the subject's own tenant only. A user
+    /// loses their unredeemed enrollment and reset links in the same transaction: they were
+    /// issued by someone allowed to act on the user as they were, not as they are now. The
+    /// audit row counts them (`voided_links`).
     pub async fn assign_role(
         &self,
         subject: Subject,
@@ -263,8 +266,12 @@ impl Store {
         let id = tx
             .insert_assignment(subject, role, scope, granted_by)
             .await?;
+        let mut metadata = json!({ "role": role.as_str(), "scope": scope.key() });
         let (subject_kind, subject_id) = match subject {
-            Subject::User(u) => ("user", u.to_string()),
+            Subject::User(u) => {
+                metadata["voided_links"] = tx.void_enrollment_links(u).await?.into();
+                ("user", u.to_string())
+            }
             Subject::Client(c) => ("client", c.to_string()),
         };
         tx.audit(AuditEvent::new(
@@ -272,7 +279,7 @@ impl Store {
             action::ROLE_ASSIGNED,
             scope_parts(&scope).0.map(TenantId),
             Some(Target::new(subject_kind, subject_id)),
-            json!({ "role": role.as_str(), "scope": scope.key() }),
+            metadata,
             now(),
         ))
         .await?;
