@@ -423,11 +423,11 @@ pub async fn password_reset(
 ) -> ApiResult<(StatusCode, Json<EnrollmentLinkView>)> {
     let (t, u) = user_ids(&t, &u)?;
     caller.require(Permission::TenantManageUsers, Scope::Tenant(t))?;
-    may_act_on_target(&state, &caller, t, Subject::User(u), None).await?;
+    let held = may_act_on_target(&state, &caller, t, Subject::User(u), None).await?;
     let (url, link) = enrollment_link(&state, EnrollmentPurpose::Reset);
     state
         .store()
-        .issue_enrollment_link(t, u, &link, caller.origin())
+        .issue_enrollment_link(t, u, &held, &link, caller.origin())
         .await?;
     Ok((
         StatusCode::CREATED,

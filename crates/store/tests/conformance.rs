@@ -45,6 +45,7 @@ opentrusty_testkit::each_backend!(
     a_refresh_token_is_read_with_its_clients_public_id,
     a_tenant_keeps_an_owner_under_concurrent_removals,
     a_role_gained_voids_the_users_pending_links,
+    a_link_is_issued_only_against_the_roles_it_was_approved_for,
     an_email_gets_console_roles_in_one_place_under_concurrent_grants,
     the_janitor_deletes_what_expired_and_nothing_else,
     failed_passwords_lock_an_account_until_unlocked_or_signed_in,
@@ -1464,11 +1465,13 @@ fn new_reset_link() -> NewEnrollmentLink {
     }
 }
 
-/// A reset link (its token's digest) for `u`, as the admin plane issues it.
+/// A reset link (its token's digest) for `u`, as the admin plane issues it: approved against
+/// the roles `u` holds.
 async fn reset_link(store: &Store, t: TenantId, u: UserId) -> [u8; 32] {
     let link = new_reset_link();
+    let held = store.assignments_of(Subject::User(u)).await.unwrap();
     store
-        .issue_enrollment_link(t, u, &link, &admin_origin())
+        .issue_enrollment_link(t, u, &held, &link, &admin_origin())
         .await
         .unwrap();
     link.token_digest
@@ -1593,6 +1596,105 @@ async fn a_role_gained_voids_the_users_pending_links(db: &TestDb) {
         Scope::Tenant(t),
     )
     .await;
+}
+
+/// A link is issued only while the user holds no role beyond those the caller's authorization
+/// was decided on; fewer is fine. Issued while an owner promotes the same user, a link never
+/// ends up open on the promoted account: either the grant voids it or the issuance is refused.
+async fn a_link_is_issued_only_against_the_roles_it_was_approved_for(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "approved").await;
+    let u = user(&store, t, "member@example.com").await;
+    let member = [(Role::TenantMember, Scope::Tenant(t))];
+    assign(
+        &store,
+        Subject::User(u),
+        Role::TenantMember,
+        Scope::Tenant(t),
+    )
+    .await;
+    assign(
+        &store,
+        Subject::User(u),
+        Role::TenantAdmin,
+        Scope::Tenant(t),
+    )
+    .await;
+    let audited = actions(&store, Some(t)).await.len();
+    let r = store
+        .issue_enrollment_link(t, u, &member, &new_reset_link(), &admin_origin())
+        .await;
+    assert!(matches!(r, Err(StoreError::Refused(_))), "{r:?}");
+    assert_eq!(
+        actions(&store, Some(t)).await.len(),
+        audited,
+        "refused, not audited"
+    );
+    let both = store.assignments_of(Subject::User(u)).await.unwrap();
+    assert_eq!(both.len(), 2);
+    let link = new_reset_link();
+    store
+        .issue_enrollment_link(t, u, &both, &link, &admin_origin())
+        .await
+        .unwrap();
+    assert!(link_works(&store, &link.token_digest).await);
+    // A role lost since the decision leaves the user within what was approved.
+    store
+        .revoke_role(
+            Subject::User(u),
+            Role::TenantAdmin,
+            Scope::Tenant(t),
+            &admin_origin(),
+        )
+        .await
+        .unwrap();
+    store
+        .issue_enrollment_link(t, u, &both, &new_reset_link(), &admin_origin())
+        .await
+        .unwrap();
+
+    for round in 0..12 {
+        let u = user(&store, t, &format!("race{round}@example.com")).await;
+        assign(
+            &store,
+            Subject::User(u),
+            Role::TenantMember,
+            Scope::Tenant(t),
+        )
+        .await;
+        let link = new_reset_link();
+        let digest = link.token_digest;
+        let promote = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .assign_role(
+                        Subject::User(u),
+                        Role::TenantOwner,
+                        Scope::Tenant(t),
+                        &admin_origin(),
+                    )
+                    .await
+            })
+        };
+        let issue = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .issue_enrollment_link(t, u, &member, &link, &admin_origin())
+                    .await
+            })
+        };
+        promote.await.unwrap().unwrap();
+        match issue.await.unwrap() {
+            Ok(_) | Err(StoreError::Refused(_)) => {}
+            Err(e) => panic!("round {round}: {e}"),
+        }
+        assert!(
+            !link_works(&store, &digest).await,
+            "round {round}: a link opens the promoted account"
+        );
+    }
 }
 
 async fn owner_roles_held(store: &Store, users: &[UserId]) -> usize {
