@@ -1,6 +1,7 @@
 //! Request handlers of the admin API. Each one authenticates (the [`Caller`] extractor), makes
-//! exactly one permission check through [`Caller::require`], calls the store once or twice and
-//! renders a view. Writes carry the caller's origin so their audit rows name them.
+//! exactly one permission check through [`Caller::require`] and, when it acts on a user or a
+//! client, exactly one role-hierarchy check through [`may_act_on_target`], calls the store once
+//! or twice and renders a view. Writes carry the caller's origin so their audit rows name them.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -8,7 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use opentrusty_core::client::{ClientSettings, NewClient, client_secret_digest};
-use opentrusty_core::rbac::{Permission, Role, Scope, may_grant};
+use opentrusty_core::rbac::{self, Permission, Role, Scope, may_grant};
 use opentrusty_core::secret::{fill_random, random_token, token_digest};
 use opentrusty_core::tenant::{self, TenantName, TenantPatch, TenantStatus};
 use opentrusty_core::user::{NewUser, UserPatch};
@@ -18,7 +19,7 @@ use opentrusty_store::{AuditQuery, EnrollmentPurpose, NewEnrollmentLink, Subject
 use crate::AdminState;
 use crate::caller::{Caller, Credential};
 use crate::input::{self, Cursor};
-use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiError, HierarchyRule, Problem};
 use crate::views::*;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -33,7 +34,9 @@ pub enum Errors {
     /// No valid session cookie or bearer token.
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthenticated(Problem),
-    /// The caller lacks the permission, or a CSRF rule failed.
+    /// The caller lacks the permission or a CSRF or origin rule failed (`forbidden`), or the role
+    /// hierarchy refuses (`role-hierarchy`, naming the `role`): the user or client acted on holds
+    /// a role the caller may not grant, or the request grants or revokes one.
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(Problem),
     /// No such resource, or one in a tenant the caller cannot see.
@@ -327,9 +330,10 @@ pub async fn create_user(
     if let Some(role) = role
         && !may_grant(caller.grants(), role, &Scope::Tenant(t))
     {
-        return Err(ApiError::Forbidden(
-            "you cannot grant a role with permissions you do not hold",
-        ));
+        return Err(ApiError::RoleHierarchy {
+            rule: HierarchyRule::Grant,
+            role,
+        });
     }
     let (url, link) = enrollment_link(&state, EnrollmentPurpose::Enroll);
     let user = state
@@ -380,6 +384,7 @@ pub async fn update_user(
 ) -> ApiResult<Json<UserView>> {
     let (t, u) = user_ids(&t, &u)?;
     caller.require(Permission::TenantManageUsers, Scope::Tenant(t))?;
+    may_act_on_target(&state, &caller, t, Subject::User(u), None).await?;
     let req: UpdateUser = input::json(&headers, &body)?;
     let patch = UserPatch::new(
         req.given_name.as_ref().map(|v| v.as_deref()),
@@ -403,6 +408,7 @@ pub async fn delete_user(
 ) -> ApiResult<StatusCode> {
     let (t, u) = user_ids(&t, &u)?;
     caller.require(Permission::TenantManageUsers, Scope::Tenant(t))?;
+    may_act_on_target(&state, &caller, t, Subject::User(u), None).await?;
     state.store().delete_user(t, u, caller.origin()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -417,10 +423,11 @@ pub async fn password_reset(
 ) -> ApiResult<(StatusCode, Json<EnrollmentLinkView>)> {
     let (t, u) = user_ids(&t, &u)?;
     caller.require(Permission::TenantManageUsers, Scope::Tenant(t))?;
+    let held = may_act_on_target(&state, &caller, t, Subject::User(u), None).await?;
     let (url, link) = enrollment_link(&state, EnrollmentPurpose::Reset);
     state
         .store()
-        .issue_enrollment_link(t, u, &link, caller.origin())
+        .issue_enrollment_link(t, u, &held, &link, caller.origin())
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -441,14 +448,54 @@ pub async fn unlock_user(
 ) -> ApiResult<Json<UserView>> {
     let (t, u) = user_ids(&t, &u)?;
     caller.require(Permission::TenantManageUsers, Scope::Tenant(t))?;
+    may_act_on_target(&state, &caller, t, Subject::User(u), None).await?;
     let user = state.store().unlock_user(t, u, caller.origin()).await?;
     Ok(Json(user.into()))
 }
 
+// ---------------------------------------------------------------- the role hierarchy
+
+/// The one role-hierarchy check of an action on a user or a client of tenant `t`, made after
+/// the route's permission check. The subject is looked up in `t` first, so one of another
+/// tenant (or a platform operator, who has none) answers 404 exactly like an id that exists
+/// nowhere, before anything about its roles is read. The caller must then be able to grant
+/// every role the subject holds (`rbac::may_act_on`) and, when the action grants or revokes
+/// `changing`, that role too (`rbac::may_grant`). Returns the roles the decision was made on.
+async fn may_act_on_target(
+    state: &AdminState,
+    caller: &Caller,
+    t: TenantId,
+    subject: Subject,
+    changing: Option<Role>,
+) -> ApiResult<Vec<(Role, Scope)>> {
+    let store = state.store();
+    let found = match subject {
+        Subject::User(u) => store.get_user(t, u).await?.is_some(),
+        Subject::Client(c) => store.get_client(t, c).await?.is_some(),
+    };
+    if !found {
+        return Err(ApiError::NotFound);
+    }
+    let held = store.assignments_of(subject).await?;
+    rbac::may_act_on(caller.grants(), &held).map_err(|role| ApiError::RoleHierarchy {
+        rule: HierarchyRule::Target,
+        role,
+    })?;
+    if let Some(role) = changing
+        && !may_grant(caller.grants(), role, &Scope::Tenant(t))
+    {
+        return Err(ApiError::RoleHierarchy {
+            rule: HierarchyRule::Grant,
+            role,
+        });
+    }
+    Ok(held)
+}
+
 // ---------------------------------------------------------------- roles
 
-/// Grants or revokes a tenant role of a subject living in tenant `t`, provided the caller
-/// holds every permission of the role there.
+/// Grants or revokes a tenant role of a subject living in tenant `t`, provided the caller may
+/// act on the subject and holds every permission of the role there.
 async fn change_role(
     state: &AdminState,
     caller: &Caller,
@@ -459,19 +506,7 @@ async fn change_role(
 ) -> ApiResult<()> {
     caller.require(Permission::TenantManageRoles, Scope::Tenant(t))?;
     let scope = Scope::Tenant(t);
-    // The subject must live in this tenant: otherwise it is not found here.
-    let found = match subject {
-        Subject::User(u) => state.store().get_user(t, u).await?.is_some(),
-        Subject::Client(c) => state.store().get_client(t, c).await?.is_some(),
-    };
-    if !found {
-        return Err(ApiError::NotFound);
-    }
-    if !may_grant(caller.grants(), role, &scope) {
-        return Err(ApiError::Forbidden(
-            "you cannot grant or revoke a role with permissions you do not hold",
-        ));
-    }
+    may_act_on_target(state, caller, t, subject, Some(role)).await?;
     let store = state.store();
     if grant {
         store
@@ -678,6 +713,7 @@ pub async fn update_client(
 ) -> ApiResult<Json<ClientView>> {
     let (t, c) = client_ids(&t, &c)?;
     caller.require(Permission::TenantManageClients, client_scope(t, c))?;
+    may_act_on_target(&state, &caller, t, Subject::Client(c), None).await?;
     let req: UpdateClient = input::json(&headers, &body)?;
     let client = state
         .store()
@@ -705,6 +741,7 @@ pub async fn delete_client(
 ) -> ApiResult<StatusCode> {
     let (t, c) = client_ids(&t, &c)?;
     caller.require(Permission::TenantManageClients, client_scope(t, c))?;
+    may_act_on_target(&state, &caller, t, Subject::Client(c), None).await?;
     state.store().delete_client(t, c, caller.origin()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -719,6 +756,7 @@ pub async fn rotate_client_secret(
 ) -> ApiResult<Json<RotatedSecret>> {
     let (t, c) = client_ids(&t, &c)?;
     caller.require(Permission::TenantManageClients, client_scope(t, c))?;
+    may_act_on_target(&state, &caller, t, Subject::Client(c), None).await?;
     let secret = random_token();
     let client = state
         .store()
@@ -767,6 +805,7 @@ pub async fn end_sessions(
 ) -> ApiResult<Json<SessionsEnded>> {
     let (t, u) = user_ids(&t, &u)?;
     caller.require(Permission::TenantManageSessions, Scope::Tenant(t))?;
+    may_act_on_target(&state, &caller, t, Subject::User(u), None).await?;
     let ended = state
         .store()
         .end_user_sessions(t, u, caller.origin())

@@ -310,6 +310,7 @@ fn as_problem(original: Response) -> Response {
         }
         .to_owned(),
         field: None,
+        role: None,
     };
     let mut r = (
         status,

@@ -3,6 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use opentrusty_core::rbac::Role;
 use opentrusty_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -23,6 +24,19 @@ pub struct Problem {
     /// The input field at fault (validation problems only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The role the caller may not grant (role-hierarchy problems only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "tenant_owner")]
+    pub role: Option<Role>,
+}
+
+/// Which rule of the role hierarchy refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HierarchyRule {
+    /// The user or client acted on holds the role (`rbac::may_act_on`).
+    Target,
+    /// The request grants or revokes the role (`rbac::may_grant`).
+    Grant,
 }
 
 /// Why an admin request failed.
@@ -34,6 +48,9 @@ pub enum ApiError {
     Unauthenticated { detail: &'static str, bearer: bool },
     /// Authenticated, but lacking the permission (or failing the CSRF rules).
     Forbidden(&'static str),
+    /// Holding the permission, but the role hierarchy refuses: `role` is one the caller may not
+    /// grant, held by the target or named by the request.
+    RoleHierarchy { rule: HierarchyRule, role: Role },
     /// No such resource, or one the caller may not know exists.
     NotFound,
     /// The change conflicts with what exists.
@@ -65,6 +82,9 @@ impl ApiError {
                 "Authentication required",
             ),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::RoleHierarchy { .. } => {
+                (StatusCode::FORBIDDEN, "role-hierarchy", "Role hierarchy")
+            }
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             ApiError::Validation { .. } => (
@@ -96,6 +116,22 @@ impl ApiError {
             ApiError::Unauthenticated { detail, .. } | ApiError::Forbidden(detail) => {
                 (*detail).to_owned()
             }
+            ApiError::RoleHierarchy {
+                rule: HierarchyRule::Target,
+                role,
+            } => format!(
+                "a caller may act on a user or a client only if it may grant every role that \
+                 target holds: this one holds {}, which you may not grant",
+                role.as_str()
+            ),
+            ApiError::RoleHierarchy {
+                rule: HierarchyRule::Grant,
+                role,
+            } => format!(
+                "nobody grants or revokes a role with a permission they do not hold: you may not \
+                 grant {}",
+                role.as_str()
+            ),
             ApiError::NotFound => "no such resource".to_owned(),
             ApiError::Validation { field, message } => format!("{field}: {message}"),
             ApiError::UnsupportedMediaType => "send the body as application/json".to_owned(),
@@ -113,6 +149,10 @@ impl ApiError {
             detail: self.detail(),
             field: match self {
                 ApiError::Validation { field, .. } => Some(field.clone()),
+                _ => None,
+            },
+            role: match self {
+                ApiError::RoleHierarchy { role, .. } => Some(*role),
                 _ => None,
             },
         }

@@ -11,6 +11,7 @@ use axum::http::{Method, Request, header};
 use opentrusty_core::audit::Origin;
 use opentrusty_core::client::client_secret_matches;
 use opentrusty_core::now;
+use opentrusty_core::rbac::Role;
 use opentrusty_core::secret::token_digest;
 use opentrusty_core::user::NewUser;
 use opentrusty_testkit::TestDb;
@@ -454,6 +455,218 @@ async fn role_rules_hold(db: &TestDb) {
         )
         .await;
     assert_eq!(r.status, 204);
+}
+
+/// The attacks the role hierarchy stops. A tenant admin (a user, or a service account holding
+/// `tenant_admin`) asks for an owner's reset link (to set the owner's password, sign in as them
+/// and grant itself `tenant_owner`), disables or deletes an owner, and rotates the secret of a
+/// service account holding `tenant_owner` (to act with owner rights through its token), changes
+/// or deletes it. Each is refused with the role-hierarchy problem and changes nothing; the owner
+/// and the platform administrator still do all of it.
+async fn admins_cannot_act_on_owners_or_owner_level_clients(db: &TestDb) {
+    let w = World::new(db).await;
+    let owner2 = support::user(
+        &w.store,
+        Some(w.a),
+        "owner2@a.example",
+        Some(Role::TenantOwner),
+    )
+    .await;
+    let robot = support::client(&w.store, w.a, "owner-robot", Some(Role::TenantOwner)).await;
+    let user = |u: &dyn ToString| format!("{}/{}", users_path(&w), u.to_string());
+    let robot_path = format!("/api/v1/tenants/{}/clients/{robot}", w.a);
+    let attacks = [
+        (
+            Method::POST,
+            format!("{}/password-reset", user(&w.owner_a)),
+            None,
+        ),
+        (
+            Method::PATCH,
+            user(&w.owner_a),
+            Some(json!({ "status": "disabled" })),
+        ),
+        (Method::DELETE, user(&owner2), None),
+        (Method::POST, format!("{robot_path}/secret"), None),
+        (
+            Method::PATCH,
+            robot_path.clone(),
+            Some(json!({ "client_name": "Mine now" })),
+        ),
+        (Method::DELETE, robot_path.clone(), None),
+    ];
+    let audited = [
+        w.audit_rows_about(w.owner_a).await,
+        w.audit_rows_about(owner2).await,
+        w.audit_rows_about(robot).await,
+    ];
+    for actor in [Actor::AdminA, Actor::ServiceA] {
+        for (method, path, body) in &attacks {
+            let r = w.call(actor, method.clone(), path, body.clone()).await;
+            let what = format!("{method} {path} as {actor:?}");
+            assert_eq!(r.status, 403, "{what}: {}", r.body);
+            assert_eq!(r.headers["content-type"], "application/problem+json");
+            assert_eq!(
+                r.body["type"], "urn:opentrusty:problem:role-hierarchy",
+                "{what}"
+            );
+            assert_eq!(r.body["role"], "tenant_owner", "{what}");
+            let detail = r.body["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("every role") && detail.contains("tenant_owner"),
+                "{what}: {detail}"
+            );
+        }
+    }
+    // Nothing happened: no link, both owners active, the robot keeps its name and secret.
+    for u in [w.owner_a, owner2] {
+        let owner = w.store.get_user(w.a, u).await.unwrap().unwrap();
+        assert_eq!(owner.status, opentrusty_core::user::UserStatus::Active);
+    }
+    let now_audited = [
+        w.audit_rows_about(w.owner_a).await,
+        w.audit_rows_about(owner2).await,
+        w.audit_rows_about(robot).await,
+    ];
+    assert_eq!(now_audited, audited, "a refused action left an audit row");
+    let kept = w.store.get_client(w.a, robot).await.unwrap().unwrap();
+    assert_eq!(kept.name, "owner-robot");
+    let access = w
+        .store
+        .find_client_for_request(&kept.client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(client_secret_matches(
+        "secret",
+        access.secret_hash.as_deref().unwrap()
+    ));
+
+    // An owner and the platform administrator still can.
+    let r = w
+        .call(
+            Actor::OwnerA,
+            Method::POST,
+            &format!("{}/password-reset", user(&owner2)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = w
+        .call(
+            Actor::OwnerA,
+            Method::POST,
+            &format!("{robot_path}/secret"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = w
+        .call(
+            Actor::PlatformAdmin,
+            Method::PATCH,
+            &robot_path,
+            Some(json!({ "client_name": "Renamed" })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = w
+        .call(
+            Actor::PlatformAdmin,
+            Method::PATCH,
+            &user(&owner2),
+            Some(json!({ "status": "disabled" })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for (actor, path) in [
+        (Actor::OwnerA, user(&owner2)),
+        (Actor::PlatformAdmin, robot_path),
+    ] {
+        let r = w.call(actor, Method::DELETE, &path, None).await;
+        assert_eq!(r.status, 204, "{path}: {}", r.body);
+    }
+    // Granting a role the caller may not grant keeps its own rule, under the same problem type.
+    let r = w
+        .call(
+            Actor::AdminA,
+            Method::POST,
+            &format!("{}/roles", user(&w.member_a)),
+            Some(json!({ "role": "tenant_owner" })),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body["type"], "urn:opentrusty:problem:role-hierarchy");
+    assert_eq!(r.body["role"], "tenant_owner");
+}
+
+/// A reset link an admin obtained while its user was a member does not open the account once
+/// an owner makes that user an owner: the grant voids it, and says so in its audit row.
+async fn a_promotion_voids_the_users_pending_links(db: &TestDb) {
+    let w = World::new(db).await;
+    let path = format!("{}/{}", users_path(&w), w.member_a);
+    let r = w
+        .call(
+            Actor::AdminA,
+            Method::POST,
+            &format!("{path}/password-reset"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let url = r.body["enrollment_url"].as_str().unwrap();
+    let digest = token_digest(url.split("token=").nth(1).unwrap());
+    assert!(
+        w.store
+            .find_enrollment_link(&digest, now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let r = w
+        .call(
+            Actor::OwnerA,
+            Method::POST,
+            &format!("{path}/roles"),
+            Some(json!({ "role": "tenant_owner" })),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(
+        w.store
+            .find_enrollment_link(&digest, now())
+            .await
+            .unwrap()
+            .is_none(),
+        "the link outlived the promotion"
+    );
+    let r = w
+        .call(
+            Actor::OwnerA,
+            Method::GET,
+            &format!(
+                "/api/v1/tenants/{}/audit?type=role.assigned&target={}",
+                w.a, w.member_a
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"][0]["metadata"]["role"], "tenant_owner");
+    assert_eq!(
+        r.body["items"][0]["metadata"]["voided_links"], 1,
+        "{}",
+        r.body
+    );
+    // Now an owner, the user is out of the admin's reach, links included.
+    let r = w
+        .call(
+            Actor::AdminA,
+            Method::POST,
+            &format!("{path}/password-reset"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 403);
 }
 
 async fn invalid_input_gets_a_problem_naming_the_field(db: &TestDb) {
@@ -1146,6 +1359,8 @@ opentrusty_testkit::each_backend!(
     the_tenant_comes_from_the_credential_never_a_header,
     credentials_are_checked_against_the_database_on_every_request,
     role_rules_hold,
+    admins_cannot_act_on_owners_or_owner_level_clients,
+    a_promotion_voids_the_users_pending_links,
     invalid_input_gets_a_problem_naming_the_field,
     an_operator_runs_a_tenant_from_the_api,
     pagination_is_stable_under_concurrent_inserts,

@@ -1,15 +1,18 @@
-//! The authorization matrix and tenant isolation of the admin API, generated from one table:
-//! every route the router serves has exactly one row giving the status each actor gets, so a
-//! new route without a row fails here. Every cell starts from fresh resources.
+//! The authorization matrix and tenant isolation of the admin API, generated from two tables:
+//! every route the router serves has exactly one row giving the status each actor gets, and
+//! every action on a user or a client has one row per role its target may hold (the role
+//! hierarchy), so a new route without its rows fails here. Every cell starts from fresh
+//! resources.
 
 mod support;
 
 use std::collections::BTreeSet;
 
 use axum::http::Method;
+use opentrusty_core::rbac::Role;
 use opentrusty_testkit::TestDb;
 use serde_json::{Value, json};
-use support::{ACTORS, Actor, Fresh, World};
+use support::{ACTORS, Actor, Fresh, TargetKind, World};
 
 /// Which tenant a row's `{tenant_id}` names.
 #[derive(Clone, Copy)]
@@ -222,6 +225,131 @@ fn table() -> Vec<Row> {
     ]
 }
 
+/// The statuses of an action on a target only owners may act on: an admin and a service account
+/// holding `tenant_admin` cannot grant `tenant_owner`, so they may not act on its holder.
+const fn owners_only(ok: u16) -> [u16; 7] {
+    [401, ok, ok, 403, 403, 404, 403]
+}
+
+/// The roles a target of an action may hold; each action route has one row per role.
+const TARGET_ROLES: [Role; 3] = [Role::TenantOwner, Role::TenantAdmin, Role::TenantMember];
+
+/// The body of an action's request, given the role its target holds.
+type TargetBody = fn(Role) -> Option<Value>;
+
+/// One action (a non-GET route naming a user or a client) on a target holding `held`.
+struct TargetRow {
+    method: Method,
+    path: &'static str,
+    held: Role,
+    body: TargetBody,
+    /// Statuses for: anonymous, platform admin, owner A, admin A, member A, owner B, service A.
+    expect: [u16; 7],
+}
+
+/// The rows of one action: owners and platform administrators act on every target, admins and
+/// the service account (`tenant_admin`) on admins and members only.
+fn on_targets(method: Method, path: &'static str, body: TargetBody, ok: u16) -> Vec<TargetRow> {
+    [
+        (Role::TenantOwner, owners_only(ok)),
+        (Role::TenantAdmin, tenant_op(ok)),
+        (Role::TenantMember, tenant_op(ok)),
+    ]
+    .into_iter()
+    .map(|(held, expect)| TargetRow {
+        method: method.clone(),
+        path,
+        held,
+        body,
+        expect,
+    })
+    .collect()
+}
+
+fn no_body(_: Role) -> Option<Value> {
+    None
+}
+
+fn rename_user(_: Role) -> Option<Value> {
+    Some(json!({ "given_name": "Renamed" }))
+}
+
+fn rename_client(_: Role) -> Option<Value> {
+    Some(json!({ "client_name": "Renamed" }))
+}
+
+/// A role the target does not hold yet, so that granting it is a change.
+fn another_role(held: Role) -> Option<Value> {
+    let role = if held == Role::TenantMember {
+        "tenant_admin"
+    } else {
+        "tenant_member"
+    };
+    Some(json!({ "role": role }))
+}
+
+fn target_table() -> Vec<TargetRow> {
+    let user = "/api/v1/tenants/{tenant_id}/users/{user_id}";
+    let client = "/api/v1/tenants/{tenant_id}/clients/{client_id}";
+    [
+        on_targets(Method::PATCH, user, rename_user, 200),
+        on_targets(Method::DELETE, user, no_body, 204),
+        on_targets(
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}/password-reset",
+            no_body,
+            201,
+        ),
+        on_targets(
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}/unlock",
+            no_body,
+            200,
+        ),
+        on_targets(
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}/roles",
+            another_role,
+            204,
+        ),
+        on_targets(
+            Method::DELETE,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}/roles/{role}",
+            no_body,
+            204,
+        ),
+        on_targets(
+            Method::DELETE,
+            "/api/v1/tenants/{tenant_id}/users/{user_id}/sessions",
+            no_body,
+            200,
+        ),
+        on_targets(Method::PATCH, client, rename_client, 200),
+        on_targets(Method::DELETE, client, no_body, 204),
+        on_targets(
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/clients/{client_id}/secret",
+            no_body,
+            200,
+        ),
+        on_targets(
+            Method::POST,
+            "/api/v1/tenants/{tenant_id}/clients/{client_id}/roles",
+            another_role,
+            204,
+        ),
+        on_targets(
+            Method::DELETE,
+            "/api/v1/tenants/{tenant_id}/clients/{client_id}/roles/{role}",
+            no_body,
+            204,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 /// `path` with its placeholders filled: the tenant, the fresh user and client, and the role
 /// they hold.
 fn fill(path: &str, tenant: impl ToString, f: &Fresh) -> String {
@@ -248,6 +376,106 @@ fn every_route_has_exactly_one_row() {
     assert!(
         missing.is_empty() && extra.is_empty(),
         "routes without a row: {missing:?}; rows without a route: {extra:?}"
+    );
+}
+
+/// Every action on a user or a client (a non-GET route naming one) has a row for a target holding
+/// each tenant role, and nothing else has such rows.
+#[test]
+fn every_action_route_has_a_row_per_target_role() {
+    let actions: BTreeSet<(String, String)> = opentrusty_admin::route_table()
+        .into_iter()
+        .filter(|(m, p)| *m != Method::GET && TargetKind::of_path(p).is_some())
+        .map(|(m, p)| (m.to_string(), p.to_owned()))
+        .collect();
+    assert!(!actions.is_empty());
+    let rows = target_table();
+    let mut seen = BTreeSet::new();
+    for r in &rows {
+        let key = (r.method.to_string(), r.path.to_owned());
+        assert!(
+            actions.contains(&key),
+            "{} {} is not an action on a user or a client",
+            r.method,
+            r.path
+        );
+        assert!(
+            seen.insert((key, r.held.as_str())),
+            "{} {} has two rows for {}",
+            r.method,
+            r.path,
+            r.held.as_str()
+        );
+    }
+    let mut missing = Vec::new();
+    for (m, p) in &actions {
+        for role in TARGET_ROLES {
+            if !seen.contains(&((m.clone(), p.clone()), role.as_str())) {
+                missing.push(format!("{m} {p} on a {} target", role.as_str()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "rows missing: {missing:?}");
+}
+
+/// Each action on a target holding each role, as each actor: the status, the problem type of a
+/// refusal (the role hierarchy's own for callers that hold the route's permission), and no
+/// audit row about the target when the action was refused.
+async fn role_hierarchy_matrix(db: &TestDb) {
+    let world = World::new(db).await;
+    let mut wrong = Vec::new();
+    for row in target_table() {
+        let kind = TargetKind::of_path(row.path).expect("an action names its target");
+        for (i, actor) in ACTORS.into_iter().enumerate() {
+            let target = world.fresh_target(kind, row.held).await;
+            let path = row
+                .path
+                .replace("{tenant_id}", &world.a.to_string())
+                .replace("{user_id}", &target.to_string())
+                .replace("{client_id}", &target.to_string())
+                .replace("{role}", row.held.as_str());
+            let audited = world.audit_rows_about(target).await;
+            let reply = world
+                .call(actor, row.method.clone(), &path, (row.body)(row.held))
+                .await;
+            let cell = format!(
+                "{} {} on a {} {kind:?} as {actor:?}",
+                row.method,
+                row.path,
+                row.held.as_str()
+            );
+            if reply.status.as_u16() != row.expect[i] {
+                wrong.push(format!(
+                    "{cell}: {} (expected {}) {}",
+                    reply.status, row.expect[i], reply.body
+                ));
+                continue;
+            }
+            if reply.status == 403 {
+                let (problem, role) = if actor == Actor::MemberA {
+                    ("urn:opentrusty:problem:forbidden", Value::Null)
+                } else {
+                    (
+                        "urn:opentrusty:problem:role-hierarchy",
+                        json!(row.held.as_str()),
+                    )
+                };
+                if reply.body["type"] != problem
+                    || reply.body.get("role").cloned().unwrap_or_default() != role
+                {
+                    wrong.push(format!("{cell}: 403 {}", reply.body));
+                }
+            }
+            if !reply.status.is_success() && world.audit_rows_about(target).await != audited {
+                wrong.push(format!("{cell}: refused, yet audited"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} cells differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
     );
 }
 
@@ -458,4 +686,8 @@ async fn tenant_b_is_invisible_from_tenant_a(db: &TestDb) {
     }
 }
 
-opentrusty_testkit::each_backend!(authorization_matrix, tenant_b_is_invisible_from_tenant_a);
+opentrusty_testkit::each_backend!(
+    authorization_matrix,
+    role_hierarchy_matrix,
+    tenant_b_is_invisible_from_tenant_a
+);

@@ -288,6 +288,21 @@ pub fn may_grant(grants: &[Grant], role: Role, at: &Scope) -> bool {
     role.permissions().iter().all(|p| allows(grants, *p, at))
 }
 
+/// The role hierarchy: whether a subject holding `grants` may act on a target (a user or a
+/// client) holding `target`'s role assignments. Acting on someone can hand over what they hold
+/// (a reset link opens their account, a new secret speaks as the client), so it is allowed only
+/// to a caller who could grant every one of those roles at the scope it is held. `Err` names
+/// the first role the caller could not grant.
+pub fn may_act_on(grants: &[Grant], target: &[(Role, Scope)]) -> Result<(), Role> {
+    match target
+        .iter()
+        .find(|(role, scope)| !may_grant(grants, *role, scope))
+    {
+        Some((role, _)) => Err(*role),
+        None => Ok(()),
+    }
+}
+
 /// Expands role assignments into grants.
 pub fn grants_of(assignments: &[(Role, Scope)]) -> Vec<Grant> {
     assignments
@@ -417,6 +432,70 @@ mod tests {
             Role::TenantOwner,
             &Scope::Tenant(TenantId::new())
         ));
+    }
+
+    #[test]
+    fn nobody_acts_on_a_holder_of_a_role_they_could_not_grant() {
+        let a = TenantId::new();
+        let t = Scope::Tenant(a);
+        let admin = grants_of(&[(Role::TenantAdmin, t)]);
+        let owner = grants_of(&[(Role::TenantOwner, t)]);
+        let platform = grants_of(&[(Role::PlatformAdmin, Scope::Platform)]);
+        let member = grants_of(&[(Role::TenantMember, t)]);
+        // Targets with no role, or only roles the caller could grant.
+        for grants in [&admin, &owner, &platform] {
+            assert_eq!(may_act_on(grants, &[]), Ok(()));
+            assert_eq!(
+                may_act_on(grants, &[(Role::TenantAdmin, t), (Role::TenantMember, t)]),
+                Ok(())
+            );
+        }
+        // An owner is out of an admin's reach, whatever else it holds.
+        let an_owner = [(Role::TenantMember, t), (Role::TenantOwner, t)];
+        assert_eq!(may_act_on(&admin, &an_owner), Err(Role::TenantOwner));
+        assert_eq!(may_act_on(&owner, &an_owner), Ok(()));
+        assert_eq!(may_act_on(&platform, &an_owner), Ok(()));
+        // The hierarchy alone puts members level with members (the route's permission is what
+        // keeps them out), never above admins.
+        assert_eq!(may_act_on(&member, &[(Role::TenantMember, t)]), Ok(()));
+        assert_eq!(
+            may_act_on(&member, &[(Role::TenantAdmin, t)]),
+            Err(Role::TenantAdmin)
+        );
+        // Roles count at the scope they are held: an owner of another tenant is out of reach,
+        // and a role held on one client of the tenant is within a tenant-wide holder's reach.
+        let elsewhere = Scope::Tenant(TenantId::new());
+        assert_eq!(
+            may_act_on(&owner, &[(Role::TenantMember, elsewhere)]),
+            Err(Role::TenantMember)
+        );
+        let on_client = Scope::Client {
+            tenant: a,
+            client: ClientId::new(),
+        };
+        assert_eq!(
+            may_act_on(&owner, &[(Role::TenantOwner, on_client)]),
+            Ok(())
+        );
+        assert_eq!(
+            may_act_on(&admin, &[(Role::TenantOwner, on_client)]),
+            Err(Role::TenantOwner)
+        );
+        // A grant held on one client only does not reach a tenant-wide role.
+        let client_admin = grants_of(&[(Role::TenantAdmin, on_client)]);
+        assert_eq!(
+            may_act_on(&client_admin, &[(Role::TenantMember, t)]),
+            Err(Role::TenantMember)
+        );
+        // Platform operators are reachable only from the platform.
+        assert_eq!(
+            may_act_on(&owner, &[(Role::PlatformAdmin, Scope::Platform)]),
+            Err(Role::PlatformAdmin)
+        );
+        assert_eq!(
+            may_act_on(&platform, &[(Role::PlatformAdmin, Scope::Platform)]),
+            Ok(())
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Enrollment links: single-use, expiring links with which a user sets a password (a new
 //! account, or a reset). Only their SHA-256 is stored; issuing a link voids the user's earlier
-//! unused ones, so only the newest works.
+//! unused ones, so only the newest works, and a role gained voids them all (`assign_role`), so a
+//! link never opens an account with more roles than it was issued against.
 
 use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
 use opentrusty_core::rbac::{Role, Scope};
@@ -11,7 +12,7 @@ use uuid::Uuid;
 
 use crate::rbac::Subject;
 use crate::rows::DbTime;
-use crate::{Store, StoreError, Tx, on_tx};
+use crate::{Store, StoreError, Tx, TxInner, on_tx};
 
 /// What a link is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +40,40 @@ pub struct NewEnrollmentLink {
     pub expires_at: Timestamp,
 }
 
+/// Arbitrary constant naming the lock on a user's links among PostgreSQL advisory locks (the
+/// user's id is the second key).
+const PG_USER_LINKS_LOCK: i32 = 0x4f54_554c; // "OTUL"
+
+/// Why a link is refused when the user's roles grew after the caller's authorization was
+/// decided.
+const ROLES_CHANGED: &str =
+    "the user's roles changed while the link was being issued; look at the user and ask again";
+
 impl Tx {
+    /// Serialises the writes that decide whether a link may exist for `user`: issuing one and
+    /// granting the user a role. SQLite's write lock already does.
+    pub(crate) async fn lock_user_links(&mut self, user: UserId) -> Result<(), StoreError> {
+        if let TxInner::Postgres(t) = &mut self.inner {
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(PG_USER_LINKS_LOCK)
+                .bind(user.to_string())
+                .execute(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the user's unredeemed links; returns how many.
+    pub(crate) async fn void_enrollment_links(&mut self, user: UserId) -> Result<u64, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query(
+            "DELETE FROM enrollment_links WHERE user_id = $1 AND used_at IS NULL"
+        )
+        .bind(user.0)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?)
+    }
+
     async fn insert_enrollment_link(
         &mut self,
         user: &User,
@@ -48,13 +82,7 @@ impl Tx {
         origin: &Origin,
     ) -> Result<(), StoreError> {
         let at = now();
-        let voided = on_tx!(self, |c| sqlx::query(
-            "DELETE FROM enrollment_links WHERE user_id = $1 AND used_at IS NULL"
-        )
-        .bind(user.id.0)
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected()))?;
+        let voided = self.void_enrollment_links(user.id).await?;
         on_tx!(self, |c| sqlx::query(
             "INSERT INTO enrollment_links (id, token_hash, user_id, tenant_id, purpose, \
              created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -138,15 +166,25 @@ impl Store {
     }
 
     /// Issues a new link for a live user of `tenant`, voiding their earlier unused links.
+    /// `approved` are the user's role assignments the caller's authorization was decided on:
+    /// the link is refused if the user now holds any other, so a grant landing between that
+    /// decision and this transaction cannot leave a link that opens the promoted account (the
+    /// grant voids the links before it, this check refuses the ones after it).
     pub async fn issue_enrollment_link(
         &self,
         tenant: TenantId,
         user: UserId,
+        approved: &[(Role, Scope)],
         link: &NewEnrollmentLink,
         origin: &Origin,
     ) -> Result<User, StoreError> {
         let mut tx = self.begin().await?;
         let user = tx.tenant_user(tenant, user).await?;
+        tx.lock_user_links(user.id).await?;
+        let held = tx.assignments(Subject::User(user.id)).await?;
+        if held.iter().any(|a| !approved.contains(a)) {
+            return Err(StoreError::Refused(ROLES_CHANGED.to_owned()));
+        }
         tx.insert_enrollment_link(&user, link, actor_user(origin), origin)
             .await?;
         tx.commit().await?;

@@ -42,6 +42,20 @@ struct AssignmentRow {
     scope_client_id: Option<Uuid>,
 }
 
+/// A subject's assignments ($1 the user, $2 the client; the other is NULL).
+const ASSIGNMENTS_OF: &str = "SELECT role_name, scope_kind, scope_tenant_id, scope_client_id \
+     FROM role_assignments WHERE user_id = $1 OR client_id = $2 ORDER BY id";
+
+/// Assignments from their rows, skipping roles and scopes this build does not know.
+fn assignments_from_rows(rows: Vec<AssignmentRow>) -> Vec<(Role, Scope)> {
+    rows.iter()
+        .filter_map(|r| {
+            let scope = scope_from_columns(&r.scope_kind, r.scope_tenant_id, r.scope_client_id)?;
+            Some((Role::parse(&r.role_name)?, scope))
+        })
+        .collect()
+}
+
 /// Reassembles a scope from its stored columns.
 fn scope_from_columns(kind: &str, tenant: Option<Uuid>, client: Option<Uuid>) -> Option<Scope> {
     match (ScopeKind::parse(kind)?, tenant, client) {
@@ -205,6 +219,20 @@ impl Tx {
         Ok(found.ok_or(StoreError::NotFound)?.map(TenantId))
     }
 
+    /// The roles `subject` holds, read inside the transaction.
+    pub(crate) async fn assignments(
+        &mut self,
+        subject: Subject,
+    ) -> Result<Vec<(Role, Scope)>, StoreError> {
+        let (user_id, client_id) = subject.ids();
+        let rows: Vec<AssignmentRow> = on_tx!(self, |c| sqlx::query_as(ASSIGNMENTS_OF)
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_all(&mut *c)
+            .await)?;
+        Ok(assignments_from_rows(rows))
+    }
+
     pub(crate) async fn insert_assignment(
         &mut self,
         subject: Subject,
@@ -247,7 +275,10 @@ impl Tx {
 }
 
 impl Store {
-    /// Assigns `role` at `scope` to `subject`, within the subject's own tenant only.
+    /// Assigns `role` at `scope` to `subject`, within the subject's own tenant only. A user
+    /// loses their unredeemed enrollment and reset links in the same transaction: they were
+    /// issued by someone allowed to act on the user as they were, not as they are now. The
+    /// audit row counts them (`voided_links`).
     pub async fn assign_role(
         &self,
         subject: Subject,
@@ -263,8 +294,13 @@ impl Store {
         let id = tx
             .insert_assignment(subject, role, scope, granted_by)
             .await?;
+        let mut metadata = json!({ "role": role.as_str(), "scope": scope.key() });
         let (subject_kind, subject_id) = match subject {
-            Subject::User(u) => ("user", u.to_string()),
+            Subject::User(u) => {
+                tx.lock_user_links(u).await?;
+                metadata["voided_links"] = tx.void_enrollment_links(u).await?.into();
+                ("user", u.to_string())
+            }
             Subject::Client(c) => ("client", c.to_string()),
         };
         tx.audit(AuditEvent::new(
@@ -272,7 +308,7 @@ impl Store {
             action::ROLE_ASSIGNED,
             scope_parts(&scope).0.map(TenantId),
             Some(Target::new(subject_kind, subject_id)),
-            json!({ "role": role.as_str(), "scope": scope.key() }),
+            metadata,
             now(),
         ))
         .await?;
@@ -325,24 +361,12 @@ impl Store {
     /// The roles a subject holds, with their scopes.
     pub async fn assignments_of(&self, subject: Subject) -> Result<Vec<(Role, Scope)>, StoreError> {
         let (user_id, client_id) = subject.ids();
-        let rows: Vec<AssignmentRow> = on_pool!(self, |pool| {
-            sqlx::query_as(
-            "SELECT role_name, scope_kind, scope_tenant_id, scope_client_id FROM role_assignments \
-             WHERE user_id = $1 OR client_id = $2 ORDER BY id"
-        )
-        .bind(user_id)
-        .bind(client_id)
-        .fetch_all(pool)
-        .await
-        })?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let scope =
-                    scope_from_columns(&r.scope_kind, r.scope_tenant_id, r.scope_client_id)?;
-                Some((Role::parse(&r.role_name)?, scope))
-            })
-            .collect())
+        let rows: Vec<AssignmentRow> = on_pool!(self, |pool| sqlx::query_as(ASSIGNMENTS_OF)
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_all(pool)
+            .await)?;
+        Ok(assignments_from_rows(rows))
     }
 
     /// Every permission a subject holds, at the scope it holds it, as stored (role to

@@ -396,13 +396,7 @@ impl Tx {
                 .await
                 .map(|r| r.rows_affected()))?;
         }
-        let links = on_tx!(self, |c| sqlx::query(
-            "DELETE FROM enrollment_links WHERE user_id = $1 AND used_at IS NULL"
-        )
-        .bind(user.0)
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected()))?;
+        let links = self.void_enrollment_links(user).await?;
         let mut counts = serde_json::Map::new();
         counts.insert("sessions".into(), sessions.into());
         counts.insert("token_families".into(), families.into());

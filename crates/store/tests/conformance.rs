@@ -12,8 +12,9 @@ use opentrusty_core::tenant::{TenantName, TenantPatch, TenantStatus};
 use opentrusty_core::user::NewUser;
 use opentrusty_core::{ClientId, TenantId, UserId, now, secret};
 use opentrusty_store::{
-    AccessTokenKey, AuditQuery, Backend, BootstrapOutcome, ConnectOptions, NewAccessToken,
-    NewAuthorizationCode, NewTokenFamily, Store, StoreError, Subject, UserFilter,
+    AccessTokenKey, AuditQuery, Backend, BootstrapOutcome, ConnectOptions, EnrollmentPurpose,
+    NewAccessToken, NewAuthorizationCode, NewEnrollmentLink, NewTokenFamily, Store, StoreError,
+    Subject, UserFilter,
 };
 use opentrusty_testkit::TestDb;
 use sqlx::Connection;
@@ -43,6 +44,8 @@ opentrusty_testkit::each_backend!(
     disabling_a_user_revokes_every_token_of_theirs_and_no_one_elses,
     a_refresh_token_is_read_with_its_clients_public_id,
     a_tenant_keeps_an_owner_under_concurrent_removals,
+    a_role_gained_voids_the_users_pending_links,
+    a_link_is_issued_only_against_the_roles_it_was_approved_for,
     an_email_gets_console_roles_in_one_place_under_concurrent_grants,
     the_janitor_deletes_what_expired_and_nothing_else,
     failed_passwords_lock_an_account_until_unlocked_or_signed_in,
@@ -1455,6 +1458,246 @@ async fn a_tenant_keeps_an_owner_under_concurrent_removals(db: &TestDb) {
         assert_eq!(won, 1, "round {round}");
         let left = owner_roles_held(&store, &owners).await;
         assert_eq!(left, 1, "round {round}");
+    }
+}
+
+fn new_reset_link() -> NewEnrollmentLink {
+    NewEnrollmentLink {
+        token_digest: secret::token_digest(&secret::random_token()),
+        purpose: EnrollmentPurpose::Reset,
+        expires_at: now() + Duration::hours(1),
+    }
+}
+
+/// A reset link (its token's digest) for `u`, as the admin plane issues it: approved against
+/// the roles `u` holds.
+async fn reset_link(store: &Store, t: TenantId, u: UserId) -> [u8; 32] {
+    let link = new_reset_link();
+    let held = store.assignments_of(Subject::User(u)).await.unwrap();
+    store
+        .issue_enrollment_link(t, u, &held, &link, &admin_origin())
+        .await
+        .unwrap();
+    link.token_digest
+}
+
+async fn link_works(store: &Store, digest: &[u8; 32]) -> bool {
+    store
+        .find_enrollment_link(digest, now())
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// The `voided_links` count of the newest `role.assigned` row about `u`.
+async fn voided_by_last_grant(store: &Store, t: TenantId, u: UserId) -> serde_json::Value {
+    audit(store, Some(t))
+        .await
+        .into_iter()
+        .find(|e| {
+            e.action == action::ROLE_ASSIGNED
+                && e.target.as_ref().is_some_and(|x| x.id == u.to_string())
+        })
+        .expect("the grant is audited")
+        .metadata["voided_links"]
+        .clone()
+}
+
+/// A user who gains a role through `assign_role` loses their unredeemed enrollment and reset
+/// links in the same transaction (a link issued against lower roles must not open the promoted
+/// account), and the grant's audit row counts them. Other users' links, a revocation and the
+/// link issued with a role at provisioning are left alone.
+async fn a_role_gained_voids_the_users_pending_links(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "links").await;
+    let member = user(&store, t, "member@example.com").await;
+    let other = user(&store, t, "other@example.com").await;
+    assign(
+        &store,
+        Subject::User(member),
+        Role::TenantMember,
+        Scope::Tenant(t),
+    )
+    .await;
+    let link = reset_link(&store, t, member).await;
+    let others = reset_link(&store, t, other).await;
+    assert!(link_works(&store, &link).await);
+
+    assign(
+        &store,
+        Subject::User(member),
+        Role::TenantOwner,
+        Scope::Tenant(t),
+    )
+    .await;
+    assert!(
+        !link_works(&store, &link).await,
+        "the link outlived the grant"
+    );
+    assert!(link_works(&store, &others).await);
+    assert_eq!(voided_by_last_grant(&store, t, member).await, 1);
+    assert!(
+        store
+            .redeem_enrollment_link(&link, "$argon2id$stub", &Origin::system())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A grant with nothing to void says so; a revocation voids nothing.
+    let link = reset_link(&store, t, member).await;
+    store
+        .revoke_role(
+            Subject::User(member),
+            Role::TenantMember,
+            Scope::Tenant(t),
+            &admin_origin(),
+        )
+        .await
+        .unwrap();
+    assert!(link_works(&store, &link).await);
+    assign(
+        &store,
+        Subject::User(other),
+        Role::TenantMember,
+        Scope::Tenant(t),
+    )
+    .await;
+    assert_eq!(voided_by_last_grant(&store, t, other).await, 1);
+    assign(
+        &store,
+        Subject::User(other),
+        Role::TenantAdmin,
+        Scope::Tenant(t),
+    )
+    .await;
+    assert_eq!(voided_by_last_grant(&store, t, other).await, 0);
+
+    // Provisioning creates the role and the link together: the link works.
+    let digest = secret::token_digest(&secret::random_token());
+    let new = NewUser::new(Some(t), "new-owner@example.com", None, None).unwrap();
+    store
+        .provision_user(
+            &new,
+            Some(Role::TenantOwner),
+            &NewEnrollmentLink {
+                token_digest: digest,
+                purpose: EnrollmentPurpose::Enroll,
+                expires_at: now() + Duration::hours(1),
+            },
+            &admin_origin(),
+        )
+        .await
+        .unwrap();
+    assert!(link_works(&store, &digest).await);
+
+    // A client has no links; its grants are audited as before.
+    let c = client(&store, t, "robot").await;
+    assign(
+        &store,
+        Subject::Client(c),
+        Role::TenantOwner,
+        Scope::Tenant(t),
+    )
+    .await;
+}
+
+/// A link is issued only while the user holds no role beyond those the caller's authorization
+/// was decided on; fewer is fine. Issued while an owner promotes the same user, a link never
+/// ends up open on the promoted account: either the grant voids it or the issuance is refused.
+async fn a_link_is_issued_only_against_the_roles_it_was_approved_for(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "approved").await;
+    let u = user(&store, t, "member@example.com").await;
+    let member = [(Role::TenantMember, Scope::Tenant(t))];
+    assign(
+        &store,
+        Subject::User(u),
+        Role::TenantMember,
+        Scope::Tenant(t),
+    )
+    .await;
+    assign(
+        &store,
+        Subject::User(u),
+        Role::TenantAdmin,
+        Scope::Tenant(t),
+    )
+    .await;
+    let audited = actions(&store, Some(t)).await.len();
+    let r = store
+        .issue_enrollment_link(t, u, &member, &new_reset_link(), &admin_origin())
+        .await;
+    assert!(matches!(r, Err(StoreError::Refused(_))), "{r:?}");
+    assert_eq!(
+        actions(&store, Some(t)).await.len(),
+        audited,
+        "refused, not audited"
+    );
+    let both = store.assignments_of(Subject::User(u)).await.unwrap();
+    assert_eq!(both.len(), 2);
+    let link = new_reset_link();
+    store
+        .issue_enrollment_link(t, u, &both, &link, &admin_origin())
+        .await
+        .unwrap();
+    assert!(link_works(&store, &link.token_digest).await);
+    // A role lost since the decision leaves the user within what was approved.
+    store
+        .revoke_role(
+            Subject::User(u),
+            Role::TenantAdmin,
+            Scope::Tenant(t),
+            &admin_origin(),
+        )
+        .await
+        .unwrap();
+    store
+        .issue_enrollment_link(t, u, &both, &new_reset_link(), &admin_origin())
+        .await
+        .unwrap();
+
+    for round in 0..12 {
+        let u = user(&store, t, &format!("race{round}@example.com")).await;
+        assign(
+            &store,
+            Subject::User(u),
+            Role::TenantMember,
+            Scope::Tenant(t),
+        )
+        .await;
+        let link = new_reset_link();
+        let digest = link.token_digest;
+        let promote = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .assign_role(
+                        Subject::User(u),
+                        Role::TenantOwner,
+                        Scope::Tenant(t),
+                        &admin_origin(),
+                    )
+                    .await
+            })
+        };
+        let issue = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .issue_enrollment_link(t, u, &member, &link, &admin_origin())
+                    .await
+            })
+        };
+        promote.await.unwrap().unwrap();
+        match issue.await.unwrap() {
+            Ok(_) | Err(StoreError::Refused(_)) => {}
+            Err(e) => panic!("round {round}: {e}"),
+        }
+        assert!(
+            !link_works(&store, &digest).await,
+            "round {round}: a link opens the promoted account"
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! A seeded installation for the admin API's tests: two tenants with an owner, an admin and a
 //! member in A, an owner in B, a platform administrator, a service-account client of A, signing
-//! keys, and signed-in sessions for each. Requests go through the real router in process.
+//! keys, and signed-in sessions for each; fresh targets of tenant A holding a chosen role.
+//! Requests go through the real router in process.
 
 #![allow(dead_code)]
 
@@ -19,7 +20,7 @@ use opentrusty_core::session::NewSession;
 use opentrusty_core::tenant::TenantName;
 use opentrusty_core::user::NewUser;
 use opentrusty_core::{ClientId, TenantId, UserId, now};
-use opentrusty_store::{NewAccessToken, NewSigningKey, Store, Subject};
+use opentrusty_store::{AuditQuery, NewAccessToken, NewSigningKey, Store, Subject};
 use opentrusty_testkit::TestDb;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -97,6 +98,26 @@ pub struct Fresh {
     pub user: UserId,
     /// A client of tenant A holding `tenant_member` as a service account.
     pub client: ClientId,
+}
+
+/// What an action's `{user_id}` or `{client_id}` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    User,
+    Client,
+}
+
+impl TargetKind {
+    /// The kind of target a route's path names, if any.
+    pub fn of_path(path: &str) -> Option<TargetKind> {
+        if path.contains("{user_id}") {
+            Some(TargetKind::User)
+        } else if path.contains("{client_id}") {
+            Some(TargetKind::Client)
+        } else {
+            None
+        }
+    }
 }
 
 pub fn dummy_key() -> NewSigningKey {
@@ -295,6 +316,36 @@ impl World {
             user,
             client,
         }
+    }
+
+    /// A new user or service-account client of tenant A holding `role` at tenant A.
+    pub async fn fresh_target(&self, kind: TargetKind, role: Role) -> uuid::Uuid {
+        let n = self.next();
+        match kind {
+            TargetKind::User => {
+                let email = format!("target{n}@a.example");
+                user(&self.store, Some(self.a), &email, Some(role)).await.0
+            }
+            TargetKind::Client => {
+                client(&self.store, self.a, &format!("target-{n}"), Some(role))
+                    .await
+                    .0
+            }
+        }
+    }
+
+    /// How many audit events of tenant A name `target`.
+    pub async fn audit_rows_about(&self, target: impl ToString) -> usize {
+        self.store
+            .list_audit(&AuditQuery {
+                tenant: Some(self.a),
+                target: Some(target.to_string()),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len()
     }
 
     pub async fn call(
