@@ -10,7 +10,7 @@ use opentrusty_core::rbac::{Permission, Role, Scope, allows};
 use opentrusty_core::session::NewSession;
 use opentrusty_core::tenant::{TenantName, TenantPatch, TenantStatus};
 use opentrusty_core::user::NewUser;
-use opentrusty_core::{ClientId, TenantId, UserId, now, secret};
+use opentrusty_core::{ClientId, SessionId, TenantId, UserId, now, secret};
 use opentrusty_store::{
     AccessTokenKey, AuditQuery, Backend, BootstrapOutcome, ConnectOptions, EnrollmentPurpose,
     NewAccessToken, NewAuthorizationCode, NewEnrollmentLink, NewTokenFamily, Store, StoreError,
@@ -54,6 +54,7 @@ opentrusty_testkit::each_backend!(
     a_token_request_reads_its_client_and_grant_in_one_look_up,
     concurrent_client_look_ups_each_get_their_own_client_as_committed,
     a_sign_in_writes_its_session_and_code_together_or_neither,
+    token_families_follow_their_session_unless_offline,
     a_sign_in_form_reads_its_client_and_account_in_one_look_up,
     a_client_token_is_written_only_while_its_client_is_unchanged,
     a_client_token_is_recorded_by_its_audit_row_alone,
@@ -3068,5 +3069,159 @@ async fn reads_abandoned_at_any_step_leave_nothing_for_the_next(db: &TestDb) {
             [only_b],
             "after abandoning at poll {polls}"
         );
+    }
+}
+
+/// A family without offline access belongs to its browser session: a sign-in of the same user
+/// replacing that session takes it along (`create_session`, and `create_session_with_code` on
+/// PostgreSQL's one-statement path), another user's sign-in or the session's end revokes it, its
+/// refresh is allowed only while the session is live; an offline family survives all of that
+/// until the user's sessions are all ended.
+async fn token_families_follow_their_session_unless_offline(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "Follow").await;
+    let (u, v) = (
+        user(&store, t, "u@example.com").await,
+        user(&store, t, "v@example.com").await,
+    );
+    let c = client(&store, t, "follow").await;
+    let session_of = |digest: [u8; 32]| {
+        let store = &store;
+        async move { store.find_session(&digest, now()).await.unwrap().unwrap() }
+    };
+    let sign_in = |who: UserId, replacing: Option<[u8; 32]>| {
+        let store = &store;
+        async move {
+            let digest = secret::token_digest(&secret::random_token());
+            let new = NewSession {
+                user_id: who,
+                tenant_id: Some(t),
+                token_digest: digest,
+                expires_at: now() + Duration::hours(1),
+                ip: None,
+                user_agent: None,
+            };
+            store
+                .create_session(&new, replacing.as_ref(), &Origin::system())
+                .await
+                .unwrap();
+            digest
+        }
+    };
+    let issue = |session: SessionId, offline: bool| {
+        let store = &store;
+        async move {
+            let refresh = secret::token_digest(&secret::random_token());
+            let mut f = family(t, c, u, refresh);
+            f.session_id = Some(session);
+            f.offline = offline;
+            store
+                .issue_tokens(&access(t, c, u), Some(&f), &Origin::system())
+                .await
+                .unwrap();
+            refresh
+        }
+    };
+    let grant = |refresh: [u8; 32]| {
+        let store = &store;
+        async move { store.find_refresh_token(&refresh).await.unwrap().unwrap() }
+    };
+
+    let first = sign_in(u, None).await;
+    let s1 = session_of(first).await;
+    let bound = issue(s1.id, false).await;
+    let offline = issue(s1.id, true).await;
+    assert!(grant(bound).await.session_allows(now(), 1800));
+    assert!(
+        !grant(bound)
+            .await
+            .session_allows(now() + Duration::hours(2), 1800),
+        "not after the session's end"
+    );
+    assert!(
+        !grant(bound)
+            .await
+            .session_allows(now() + Duration::minutes(31), 1800),
+        "not once it has gone idle"
+    );
+    assert!(
+        grant(offline)
+            .await
+            .session_allows(now() + Duration::hours(2), 1800)
+    );
+
+    // The same user signs in again in that browser: both families move to the new session.
+    let second = sign_in(u, Some(first)).await;
+    let s2 = session_of(second).await;
+    for r in [bound, offline] {
+        let g = grant(r).await;
+        assert_eq!(g.session_id, Some(s2.id));
+        assert!(!g.family_revoked);
+        assert!(g.session_allows(now(), 1800));
+    }
+
+    // Another user signs in in that browser (with a code, one statement on PostgreSQL): the
+    // session-bound family ends, the offline one does not.
+    let third = secret::token_digest(&secret::random_token());
+    store
+        .create_session_with_code(
+            &NewSession {
+                user_id: v,
+                tenant_id: Some(t),
+                token_digest: third,
+                expires_at: now() + Duration::hours(1),
+                ip: None,
+                user_agent: None,
+            },
+            Some(&second),
+            &Origin::system(),
+            |s| NewAuthorizationCode {
+                code_digest: secret::token_digest(&secret::random_token()),
+                tenant_id: t,
+                client_id: c,
+                user_id: s.user_id,
+                session_id: Some(s.id),
+                redirect_uri: "https://app.example.com/cb".into(),
+                redirect_uri_given: true,
+                scope: "openid".into(),
+                nonce: None,
+                code_challenge: None,
+                code_challenge_method: None,
+                auth_time: s.auth_time,
+                expires_at: now() + Duration::seconds(60),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(grant(bound).await.family_revoked);
+    assert!(!grant(offline).await.family_revoked);
+
+    // Signing out ends that session's bound family and keeps its offline one.
+    let fourth = sign_in(u, None).await;
+    let s4 = session_of(fourth).await;
+    let (bound4, offline4) = (issue(s4.id, false).await, issue(s4.id, true).await);
+    assert!(
+        store
+            .end_session(&fourth, &Origin::system())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(grant(bound4).await.family_revoked);
+    let g = grant(offline4).await;
+    assert!(!g.family_revoked && g.session.is_none() && g.session_allows(now(), 1800));
+
+    // Ending all of the user's sessions revokes every family, offline ones of sessions long
+    // gone included.
+    sign_in(u, None).await;
+    assert_eq!(
+        store
+            .end_user_sessions(t, u, &Origin::system())
+            .await
+            .unwrap(),
+        1
+    );
+    for r in [offline, offline4] {
+        assert!(grant(r).await.family_revoked);
     }
 }
