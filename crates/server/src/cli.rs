@@ -300,6 +300,11 @@ pub struct AuthArgs {
     /// [env: OPENTRUSTY_RATE_LIMIT_TOKEN] [default: 1200/60]
     #[arg(long, value_name = "RATE")]
     pub rate_limit_token: Option<String>,
+
+    /// Prefix length by which IPv6 clients share a rate-limit budget, 32 to 128
+    /// [env: OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX] [default: 64]
+    #[arg(long, value_name = "BITS")]
+    pub rate_limit_ipv6_prefix: Option<String>,
 }
 
 /// Argon2id cost of new password hashes. Older hashes keep verifying and are upgraded at the next

@@ -795,6 +795,17 @@ fn auth(
                     &args.rate_limit_token,
                     defaults.token,
                 )?,
+                ipv6_prefix: parse_number(
+                    given(
+                        env,
+                        "--rate-limit-ipv6-prefix",
+                        "OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX",
+                        &args.rate_limit_ipv6_prefix,
+                    )?,
+                    defaults.ipv6_prefix,
+                    "a prefix length from 32 to 128",
+                    |v| (32..=128).contains(v),
+                )?,
             }
         },
         lockout: opentrusty_core::lockout::LockoutPolicy {
@@ -943,6 +954,7 @@ mod tests {
                 rate_limit_enroll: None,
                 rate_limit_authorize: None,
                 rate_limit_token: None,
+                rate_limit_ipv6_prefix: None,
                 lockout_window: None,
                 lockout_duration: None,
                 session_lifetime: None,
