@@ -194,6 +194,12 @@ pub struct OpsArgs {
     #[arg(long, value_name = "CIDRS")]
     pub trusted_proxies: Option<String>,
 
+    /// The one forwarding header the trusted proxies set and the planes read: x-forwarded-for
+    /// (with X-Forwarded-Proto) or forwarded (RFC 7239); the other is ignored
+    /// [env: OPENTRUSTY_FORWARDED_HEADER] [default: x-forwarded-for]
+    #[arg(long, value_name = "HEADER")]
+    pub forwarded_header: Option<String>,
+
     /// Address of the Prometheus metrics listener, e.g. 127.0.0.1:9100
     /// [env: OPENTRUSTY_METRICS_ADDR] [default: off]
     #[arg(long, value_name = "ADDR")]

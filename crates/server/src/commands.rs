@@ -288,7 +288,11 @@ pub async fn check(settings: &ServeSettings, out: &mut dyn Write) -> Result<(), 
         if proxies.is_empty() {
             "none (forwarded headers ignored)".to_owned()
         } else {
-            proxies.join(", ")
+            format!(
+                "{} (client address from {} only)",
+                proxies.join(", "),
+                ops.trusted_proxies.header().as_str()
+            )
         }
     ));
     lines.push(format!(

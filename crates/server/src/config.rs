@@ -390,6 +390,25 @@ fn ops(env: &dyn Env, args: &OpsArgs, public_ports: &[u16]) -> Result<OpsConfig,
             opentrusty_web::proxy::TrustedProxies::new(ranges)
         }
     };
+    let trusted_proxies = match given(
+        env,
+        "--forwarded-header",
+        "OPENTRUSTY_FORWARDED_HEADER",
+        &args.forwarded_header,
+    )? {
+        None => trusted_proxies,
+        Some(g) => trusted_proxies.with_header(
+            opentrusty_web::proxy::ForwardedHeader::parse(&g.value).ok_or_else(|| {
+                error(
+                    &g.name,
+                    format!(
+                        "{:?} is not x-forwarded-for or forwarded (the header your proxy sets)",
+                        g.value
+                    ),
+                )
+            })?,
+        ),
+    };
     let metrics_addr = match given(
         env,
         "--metrics-addr",
@@ -940,6 +959,7 @@ mod tests {
                 auth_domain: None,
                 admin_domain: None,
                 trusted_proxies: None,
+                forwarded_header: None,
                 metrics_addr: None,
                 janitor_interval: None,
             },
@@ -1153,6 +1173,65 @@ mod tests {
             hashing(&e, &none).unwrap_err().name,
             "OPENTRUSTY_ARGON2_PARALLELISM"
         );
+    }
+
+    #[test]
+    fn one_forwarding_header_is_chosen_and_ipv6_clients_are_counted_by_prefix() {
+        use opentrusty_web::proxy::ForwardedHeader;
+        let settings = |pairs: &[(&'static str, &'static str)]| {
+            let e = env(pairs);
+            serve(&e, Mode::All, db(&e), &no_flags())
+        };
+        let s = settings(&[]).unwrap();
+        assert_eq!(
+            s.ops.trusted_proxies.header(),
+            ForwardedHeader::XForwardedFor
+        );
+        assert_eq!(s.auth.rate_limits.ipv6_prefix, 64);
+        let s = settings(&[
+            ("OPENTRUSTY_FORWARDED_HEADER", "forwarded"),
+            ("OPENTRUSTY_TRUSTED_PROXIES", "10.0.0.0/8"),
+            ("OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX", "56"),
+        ])
+        .unwrap();
+        assert_eq!(s.ops.trusted_proxies.header(), ForwardedHeader::Forwarded);
+        assert_eq!(s.ops.trusted_proxies.ranges().len(), 1);
+        assert_eq!(s.auth.rate_limits.ipv6_prefix, 56);
+        for bad in ["x-real-ip", "both", "forwarded,x-forwarded-for"] {
+            let err = serve(
+                &MapEnv([("OPENTRUSTY_FORWARDED_HEADER", bad)].into_iter().collect()),
+                Mode::All,
+                db(&env(&[])),
+                &no_flags(),
+            )
+            .unwrap_err();
+            assert_eq!(err.name, "OPENTRUSTY_FORWARDED_HEADER", "{bad}");
+            assert!(
+                err.problem.contains("x-forwarded-for or forwarded"),
+                "{err}"
+            );
+        }
+        let mut flags = no_flags();
+        flags.ops.forwarded_header = Some("X-Real-IP".into());
+        let e = env(&[]);
+        assert_eq!(
+            serve(&e, Mode::All, db(&e), &flags).unwrap_err().name,
+            "--forwarded-header"
+        );
+        for bad in ["31", "129", "64.5", "-1"] {
+            let err = serve(
+                &MapEnv(
+                    [("OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX", bad)]
+                        .into_iter()
+                        .collect(),
+                ),
+                Mode::All,
+                db(&env(&[])),
+                &no_flags(),
+            )
+            .unwrap_err();
+            assert_eq!(err.name, "OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX", "{bad}");
+        }
     }
 
     #[test]

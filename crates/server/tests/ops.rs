@@ -417,6 +417,14 @@ async fn check_validates_configuration_and_database() {
     let (code, out) = check(
         "auth",
         db.url(),
+        &[("OPENTRUSTY_FORWARDED_HEADER", "x-real-ip")],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    assert!(out.contains("OPENTRUSTY_FORWARDED_HEADER"), "{out}");
+    let (code, out) = check(
+        "auth",
+        db.url(),
         &[("OPENTRUSTY_METRICS_ADDR", "127.0.0.1:8080")],
     );
     assert_eq!(
