@@ -205,6 +205,22 @@ pub struct OpsArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
 
+    /// Seconds a client has to send a request's head, and then its body
+    /// [env: OPENTRUSTY_HEADER_READ_TIMEOUT] [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub header_read_timeout: Option<String>,
+
+    /// Seconds a keep-alive connection may wait for its next request
+    /// [env: OPENTRUSTY_KEEP_ALIVE_TIMEOUT] [default: 75]
+    #[arg(long, value_name = "SECONDS")]
+    pub keep_alive_timeout: Option<String>,
+
+    /// Connections open at once on the plane's listener
+    /// [env: OPENTRUSTY_MAX_CONNECTIONS]
+    /// [default: 10000, or fewer to fit the open-files limit]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
+
     /// Seconds between janitor runs in an auth process; 0 turns it off
     /// [env: OPENTRUSTY_JANITOR_INTERVAL] [default: 300]
     #[arg(long, value_name = "SECONDS")]

@@ -316,6 +316,7 @@ pub struct ServeSettings {
     pub auth: opentrusty_auth::AuthSettings,
     pub admin: AdminConfig,
     pub ops: OpsConfig,
+    pub connections: crate::connections::ConnectionLimits,
 }
 
 /// Routing, proxies and operations.
@@ -449,6 +450,96 @@ fn ops(env: &dyn Env, args: &OpsArgs, public_ports: &[u16]) -> Result<OpsConfig,
         trusted_proxies,
         metrics_addr,
         janitor_interval: (janitor_secs > 0).then(|| Duration::from_secs(janitor_secs)),
+    })
+}
+
+/// Descriptors kept for everything but client connections: the database pool (added to this),
+/// the listeners, the metrics listener's few connections, SQLite's files, logs.
+const RESERVED_DESCRIPTORS: u64 = 128;
+
+/// Connections per listener unless configured, or fewer to fit the open-files limit.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+
+/// Timeouts and the connection cap of the public listener. `open_files` is the process's soft
+/// RLIMIT_NOFILE (`None`: unlimited); the cap must leave room for `db_pool` connections and the
+/// reserve beside it, or the process would run out of descriptors before it stops accepting.
+fn connection_limits(
+    env: &dyn Env,
+    args: &OpsArgs,
+    open_files: Option<u64>,
+    db_pool: u32,
+) -> Result<crate::connections::ConnectionLimits, ConfigError> {
+    let seconds = |flag: &str, var: &str, cli: &Option<String>, default: u64, max: u64| {
+        parse_number(
+            given(env, flag, var, cli)?,
+            default,
+            &format!("a number of seconds from 1 to {max}"),
+            |v| (1..=max).contains(v),
+        )
+        .map(Duration::from_secs)
+    };
+    let header_read_timeout = seconds(
+        "--header-read-timeout",
+        "OPENTRUSTY_HEADER_READ_TIMEOUT",
+        &args.header_read_timeout,
+        10,
+        300,
+    )?;
+    let keep_alive_timeout = seconds(
+        "--keep-alive-timeout",
+        "OPENTRUSTY_KEEP_ALIVE_TIMEOUT",
+        &args.keep_alive_timeout,
+        75,
+        3600,
+    )?;
+    let reserved = RESERVED_DESCRIPTORS + u64::from(db_pool);
+    let ceiling = open_files.map(|limit| limit.saturating_sub(reserved));
+    let max = given(
+        env,
+        "--max-connections",
+        "OPENTRUSTY_MAX_CONNECTIONS",
+        &args.max_connections,
+    )?;
+    let max_connections = match (max, ceiling) {
+        (None, Some(ceiling)) if ceiling < 16 => {
+            return Err(error(
+                "OPENTRUSTY_MAX_CONNECTIONS",
+                format!(
+                    "the process may open only {} files (RLIMIT_NOFILE), too few to serve:                      raise the limit (LimitNOFILE= in the systemd unit) to at least {}",
+                    open_files.unwrap_or_default(),
+                    reserved + 16
+                ),
+            ));
+        }
+        (None, ceiling) => {
+            ceiling.map_or(DEFAULT_MAX_CONNECTIONS, |c| c.min(DEFAULT_MAX_CONNECTIONS))
+        }
+        (Some(g), ceiling) => {
+            let name = g.name.clone();
+            let n = parse_number(
+                Some(g),
+                0u64,
+                "a number of connections from 1 to 1000000",
+                |n| (1..=1_000_000).contains(n),
+            )?;
+            if let Some(ceiling) = ceiling
+                && n > ceiling
+            {
+                return Err(error(
+                    &name,
+                    format!(
+                        "{n} connections need more descriptors than the process may open                          ({} (RLIMIT_NOFILE), {reserved} of them kept for the database pool and                          the process): set at most {ceiling}, or raise the limit                          (LimitNOFILE= in the systemd unit)",
+                        open_files.unwrap_or_default()
+                    ),
+                ));
+            }
+            n
+        }
+    };
+    Ok(crate::connections::ConnectionLimits {
+        header_read_timeout,
+        keep_alive_timeout,
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
     })
 }
 
@@ -620,7 +711,14 @@ pub fn serve(
     let admin = admin(env, &options.admin)?;
     let mut auth = auth(env, auth_port, &options.auth)?;
     auth.console_origins = admin.console_origins.clone();
+    let connections = connection_limits(
+        env,
+        &options.ops,
+        crate::connections::open_files_limit(),
+        database.connect.max_connections,
+    )?;
     Ok(ServeSettings {
+        connections,
         mode,
         bind,
         auth_port,
@@ -961,6 +1059,9 @@ mod tests {
                 trusted_proxies: None,
                 forwarded_header: None,
                 metrics_addr: None,
+                header_read_timeout: None,
+                keep_alive_timeout: None,
+                max_connections: None,
                 janitor_interval: None,
             },
             auth: AuthArgs {
@@ -1232,6 +1333,56 @@ mod tests {
             .unwrap_err();
             assert_eq!(err.name, "OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX", "{bad}");
         }
+    }
+
+    #[test]
+    fn connection_limits_fit_the_open_files_limit() {
+        let ops = no_flags().ops;
+        let limits = |pairs: &[(&'static str, &'static str)], open_files| {
+            connection_limits(&env(pairs), &ops, open_files, 10)
+        };
+        let d = limits(&[], Some(65_536)).unwrap();
+        assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(d.keep_alive_timeout, Duration::from_secs(75));
+        assert_eq!(d.max_connections, 10_000);
+        assert_eq!(limits(&[], None).unwrap().max_connections, 10_000);
+        // Debian's default soft limit: what is left after the pool and the reserve.
+        assert_eq!(limits(&[], Some(1024)).unwrap().max_connections, 1024 - 138);
+        let err = limits(&[], Some(100)).unwrap_err();
+        assert_eq!(err.name, "OPENTRUSTY_MAX_CONNECTIONS");
+        assert!(err.problem.contains("LimitNOFILE"), "{err}");
+        let set = limits(
+            &[
+                ("OPENTRUSTY_MAX_CONNECTIONS", "500"),
+                ("OPENTRUSTY_HEADER_READ_TIMEOUT", "3"),
+                ("OPENTRUSTY_KEEP_ALIVE_TIMEOUT", "5"),
+            ],
+            Some(1024),
+        )
+        .unwrap();
+        assert_eq!(set.max_connections, 500);
+        assert_eq!(set.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(set.keep_alive_timeout, Duration::from_secs(5));
+        let err = limits(&[("OPENTRUSTY_MAX_CONNECTIONS", "2000")], Some(1024)).unwrap_err();
+        assert_eq!(err.name, "OPENTRUSTY_MAX_CONNECTIONS");
+        assert!(err.problem.contains("set at most 886"), "{err}");
+        for (var, bad) in [
+            ("OPENTRUSTY_MAX_CONNECTIONS", "0"),
+            ("OPENTRUSTY_MAX_CONNECTIONS", "many"),
+            ("OPENTRUSTY_HEADER_READ_TIMEOUT", "0"),
+            ("OPENTRUSTY_HEADER_READ_TIMEOUT", "301"),
+            ("OPENTRUSTY_KEEP_ALIVE_TIMEOUT", "1.5"),
+        ] {
+            assert_eq!(limits(&[(var, bad)], None).unwrap_err().name, var, "{bad}");
+        }
+        let mut flags = no_flags().ops;
+        flags.header_read_timeout = Some("x".into());
+        assert_eq!(
+            connection_limits(&env(&[]), &flags, None, 10)
+                .unwrap_err()
+                .name,
+            "--header-read-timeout"
+        );
     }
 
     #[test]

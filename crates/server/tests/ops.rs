@@ -396,7 +396,8 @@ async fn check_validates_configuration_and_database() {
     for expected in [
         "mode: auth",
         "routing: by host",
-        "trusted proxies: 10.0.0.0/8",
+        "trusted proxies: 10.0.0.0/8 (client address from X-Forwarded-For only)",
+        "connections: up to ",
         "metrics: http://127.0.0.1:9100/metrics",
         "schema: current",
         "ok: ready to serve",
