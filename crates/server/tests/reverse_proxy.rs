@@ -1,9 +1,9 @@
-//! The shipped nginx configuration (`deploy/nginx/opentrusty.conf`) in front of the real auth
-//! plane: Debian's nginx runs as a child process with the shipped server blocks, only their
-//! listeners moved to loopback ports without TLS, so the file cannot drift from what is tested.
-//! A client's own forwarding headers never reach the plane, never change the audited address and
-//! never lift a rate limit. Needs `nginx` (`.ci/run` installs it; the tests fail with that advice
-//! otherwise).
+//! The shipped reverse-proxy files in front of the real auth plane: Debian's nginx with the
+//! server blocks of `deploy/nginx/opentrusty.conf` and Debian's Caddy with the site blocks of
+//! `deploy/caddy/Caddyfile` run as child processes, only their listeners moved to loopback ports
+//! without TLS, so the files cannot drift from what is tested. A client's own forwarding headers
+//! never reach the plane, never change the audited address and never lift a rate limit. Needs
+//! `nginx` and `caddy` (`.ci/run` installs them; the tests fail with that advice otherwise).
 
 mod support;
 
@@ -98,42 +98,41 @@ fn proxied_locations(conf: &str) -> Vec<(String, Vec<String>)> {
     out
 }
 
-/// Debian's nginx serving the shipped auth and API server blocks on loopback ports, with the
-/// auth upstream at `auth_port`; killed when dropped.
-struct Nginx {
+/// A reverse proxy serving the shipped auth and API blocks on loopback ports, with the auth
+/// plane's upstream at a given port; killed when dropped.
+struct Proxy {
+    name: &'static str,
     child: Option<Child>,
     auth: u16,
     api: u16,
     dir: tempfile::TempDir,
 }
 
-impl Nginx {
-    fn start(auth_port: u16) -> Nginx {
-        let binary = [
-            "/usr/sbin/nginx",
-            "/usr/local/sbin/nginx",
-            "/usr/local/nginx/sbin/nginx",
-        ]
-        .into_iter()
+/// The first of `candidates` that exists, or a failure saying how to install `package`.
+fn binary(package: &str, candidates: &[&str]) -> PathBuf {
+    candidates
+        .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
         .unwrap_or_else(|| {
             panic!(
-                "nginx is missing: install Debian's nginx (`apt-get install -y nginx`; \
-                     .ci/run does) to run the reverse-proxy tests"
+                "{package} is missing: install Debian's {package} (`apt-get install -y \
+                 {package}`; .ci/run does) to run the reverse-proxy tests"
             )
-        });
+        })
+}
+
+impl Proxy {
+    /// nginx with the shipped upstreams and the server blocks of the auth and API hosts.
+    fn nginx(auth_port: u16) -> Proxy {
+        let nginx = binary("nginx", &["/usr/sbin/nginx", "/usr/local/sbin/nginx"]);
         let shipped = repo_file("deploy/nginx/opentrusty.conf");
         let dir = tempfile::tempdir().unwrap();
         let (auth, api) = (free_port(), free_port());
         let upstreams: String = blocks(&shipped)
             .into_iter()
             .filter(|b| b.trim_start().starts_with("upstream"))
-            .map(|b| {
-                b.replace("127.0.0.1:8080", &format!("127.0.0.1:{auth_port}"))
-                    // The admin plane is not running: its routes are not under test.
-                    .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
-            })
+            .map(|b| upstream_ports(&b, auth_port))
             .collect();
         assert!(
             upstreams.contains(&format!("127.0.0.1:{auth_port}")),
@@ -151,25 +150,77 @@ impl Nginx {
         );
         let conf_file = dir.path().join("nginx.conf");
         std::fs::write(&conf_file, &conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
+        let mut cmd = Command::new(nginx);
+        cmd.arg("-p").arg(dir.path()).arg("-c").arg(&conf_file);
+        Proxy::start("nginx", cmd, dir, auth, api, &conf)
+    }
+
+    /// Caddy with the shipped site blocks of the auth and API hosts, plain http, no admin API.
+    fn caddy(auth_port: u16) -> Proxy {
+        let caddy = binary("caddy", &["/usr/bin/caddy", "/usr/local/bin/caddy"]);
+        let shipped = repo_file("deploy/caddy/Caddyfile");
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, api) = (free_port(), free_port());
+        let site = |host: &str, port: u16| {
+            let block = blocks(&shipped)
+                .into_iter()
+                .find(|b| b.trim_start().starts_with(&format!("{host} {{")))
+                .unwrap_or_else(|| panic!("deploy/caddy/Caddyfile has no site block for {host}"));
+            let block = block.replacen(host, &format!("http://127.0.0.1:{port}"), 1);
+            upstream_ports(&block, auth_port)
+        };
+        let sites = format!(
+            "{}{}",
+            site("auth.example.com", auth),
+            site("api.example.com", api)
+        );
+        assert!(
+            sites.contains(&format!("127.0.0.1:{auth_port}")),
+            "the shipped Caddyfile no longer proxies to 127.0.0.1:8080:\n{shipped}"
+        );
+        let d = dir.path().display();
+        let conf = format!(
+            "{{\n\tauto_https off\n\tadmin off\n\
+             \tstorage file_system {d}/storage\n}}\n{sites}"
+        );
+        let conf_file = dir.path().join("Caddyfile");
+        std::fs::write(&conf_file, &conf).unwrap();
+        let mut cmd = Command::new(caddy);
+        cmd.arg("run")
+            .arg("--adapter")
+            .arg("caddyfile")
+            .arg("--config")
             .arg(&conf_file)
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path());
+        Proxy::start("caddy", cmd, dir, auth, api, &conf)
+    }
+
+    fn start(
+        name: &'static str,
+        mut cmd: Command,
+        dir: tempfile::TempDir,
+        auth: u16,
+        api: u16,
+        conf: &str,
+    ) -> Proxy {
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("start nginx");
-        let mut nginx = Nginx {
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let mut proxy = Proxy {
+            name,
             child: Some(child),
             auth,
             api,
             dir,
         };
-        nginx.wait_listening(&conf);
-        nginx
+        proxy.wait_listening(conf);
+        proxy
     }
 
     fn wait_listening(&mut self, conf: &str) {
@@ -184,13 +235,15 @@ impl Nginx {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 self.child = None;
                 panic!(
-                    "nginx exited with {status}:\n{}\n--- configuration ---\n{conf}",
+                    "{} exited with {status}:\n{}\n--- configuration ---\n{conf}",
+                    self.name,
                     self.logs()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "nginx did not listen:\n{}",
+                "{} did not listen:\n{}",
+                self.name,
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -206,14 +259,22 @@ impl Nginx {
     }
 }
 
-impl Drop for Nginx {
+/// `block` with the auth plane's shipped port replaced by `auth_port` and the admin plane's by
+/// one where nothing listens (its routes are not under test).
+fn upstream_ports(block: &str, auth_port: u16) -> String {
+    block
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{auth_port}"))
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
+}
+
+impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("--- nginx ---\n{}", self.logs());
+            eprintln!("--- {} ---\n{}", self.name, self.logs());
         }
     }
 }
@@ -263,19 +324,18 @@ fn every_proxied_location_sets_or_clears_every_forwarding_header() {
     }
 }
 
-/// What nginx sends upstream for a request full of forged forwarding headers: the client's
+/// What `proxy` sends upstream for a request full of forged forwarding headers: the client's
 /// address as the only X-Forwarded-For, the scheme it used, and none of the others.
-#[tokio::test]
-async fn nginx_passes_on_no_forwarding_header_of_the_client() {
+async fn upstream_head_through(proxy: fn(u16) -> Proxy) {
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let nginx = Nginx::start(upstream.local_addr().unwrap().port());
+    let proxy = proxy(upstream.local_addr().unwrap().port());
     let captured = tokio::spawn(async move {
         let (mut socket, _) = upstream.accept().await.unwrap();
         let mut head = Vec::new();
         let mut buf = [0u8; 4096];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") {
             let n = socket.read(&mut buf).await.unwrap();
-            assert!(n > 0, "nginx closed before sending the head");
+            assert!(n > 0, "the proxy closed before sending the head");
             head.extend_from_slice(&buf[..n]);
         }
         socket
@@ -284,7 +344,7 @@ async fn nginx_passes_on_no_forwarding_header_of_the_client() {
             .unwrap();
         String::from_utf8_lossy(&head).to_ascii_lowercase()
     });
-    let mut request = client().get(format!("http://127.0.0.1:{}/health", nginx.auth));
+    let mut request = client().get(format!("http://127.0.0.1:{}/health", proxy.auth));
     for (name, value) in forged(9) {
         request = request.header(name, value);
     }
@@ -296,25 +356,41 @@ async fn nginx_passes_on_no_forwarding_header_of_the_client() {
             .map(str::trim)
             .collect()
     };
-    assert_eq!(values("x-forwarded-for"), [CLIENT], "{head}");
-    assert_eq!(values("x-forwarded-proto"), ["http"], "{head}");
-    for cleared in [
-        "forwarded",
-        "x-real-ip",
-        "x-forwarded-host",
-        "x-forwarded-port",
-    ] {
+    let name = proxy.name;
+    assert_eq!(values("x-forwarded-for"), [CLIENT], "{name}:\n{head}");
+    assert_eq!(values("x-forwarded-proto"), ["http"], "{name}:\n{head}");
+    for cleared in ["forwarded", "x-real-ip", "x-forwarded-port"] {
         assert!(
             values(cleared).is_empty(),
-            "{cleared} reached the plane:\n{head}"
+            "{name} passed on {cleared}:\n{head}"
         );
     }
-    assert_eq!(values("x-request-id").len(), 1, "{head}");
+    // nginx clears it; Caddy sets it to the Host it received.
+    assert!(
+        values("x-forwarded-host")
+            .iter()
+            .all(|h| !h.contains("evil")),
+        "{name}:\n{head}"
+    );
+    assert_eq!(values("x-request-id").len(), 1, "{name}:\n{head}");
 }
 
-/// Through nginx, failed sign-ins full of forged forwarding headers (a different address each
-/// time) are audited with the client's real address and hit the rate limit of that address.
-async fn behind_nginx_forged_addresses_are_neither_audited_nor_rate_limited_apart(db: TestDb) {
+#[tokio::test]
+async fn nginx_passes_on_no_forwarding_header_of_the_client() {
+    upstream_head_through(Proxy::nginx).await;
+}
+
+#[tokio::test]
+async fn caddy_passes_on_no_forwarding_header_of_the_client() {
+    upstream_head_through(Proxy::caddy).await;
+}
+
+/// Through `proxy`, failed sign-ins full of forged forwarding headers (a different address
+/// each time) are audited with the client's real address and hit the rate limit of that address.
+async fn forged_addresses_are_neither_audited_nor_rate_limited_apart(
+    db: TestDb,
+    proxy: fn(u16) -> Proxy,
+) {
     let trusted = repo_file("deploy/systemd/opentrusty.env.example")
         .lines()
         .find_map(|l| l.strip_prefix("OPENTRUSTY_TRUSTED_PROXIES="))
@@ -328,12 +404,12 @@ async fn behind_nginx_forged_addresses_are_neither_audited_nor_rate_limited_apar
         ],
     )
     .await;
-    let nginx = Nginx::start(idp.server.port);
+    let proxy = proxy(idp.server.port);
     let http = client();
-    // The auth server's own sign-in route, and the console's, passed on by the API server.
+    // The auth host's own sign-in route, and the console's, passed on by the API host.
     let routes = [
-        format!("http://127.0.0.1:{}/api/v1/auth/login", nginx.auth),
-        format!("http://127.0.0.1:{}/api/v1/auth/login", nginx.api),
+        format!("http://127.0.0.1:{}/api/v1/auth/login", proxy.auth),
+        format!("http://127.0.0.1:{}/api/v1/auth/login", proxy.api),
     ];
     let mut statuses = Vec::new();
     for n in 1..=8u8 {
@@ -348,7 +424,8 @@ async fn behind_nginx_forged_addresses_are_neither_audited_nor_rate_limited_apar
     assert_eq!(
         statuses,
         [401, 401, 401, 429, 429, 429, 429, 429],
-        "a forged address lifted the sign-in limit of {CLIENT}"
+        "behind {}, a forged address lifted the sign-in limit of {CLIENT}",
+        proxy.name
     );
     let audited: Vec<Option<String>> = idp
         .store
@@ -364,26 +441,48 @@ async fn behind_nginx_forged_addresses_are_neither_audited_nor_rate_limited_apar
         .collect();
     assert_eq!(audited.len(), 3, "{audited:?}");
     for ip in audited {
-        assert_eq!(ip.as_deref(), Some(CLIENT), "the audit row's address");
+        assert_eq!(
+            ip.as_deref(),
+            Some(CLIENT),
+            "the audit row's address behind {}",
+            proxy.name
+        );
     }
 }
 
-mod sqlite {
-    #[tokio::test]
-    async fn behind_nginx_forged_addresses_are_neither_audited_nor_rate_limited_apart() {
-        super::behind_nginx_forged_addresses_are_neither_audited_nor_rate_limited_apart(
-            opentrusty_testkit::TestDb::sqlite(true).await,
-        )
-        .await;
-    }
+/// Each test once per backend: `sqlite::…` always, `postgres::…` when
+/// `OPENTRUSTY_TEST_DATABASE_URL` is set.
+macro_rules! on_both_backends {
+    ($($name:ident: $proxy:expr),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    forged_addresses_are_neither_audited_nor_rate_limited_apart(
+                        TestDb::sqlite(true).await,
+                        $proxy,
+                    )
+                    .await;
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = TestDb::postgres(true).await else {
+                        return;
+                    };
+                    forged_addresses_are_neither_audited_nor_rate_limited_apart(db, $proxy).await;
+                }
+            )*
+        }
+    };
 }
 
-mod postgres {
-    #[tokio::test]
-    async fn behind_nginx_forged_addresses_are_neither_audited_nor_rate_limited_apart() {
-        let Some(db) = opentrusty_testkit::TestDb::postgres(true).await else {
-            return;
-        };
-        super::behind_nginx_forged_addresses_are_neither_audited_nor_rate_limited_apart(db).await;
-    }
-}
+on_both_backends!(
+    behind_nginx_forged_addresses_are_neither_audited_nor_rate_limited_apart: Proxy::nginx,
+    behind_caddy_forged_addresses_are_neither_audited_nor_rate_limited_apart: Proxy::caddy,
+);
