@@ -465,7 +465,12 @@ async fn connection(
                 }
                 return;
             }
-            () = clock.evicted.notified() => return,
+            // A request may have begun since the listener chose this connection: it stays.
+            () = clock.evicted.notified() => {
+                if let Phase::AwaitingHead { .. } = clock.phase() {
+                    return;
+                }
+            }
             () = stopped(&mut stop), if !draining => {
                 draining = true;
                 if let Phase::AwaitingHead { .. } = clock.phase() {
