@@ -26,7 +26,7 @@ use opentrusty_core::secret::MasterKey;
 use opentrusty_store::Store;
 
 pub use keys::KeyRing;
-pub use limits::{Rate, RateLimits};
+pub use limits::{DEFAULT_IPV6_PREFIX, Rate, RateLimits};
 
 /// The name this plane reports in probes and logs.
 pub const SERVICE: &str = "opentrusty-auth";
@@ -92,7 +92,7 @@ impl AuthState {
         let hash_pool = hashing::HashPool::new(settings.hash_workers, settings.hash_queue);
         Self(Arc::new(Inner {
             hash_pool,
-            limiter: limits::Limiter::default(),
+            limiter: limits::Limiter::new(settings.rate_limits.ipv6_prefix),
             issuer_origin,
             store,
             master_key,

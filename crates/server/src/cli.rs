@@ -194,10 +194,32 @@ pub struct OpsArgs {
     #[arg(long, value_name = "CIDRS")]
     pub trusted_proxies: Option<String>,
 
+    /// The one forwarding header the trusted proxies set and the planes read: x-forwarded-for
+    /// (with X-Forwarded-Proto) or forwarded (RFC 7239); the other is ignored
+    /// [env: OPENTRUSTY_FORWARDED_HEADER] [default: x-forwarded-for]
+    #[arg(long, value_name = "HEADER")]
+    pub forwarded_header: Option<String>,
+
     /// Address of the Prometheus metrics listener, e.g. 127.0.0.1:9100
     /// [env: OPENTRUSTY_METRICS_ADDR] [default: off]
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
+
+    /// Seconds a client has to send a request's head, and then its body
+    /// [env: OPENTRUSTY_HEADER_READ_TIMEOUT] [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub header_read_timeout: Option<String>,
+
+    /// Seconds a keep-alive connection may wait for its next request
+    /// [env: OPENTRUSTY_KEEP_ALIVE_TIMEOUT] [default: 75]
+    #[arg(long, value_name = "SECONDS")]
+    pub keep_alive_timeout: Option<String>,
+
+    /// Connections open at once on the plane's listener
+    /// [env: OPENTRUSTY_MAX_CONNECTIONS]
+    /// [default: 10000, or fewer to fit the open-files limit]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
 
     /// Seconds between janitor runs in an auth process; 0 turns it off
     /// [env: OPENTRUSTY_JANITOR_INTERVAL] [default: 300]
@@ -300,6 +322,11 @@ pub struct AuthArgs {
     /// [env: OPENTRUSTY_RATE_LIMIT_TOKEN] [default: 1200/60]
     #[arg(long, value_name = "RATE")]
     pub rate_limit_token: Option<String>,
+
+    /// Prefix length by which IPv6 clients share a rate-limit budget, 32 to 128
+    /// [env: OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX] [default: 64]
+    #[arg(long, value_name = "BITS")]
+    pub rate_limit_ipv6_prefix: Option<String>,
 }
 
 /// Argon2id cost of new password hashes. Older hashes keep verifying and are upgraded at the next

@@ -267,6 +267,15 @@ pub async fn check(settings: &ServeSettings, out: &mut dyn Write) -> Result<(), 
         Mode::Admin => lines.push(listen(settings.admin_port, "admin plane")),
         Mode::All => lines.push(listen(settings.auth_port, "auth and admin planes")),
     }
+    let c = &settings.connections;
+    lines.push(format!(
+        "connections: up to {} open (open-files limit {}); request heads within {} s, \
+         keep-alive {} s",
+        c.max_connections,
+        crate::connections::open_files_limit().map_or("unlimited".to_owned(), |n| n.to_string()),
+        c.header_read_timeout.as_secs(),
+        c.keep_alive_timeout.as_secs()
+    ));
     lines.push(format!("issuer: {}", settings.auth.issuer));
     let ops = &settings.ops;
     lines.push(match (&ops.auth_domain, &ops.admin_domain) {
@@ -288,7 +297,11 @@ pub async fn check(settings: &ServeSettings, out: &mut dyn Write) -> Result<(), 
         if proxies.is_empty() {
             "none (forwarded headers ignored)".to_owned()
         } else {
-            proxies.join(", ")
+            format!(
+                "{} (client address from {} only)",
+                proxies.join(", "),
+                ops.trusted_proxies.header().as_str()
+            )
         }
     ));
     lines.push(format!(

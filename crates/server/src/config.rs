@@ -316,6 +316,7 @@ pub struct ServeSettings {
     pub auth: opentrusty_auth::AuthSettings,
     pub admin: AdminConfig,
     pub ops: OpsConfig,
+    pub connections: crate::connections::ConnectionLimits,
 }
 
 /// Routing, proxies and operations.
@@ -390,6 +391,25 @@ fn ops(env: &dyn Env, args: &OpsArgs, public_ports: &[u16]) -> Result<OpsConfig,
             opentrusty_web::proxy::TrustedProxies::new(ranges)
         }
     };
+    let trusted_proxies = match given(
+        env,
+        "--forwarded-header",
+        "OPENTRUSTY_FORWARDED_HEADER",
+        &args.forwarded_header,
+    )? {
+        None => trusted_proxies,
+        Some(g) => trusted_proxies.with_header(
+            opentrusty_web::proxy::ForwardedHeader::parse(&g.value).ok_or_else(|| {
+                error(
+                    &g.name,
+                    format!(
+                        "{:?} is not x-forwarded-for or forwarded (the header your proxy sets)",
+                        g.value
+                    ),
+                )
+            })?,
+        ),
+    };
     let metrics_addr = match given(
         env,
         "--metrics-addr",
@@ -430,6 +450,96 @@ fn ops(env: &dyn Env, args: &OpsArgs, public_ports: &[u16]) -> Result<OpsConfig,
         trusted_proxies,
         metrics_addr,
         janitor_interval: (janitor_secs > 0).then(|| Duration::from_secs(janitor_secs)),
+    })
+}
+
+/// Descriptors kept for everything but client connections: the database pool (added to this),
+/// the listeners, the metrics listener's few connections, SQLite's files, logs.
+const RESERVED_DESCRIPTORS: u64 = 128;
+
+/// Connections per listener unless configured, or fewer to fit the open-files limit.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+
+/// Timeouts and the connection cap of the public listener. `open_files` is the process's soft
+/// RLIMIT_NOFILE (`None`: unlimited); the cap must leave room for `db_pool` connections and the
+/// reserve beside it, or the process would run out of descriptors before it stops accepting.
+fn connection_limits(
+    env: &dyn Env,
+    args: &OpsArgs,
+    open_files: Option<u64>,
+    db_pool: u32,
+) -> Result<crate::connections::ConnectionLimits, ConfigError> {
+    let seconds = |flag: &str, var: &str, cli: &Option<String>, default: u64, max: u64| {
+        parse_number(
+            given(env, flag, var, cli)?,
+            default,
+            &format!("a number of seconds from 1 to {max}"),
+            |v| (1..=max).contains(v),
+        )
+        .map(Duration::from_secs)
+    };
+    let header_read_timeout = seconds(
+        "--header-read-timeout",
+        "OPENTRUSTY_HEADER_READ_TIMEOUT",
+        &args.header_read_timeout,
+        10,
+        300,
+    )?;
+    let keep_alive_timeout = seconds(
+        "--keep-alive-timeout",
+        "OPENTRUSTY_KEEP_ALIVE_TIMEOUT",
+        &args.keep_alive_timeout,
+        75,
+        3600,
+    )?;
+    let reserved = RESERVED_DESCRIPTORS + u64::from(db_pool);
+    let ceiling = open_files.map(|limit| limit.saturating_sub(reserved));
+    let max = given(
+        env,
+        "--max-connections",
+        "OPENTRUSTY_MAX_CONNECTIONS",
+        &args.max_connections,
+    )?;
+    let max_connections = match (max, ceiling) {
+        (None, Some(ceiling)) if ceiling < 16 => {
+            return Err(error(
+                "OPENTRUSTY_MAX_CONNECTIONS",
+                format!(
+                    "the process may open only {} files (RLIMIT_NOFILE), too few to serve:                      raise the limit (LimitNOFILE= in the systemd unit) to at least {}",
+                    open_files.unwrap_or_default(),
+                    reserved + 16
+                ),
+            ));
+        }
+        (None, ceiling) => {
+            ceiling.map_or(DEFAULT_MAX_CONNECTIONS, |c| c.min(DEFAULT_MAX_CONNECTIONS))
+        }
+        (Some(g), ceiling) => {
+            let name = g.name.clone();
+            let n = parse_number(
+                Some(g),
+                0u64,
+                "a number of connections from 1 to 1000000",
+                |n| (1..=1_000_000).contains(n),
+            )?;
+            if let Some(ceiling) = ceiling
+                && n > ceiling
+            {
+                return Err(error(
+                    &name,
+                    format!(
+                        "{n} connections need more descriptors than the process may open                          ({} (RLIMIT_NOFILE), {reserved} of them kept for the database pool and                          the process): set at most {ceiling}, or raise the limit                          (LimitNOFILE= in the systemd unit)",
+                        open_files.unwrap_or_default()
+                    ),
+                ));
+            }
+            n
+        }
+    };
+    Ok(crate::connections::ConnectionLimits {
+        header_read_timeout,
+        keep_alive_timeout,
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
     })
 }
 
@@ -601,7 +711,14 @@ pub fn serve(
     let admin = admin(env, &options.admin)?;
     let mut auth = auth(env, auth_port, &options.auth)?;
     auth.console_origins = admin.console_origins.clone();
+    let connections = connection_limits(
+        env,
+        &options.ops,
+        crate::connections::open_files_limit(),
+        database.connect.max_connections,
+    )?;
     Ok(ServeSettings {
+        connections,
         mode,
         bind,
         auth_port,
@@ -795,6 +912,17 @@ fn auth(
                     &args.rate_limit_token,
                     defaults.token,
                 )?,
+                ipv6_prefix: parse_number(
+                    given(
+                        env,
+                        "--rate-limit-ipv6-prefix",
+                        "OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX",
+                        &args.rate_limit_ipv6_prefix,
+                    )?,
+                    defaults.ipv6_prefix,
+                    "a prefix length from 32 to 128",
+                    |v| (32..=128).contains(v),
+                )?,
             }
         },
         lockout: opentrusty_core::lockout::LockoutPolicy {
@@ -929,7 +1057,11 @@ mod tests {
                 auth_domain: None,
                 admin_domain: None,
                 trusted_proxies: None,
+                forwarded_header: None,
                 metrics_addr: None,
+                header_read_timeout: None,
+                keep_alive_timeout: None,
+                max_connections: None,
                 janitor_interval: None,
             },
             auth: AuthArgs {
@@ -943,6 +1075,7 @@ mod tests {
                 rate_limit_enroll: None,
                 rate_limit_authorize: None,
                 rate_limit_token: None,
+                rate_limit_ipv6_prefix: None,
                 lockout_window: None,
                 lockout_duration: None,
                 session_lifetime: None,
@@ -1140,6 +1273,115 @@ mod tests {
         assert_eq!(
             hashing(&e, &none).unwrap_err().name,
             "OPENTRUSTY_ARGON2_PARALLELISM"
+        );
+    }
+
+    #[test]
+    fn one_forwarding_header_is_chosen_and_ipv6_clients_are_counted_by_prefix() {
+        use opentrusty_web::proxy::ForwardedHeader;
+        let settings = |pairs: &[(&'static str, &'static str)]| {
+            let e = env(pairs);
+            serve(&e, Mode::All, db(&e), &no_flags())
+        };
+        let s = settings(&[]).unwrap();
+        assert_eq!(
+            s.ops.trusted_proxies.header(),
+            ForwardedHeader::XForwardedFor
+        );
+        assert_eq!(s.auth.rate_limits.ipv6_prefix, 64);
+        let s = settings(&[
+            ("OPENTRUSTY_FORWARDED_HEADER", "forwarded"),
+            ("OPENTRUSTY_TRUSTED_PROXIES", "10.0.0.0/8"),
+            ("OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX", "56"),
+        ])
+        .unwrap();
+        assert_eq!(s.ops.trusted_proxies.header(), ForwardedHeader::Forwarded);
+        assert_eq!(s.ops.trusted_proxies.ranges().len(), 1);
+        assert_eq!(s.auth.rate_limits.ipv6_prefix, 56);
+        for bad in ["x-real-ip", "both", "forwarded,x-forwarded-for"] {
+            let err = serve(
+                &MapEnv([("OPENTRUSTY_FORWARDED_HEADER", bad)].into_iter().collect()),
+                Mode::All,
+                db(&env(&[])),
+                &no_flags(),
+            )
+            .unwrap_err();
+            assert_eq!(err.name, "OPENTRUSTY_FORWARDED_HEADER", "{bad}");
+            assert!(
+                err.problem.contains("x-forwarded-for or forwarded"),
+                "{err}"
+            );
+        }
+        let mut flags = no_flags();
+        flags.ops.forwarded_header = Some("X-Real-IP".into());
+        let e = env(&[]);
+        assert_eq!(
+            serve(&e, Mode::All, db(&e), &flags).unwrap_err().name,
+            "--forwarded-header"
+        );
+        for bad in ["31", "129", "64.5", "-1"] {
+            let err = serve(
+                &MapEnv(
+                    [("OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX", bad)]
+                        .into_iter()
+                        .collect(),
+                ),
+                Mode::All,
+                db(&env(&[])),
+                &no_flags(),
+            )
+            .unwrap_err();
+            assert_eq!(err.name, "OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX", "{bad}");
+        }
+    }
+
+    #[test]
+    fn connection_limits_fit_the_open_files_limit() {
+        let ops = no_flags().ops;
+        let limits = |pairs: &[(&'static str, &'static str)], open_files| {
+            connection_limits(&env(pairs), &ops, open_files, 10)
+        };
+        let d = limits(&[], Some(65_536)).unwrap();
+        assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(d.keep_alive_timeout, Duration::from_secs(75));
+        assert_eq!(d.max_connections, 10_000);
+        assert_eq!(limits(&[], None).unwrap().max_connections, 10_000);
+        // Debian's default soft limit: what is left after the pool and the reserve.
+        assert_eq!(limits(&[], Some(1024)).unwrap().max_connections, 1024 - 138);
+        let err = limits(&[], Some(100)).unwrap_err();
+        assert_eq!(err.name, "OPENTRUSTY_MAX_CONNECTIONS");
+        assert!(err.problem.contains("LimitNOFILE"), "{err}");
+        let set = limits(
+            &[
+                ("OPENTRUSTY_MAX_CONNECTIONS", "500"),
+                ("OPENTRUSTY_HEADER_READ_TIMEOUT", "3"),
+                ("OPENTRUSTY_KEEP_ALIVE_TIMEOUT", "5"),
+            ],
+            Some(1024),
+        )
+        .unwrap();
+        assert_eq!(set.max_connections, 500);
+        assert_eq!(set.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(set.keep_alive_timeout, Duration::from_secs(5));
+        let err = limits(&[("OPENTRUSTY_MAX_CONNECTIONS", "2000")], Some(1024)).unwrap_err();
+        assert_eq!(err.name, "OPENTRUSTY_MAX_CONNECTIONS");
+        assert!(err.problem.contains("set at most 886"), "{err}");
+        for (var, bad) in [
+            ("OPENTRUSTY_MAX_CONNECTIONS", "0"),
+            ("OPENTRUSTY_MAX_CONNECTIONS", "many"),
+            ("OPENTRUSTY_HEADER_READ_TIMEOUT", "0"),
+            ("OPENTRUSTY_HEADER_READ_TIMEOUT", "301"),
+            ("OPENTRUSTY_KEEP_ALIVE_TIMEOUT", "1.5"),
+        ] {
+            assert_eq!(limits(&[(var, bad)], None).unwrap_err().name, var, "{bad}");
+        }
+        let mut flags = no_flags().ops;
+        flags.header_read_timeout = Some("x".into());
+        assert_eq!(
+            connection_limits(&env(&[]), &flags, None, 10)
+                .unwrap_err()
+                .name,
+            "--header-read-timeout"
         );
     }
 

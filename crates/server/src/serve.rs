@@ -17,6 +17,11 @@ use crate::Failure;
 use crate::app::{Domains, PlaneRouters, Planes, listener_app};
 use crate::commands;
 use crate::config::{Mode, SecretSource, ServeSettings};
+use crate::connections::{self, ConnectionLimits};
+
+/// Connections the metrics listener holds at once: a scraper or two (reserved in the
+/// descriptor budget of the configuration).
+const METRICS_CONNECTIONS: usize = 16;
 
 pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
     let master_key = match &settings.secret {
@@ -76,19 +81,15 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut servers = tokio::task::JoinSet::new();
     if let Some(addr) = settings.ops.metrics_addr {
-        let listener = TcpListener::bind(addr)
-            .await
+        let listener = connections::bind(addr)
             .map_err(|e| Failure(format!("cannot listen for metrics on {addr}: {e}")))?;
         tracing::info!(%addr, "serving metrics");
-        let mut stop = stop_rx.clone();
         let app = metrics_app(store.clone());
-        servers.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-        });
+        let limits = ConnectionLimits {
+            max_connections: METRICS_CONNECTIONS,
+            ..settings.connections
+        };
+        servers.spawn(connections::serve(listener, app, limits, stop_rx.clone()));
     }
     if let (Some(_), Some(every)) = (&auth, settings.ops.janitor_interval) {
         tokio::spawn(janitor(store.clone(), every, stop_rx.clone()));
@@ -107,18 +108,18 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
             ),
         )
     }) {
-        tracing::info!(mode = settings.mode.as_str(), %addr, "listening");
-        let mut stop = stop_rx.clone();
-        servers.spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await
-        });
+        tracing::info!(
+            mode = settings.mode.as_str(),
+            %addr,
+            max_connections = settings.connections.max_connections,
+            "listening"
+        );
+        servers.spawn(connections::serve(
+            listener,
+            app,
+            settings.connections,
+            stop_rx.clone(),
+        ));
     }
 
     tokio::select! {
@@ -154,8 +155,7 @@ async fn bind(settings: &ServeSettings) -> Result<Vec<(SocketAddr, TcpListener, 
     let mut bound = Vec::new();
     for (port, planes) in wanted {
         let addr = SocketAddr::new(settings.bind, port);
-        let listener = TcpListener::bind(addr)
-            .await
+        let listener = connections::bind(addr)
             .map_err(|e| Failure(format!("cannot listen on {addr}: {e}")))?;
         let local = listener
             .local_addr()

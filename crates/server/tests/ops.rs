@@ -396,7 +396,8 @@ async fn check_validates_configuration_and_database() {
     for expected in [
         "mode: auth",
         "routing: by host",
-        "trusted proxies: 10.0.0.0/8",
+        "trusted proxies: 10.0.0.0/8 (client address from X-Forwarded-For only)",
+        "connections: up to ",
         "metrics: http://127.0.0.1:9100/metrics",
         "schema: current",
         "ok: ready to serve",
@@ -414,6 +415,14 @@ async fn check_validates_configuration_and_database() {
     );
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("OPENTRUSTY_TRUSTED_PROXIES"), "{out}");
+    let (code, out) = check(
+        "auth",
+        db.url(),
+        &[("OPENTRUSTY_FORWARDED_HEADER", "x-real-ip")],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    assert!(out.contains("OPENTRUSTY_FORWARDED_HEADER"), "{out}");
     let (code, out) = check(
         "auth",
         db.url(),

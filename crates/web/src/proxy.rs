@@ -1,7 +1,9 @@
-//! Who the client is when requests pass through reverse proxies: forwarded headers
-//! (`Forwarded`, `X-Forwarded-For`, `X-Forwarded-Proto`) and `X-Request-Id` are believed only when
-//! the connection comes from an address in `OPENTRUSTY_TRUSTED_PROXIES`; otherwise the socket
-//! address is the client.
+//! Who the client is when requests pass through reverse proxies. Exactly one forwarding header
+//! is read, the one the operator's proxy sets (`OPENTRUSTY_FORWARDED_HEADER`: `X-Forwarded-For`
+//! with `X-Forwarded-Proto`, or RFC 7239 `Forwarded`), and with `X-Request-Id` it is believed only
+//! when the connection comes from an address in `OPENTRUSTY_TRUSTED_PROXIES`; otherwise the
+//! socket address is the client. The other header is never read: a proxy passes on what it does
+//! not set, so a client could write it.
 
 use std::net::IpAddr;
 
@@ -66,43 +68,94 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The proxies whose forwarded headers are believed.
+/// The forwarding header the trusted proxies set, and the only one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For`, and `X-Forwarded-Proto` for the scheme: what nginx and Caddy set.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded`: its `for=` chain and `proto=`.
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    /// `x-forwarded-for` or `forwarded`, in any case.
+    pub fn parse(text: &str) -> Option<ForwardedHeader> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Some(ForwardedHeader::XForwardedFor),
+            "forwarded" => Some(ForwardedHeader::Forwarded),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "X-Forwarded-For",
+            ForwardedHeader::Forwarded => "Forwarded",
+        }
+    }
+}
+
+/// The proxies whose forwarded headers are believed, and which header they set.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<Cidr>);
+pub struct TrustedProxies {
+    ranges: Vec<Cidr>,
+    header: ForwardedHeader,
+}
 
 impl TrustedProxies {
+    /// Proxies that set `X-Forwarded-For`; see [`TrustedProxies::with_header`].
     pub fn new(ranges: Vec<Cidr>) -> Self {
-        Self(ranges)
+        Self {
+            ranges,
+            header: ForwardedHeader::default(),
+        }
+    }
+
+    pub fn with_header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
     }
 
     pub fn ranges(&self) -> &[Cidr] {
-        &self.0
+        &self.ranges
+    }
+
+    pub fn header(&self) -> ForwardedHeader {
+        self.header
     }
 
     pub fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|c| c.contains(ip))
+        self.ranges.iter().any(|c| c.contains(ip))
     }
 
     /// The client's address and the scheme it used, for a request that arrived from `peer`.
     /// From an untrusted peer: the peer, no scheme. From a trusted one: the nearest address in
-    /// the forwarding chain that is not itself a trusted proxy (so a client cannot plant an
-    /// address by sending its own `X-Forwarded-For`).
+    /// the configured header's chain that is not itself a trusted proxy (so a client cannot plant
+    /// an address by sending its own header: proxies append, and what it wrote lies further
+    /// left).
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> (IpAddr, Option<String>) {
+        let peer = canonical(peer);
         if !self.trusts(peer) {
-            return (canonical(peer), None);
+            return (peer, None);
         }
-        let (chain, proto) = match forwarded(headers) {
-            Some(f) => f,
-            None => (
+        let (chain, proto) = match self.header {
+            ForwardedHeader::XForwardedFor => (
                 header_list(headers, "x-forwarded-for")
                     .iter()
-                    .filter_map(|a| parse_node(a))
+                    .map(|a| parse_node(a))
                     .collect(),
                 header_list(headers, "x-forwarded-proto").last().cloned(),
             ),
+            ForwardedHeader::Forwarded => forwarded(headers),
         };
-        let mut client = canonical(peer);
+        let mut client = peer;
         for hop in chain.iter().rev() {
+            // A hop we cannot read could hide anything written to its left: the client is then
+            // the last trusted proxy we could read.
+            let Some(hop) = hop else {
+                break;
+            };
             client = canonical(*hop);
             if !self.trusts(client) {
                 break;
@@ -127,32 +180,27 @@ fn header_list(headers: &HeaderMap, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// RFC 7239 `Forwarded`: the `for=` chain and the last `proto=`; `None` without the header.
-fn forwarded(headers: &HeaderMap) -> Option<(Vec<IpAddr>, Option<String>)> {
-    let elements = header_list(headers, "forwarded");
-    if elements.is_empty() {
-        return None;
-    }
+/// RFC 7239 `Forwarded`: one hop per element (`None` when its `for=` is missing, `unknown`,
+/// obfuscated or unreadable) and the last `proto=`.
+fn forwarded(headers: &HeaderMap) -> (Vec<Option<IpAddr>>, Option<String>) {
     let mut chain = Vec::new();
     let mut proto = None;
-    for element in elements {
+    for element in header_list(headers, "forwarded") {
+        let mut hop = None;
         for pair in element.split(';') {
             let Some((k, v)) = pair.trim().split_once('=') else {
                 continue;
             };
             let v = v.trim().trim_matches('"');
             match k.trim().to_ascii_lowercase().as_str() {
-                "for" => {
-                    if let Some(ip) = parse_node(v) {
-                        chain.push(ip);
-                    }
-                }
+                "for" => hop = parse_node(v),
                 "proto" => proto = Some(v.to_owned()),
                 _ => {}
             }
         }
+        chain.push(hop);
     }
-    Some((chain, proto))
+    (chain, proto)
 }
 
 /// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `[2001:db8::1]:80`, `2001:db8::1`.
@@ -230,6 +278,7 @@ mod tests {
     #[test]
     fn the_nearest_untrusted_hop_is_the_client() {
         let p = proxies(&["10.0.0.0/8"]);
+        let forwarded = proxies(&["10.0.0.0/8"]).with_header(ForwardedHeader::Forwarded);
         // The client planted 6.6.6.6; the trusted proxy appended what it saw.
         let h = headers(&[
             ("x-forwarded-for", "6.6.6.6, 198.51.100.4"),
@@ -243,12 +292,80 @@ mod tests {
             "forwarded",
             "for=6.6.6.6, for=\"[2001:db8::7]:4711\";proto=https",
         )]);
-        let (ip, proto) = p.client("10.9.9.9".parse().unwrap(), &f);
+        let (ip, proto) = forwarded.client("10.9.9.9".parse().unwrap(), &f);
         assert_eq!(ip.to_string(), "2001:db8::7");
         assert_eq!(proto.as_deref(), Some("https"));
         // Nothing forwarded: the proxy itself.
         let (ip, _) = p.client("10.0.0.2".parse().unwrap(), &HeaderMap::new());
         assert_eq!(ip.to_string(), "10.0.0.2");
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        let xff = proxies(&["127.0.0.1"]);
+        let forwarded = proxies(&["127.0.0.1"]).with_header(ForwardedHeader::Forwarded);
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        // nginx set X-Forwarded-For and passed on the client's own Forwarded.
+        let h = headers(&[
+            ("forwarded", "for=6.6.6.6;proto=https"),
+            ("x-forwarded-for", "198.51.100.4"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        assert_eq!(
+            xff.client(proxy, &h),
+            ("198.51.100.4".parse().unwrap(), Some("http".to_owned()))
+        );
+        let planted_only = headers(&[("forwarded", "for=6.6.6.6;proto=https")]);
+        assert_eq!(xff.client(proxy, &planted_only), (proxy, None));
+        // A proxy that sets Forwarded passed on the client's X-Forwarded-*.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=198.51.100.4;proto=http"),
+        ]);
+        assert_eq!(
+            forwarded.client(proxy, &h),
+            ("198.51.100.4".parse().unwrap(), Some("http".to_owned()))
+        );
+        let planted_only = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        assert_eq!(forwarded.client(proxy, &planted_only), (proxy, None));
+        assert_eq!(
+            ForwardedHeader::parse(" Forwarded "),
+            Some(ForwardedHeader::Forwarded)
+        );
+        assert_eq!(
+            ForwardedHeader::parse("X-FORWARDED-FOR"),
+            Some(ForwardedHeader::XForwardedFor)
+        );
+        for bad in ["", "x-real-ip", "forwarded-for", "both"] {
+            assert_eq!(ForwardedHeader::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_hop_ends_the_chain_at_the_last_trusted_proxy() {
+        let xff = proxies(&["10.0.0.0/8"]);
+        let h = headers(&[("x-forwarded-for", "6.6.6.6, not-an-address, 10.0.0.4")]);
+        let (ip, _) = xff.client("10.0.0.2".parse().unwrap(), &h);
+        assert_eq!(ip.to_string(), "10.0.0.4");
+        let forwarded = proxies(&["10.0.0.0/8"]).with_header(ForwardedHeader::Forwarded);
+        for unknown in ["for=unknown", "for=_hidden", "proto=https"] {
+            let h = headers(&[(
+                "forwarded",
+                &format!("for=6.6.6.6, {unknown}, for=10.0.0.4"),
+            )]);
+            let (ip, _) = forwarded.client("10.0.0.2".parse().unwrap(), &h);
+            assert_eq!(ip.to_string(), "10.0.0.4", "{unknown}");
+        }
+        // An IPv4-mapped peer is the IPv4 proxy.
+        let (ip, _) = xff.client(
+            "::ffff:10.0.0.2".parse().unwrap(),
+            &headers(&[("x-forwarded-for", "203.0.113.8")]),
+        );
+        assert_eq!(ip.to_string(), "203.0.113.8");
     }
 
     #[test]

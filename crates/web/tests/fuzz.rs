@@ -4,14 +4,15 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use opentrusty_testkit::fuzz;
 use opentrusty_web::cookie;
-use opentrusty_web::proxy::{Cidr, TrustedProxies};
+use opentrusty_web::proxy::{Cidr, ForwardedHeader, TrustedProxies};
 
 #[test]
 fn cookies_forwarded_headers_and_cidrs_never_panic() {
-    let trusted = TrustedProxies::new(vec![
+    let xff = TrustedProxies::new(vec![
         Cidr::parse("127.0.0.0/8").unwrap(),
         Cidr::parse("::1/128").unwrap(),
     ]);
+    let forwarded = xff.clone().with_header(ForwardedHeader::Forwarded);
     let runs = fuzz(
         "headers",
         &[
@@ -36,7 +37,9 @@ fn cookies_forwarded_headers_and_cidrs_never_panic() {
                 headers.append(HeaderName::from_static(name), value.clone());
             }
             let _ = cookie(&headers, "ot_session");
-            let _ = trusted.client("127.0.0.1".parse().unwrap(), &headers);
+            let _ = xff.client("127.0.0.1".parse().unwrap(), &headers);
+            let _ = forwarded.client("127.0.0.1".parse().unwrap(), &headers);
+            let _ = ForwardedHeader::parse(&text);
         },
     );
     eprintln!("headers: {runs} inputs");

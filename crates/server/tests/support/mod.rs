@@ -254,6 +254,18 @@ impl Server {
 
     /// Starts `serve <plane>` on `port` against `db_url` with `env` added.
     pub fn start(dir: &Path, plane: &str, db_url: &str, port: u16, env: &[(&str, &str)]) -> Server {
+        Server::start_adjusted(dir, plane, db_url, port, env, |_| {})
+    }
+
+    /// As [`Server::start`], with `adjust` applied to the command last (limits, pre-exec hooks).
+    pub fn start_adjusted(
+        dir: &Path,
+        plane: &str,
+        db_url: &str,
+        port: u16,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Server {
         let log = dir.join(format!("server-{port}.log"));
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
@@ -275,17 +287,16 @@ impl Server {
         } else {
             "OPENTRUSTY_AUTH_PORT"
         };
-        let child = cmd
-            .args(["serve", plane])
+        cmd.args(["serve", plane])
             .env("OPENTRUSTY_DATABASE_URL", db_url)
             .env("OPENTRUSTY_SECRET_KEY", SECRET_KEY)
             .env(port_var, port.to_string())
             .env("OPENTRUSTY_BIND_ADDRESS", "127.0.0.1")
             .env("OPENTRUSTY_ARGON2_MEMORY_KIB", "8192")
             .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn opentrusty");
+            .stderr(err);
+        adjust(&mut cmd);
+        let child = cmd.spawn().expect("spawn opentrusty");
         Server {
             child: Some(child),
             port,
