@@ -200,12 +200,8 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
             StoreError::Refused(why) => ApiError::Conflict(why),
             StoreError::Invalid(d) => ApiError::validation(d.field, d.message),
-            StoreError::Unavailable(_) => {
-                tracing::warn!(error = %e, "database unavailable");
-                ApiError::Unavailable
-            }
-            StoreError::Unwritable(_) => {
-                tracing::error!(error = %e, "database cannot take writes");
+            StoreError::Unavailable(_) | StoreError::InDoubt(_) | StoreError::Unwritable(_) => {
+                opentrusty_store::outage::refused(&e);
                 ApiError::Unavailable
             }
             other => {

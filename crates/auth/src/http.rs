@@ -80,11 +80,8 @@ pub fn single<'a>(pairs: &'a [(String, String)], name: &str) -> Result<Option<&'
 /// The response for a storage failure: 503 with `Retry-After` when the database is
 /// unavailable, 500 otherwise; never the error text.
 pub fn store_failure(e: &StoreError) -> (StatusCode, &'static str) {
-    if e.needs_operator() {
-        tracing::error!(error = %e, "database cannot take writes");
-        (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
-    } else if e.is_unavailable() {
-        tracing::warn!(error = %e, "database unavailable");
+    if e.is_unavailable() {
+        opentrusty_store::outage::refused(e);
         (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
     } else {
         tracing::error!(error = %e, "storage failure");

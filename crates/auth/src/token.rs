@@ -514,8 +514,11 @@ async fn authorization_code(
     };
     let mut grant = grant.ok_or_else(invalid)?;
     if grant.used {
-        state.store().revoke_replayed_code(&digest, origin).await?;
-        return Err(invalid());
+        match state.store().revoke_replayed_code(&digest, origin).await? {
+            // Its earlier redemption was never delivered and is undone.
+            Redemption::Restored => grant.used = false,
+            _ => return Err(invalid()),
+        }
     }
     if grant.client_id != client.id || grant.expires_at <= now() {
         return Err(invalid());
@@ -590,7 +593,7 @@ async fn authorization_code(
         .await?
     {
         Redemption::Issued(_) => Ok(token_response(&minted, &scope, id_token, refresh)),
-        Redemption::Replayed | Redemption::Invalid => Err(invalid()),
+        Redemption::Replayed | Redemption::Invalid | Redemption::Restored => Err(invalid()),
     }
 }
 

@@ -106,6 +106,10 @@ pub mod action {
     pub const TOKEN_REVOKED: &str = "token.revoked";
     pub const REFRESH_TOKEN_REUSED: &str = "refresh_token.reused";
     pub const AUTHORIZATION_CODE_REPLAYED: &str = "authorization_code.replayed";
+    /// A code redemption or refresh rotation committed after its request had been refused
+    /// (the connection broke while it was in flight) was undone: its tokens were never
+    /// handed out, and the code or refresh token is unspent again.
+    pub const GRANT_UNDELIVERED: &str = "grant.undelivered";
     pub const LOGIN_SUCCEEDED: &str = "login.succeeded";
     pub const LOGIN_FAILED: &str = "login.failed";
     pub const LOGOUT: &str = "logout";

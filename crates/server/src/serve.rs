@@ -72,6 +72,12 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
                     .await
                     .map_err(|e| Failure(format!("cannot prepare the signing keys: {e}")))?;
             }
+            // Peers judge replays by what this process publishes: it is listed before it
+            // spends anything.
+            store
+                .publish_settlement()
+                .await
+                .map_err(|e| Failure(format!("cannot register with the database: {e}")))?;
             Some(state)
         }
     };
@@ -91,6 +97,10 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
         };
         servers.spawn(connections::serve(listener, app, limits, stop_rx.clone()));
     }
+    if auth.is_some() {
+        tokio::spawn(settle_grant_writes(store.clone(), stop_rx.clone()));
+    }
+    tokio::spawn(watch_outage(store.clone(), stop_rx.clone()));
     if let (Some(_), Some(every)) = (&auth, settings.ops.janitor_interval) {
         tokio::spawn(janitor(store.clone(), every, stop_rx.clone()));
     }
@@ -140,6 +150,12 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
             "shutdown timeout reached; closing remaining connections"
         );
         servers.abort_all();
+    }
+    if auth.is_some() && !store.retire_settlement().await {
+        tracing::warn!(
+            "stopping with grant writes whose outcome is unknown; other processes will wait \
+             for them before judging replays"
+        );
     }
     store.close().await;
     tracing::info!("stopped");
@@ -288,6 +304,40 @@ async fn janitor(
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "janitor run failed; retrying at the next run"),
+        }
+    }
+}
+
+/// Settles this process's grant writes in doubt and publishes up to when its writes are
+/// settled, until shutdown (docs/design/in-doubt-grant-writes.md).
+async fn settle_grant_writes(store: Store, mut stop: tokio::sync::watch::Receiver<()>) {
+    let mut tick = tokio::time::interval(opentrusty_store::SETTLEMENT_PUBLISH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        store.settle_doubts().await;
+        // An outage is reported by the requests it fails; this would only repeat it.
+        if let Err(e) = store.publish_settlement().await {
+            tracing::debug!(error = %e, "cannot publish the settlement of grant writes");
+        }
+    }
+}
+
+/// While requests are being refused for want of the database, checks every second whether it
+/// takes writes again, so the end of an outage is logged when it ends.
+async fn watch_outage(store: Store, mut stop: tokio::sync::watch::Receiver<()>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if opentrusty_store::outage::ongoing() && store.ensure_writable().await.is_ok() {
+            opentrusty_store::outage::answered();
         }
     }
 }

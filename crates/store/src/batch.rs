@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use opentrusty_core::audit::{AuditEvent, Origin, action};
 use opentrusty_core::{Timestamp, now};
@@ -91,7 +92,7 @@ pub(crate) async fn write<W: GroupWrite>(
             match group.queue.send(Pending { write, done }) {
                 Ok(()) => {
                     return answer.await.unwrap_or_else(|_| {
-                        Err(StoreError::Unavailable("the writer stopped".to_owned()))
+                        Err(StoreError::InDoubt("the writer stopped".to_owned()))
                     });
                 }
                 Err(mpsc::error::SendError(back)) => back.write,
@@ -121,6 +122,11 @@ async fn commit<W: GroupWrite>(pool: PgPool, batch: Vec<Pending<W>>) {
         Err(StoreError::Unavailable(why)) => {
             for pending in batch {
                 let _ = pending.done.send(Err(StoreError::Unavailable(why.clone())));
+            }
+        }
+        Err(StoreError::InDoubt(why)) => {
+            for pending in batch {
+                let _ = pending.done.send(Err(StoreError::InDoubt(why.clone())));
             }
         }
         Err(e) if batch.len() == 1 => {
@@ -244,12 +250,28 @@ impl<'a> SharedColumns<'a> {
     }
 }
 
-/// The first column of every row `q` answers: which rows a statement wrote.
+/// How long a write statement may go unanswered before its connection is taken for dead (a
+/// network cut leaves no error to wait for) and its outcome for unknown.
+pub(crate) const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The first column of every row the write `q` answers: which rows it wrote. A connection that
+/// breaks or goes silent once the statement is on it leaves the outcome unknown
+/// ([`StoreError::InDoubt`]); one that could not be had means nothing was sent.
 pub(crate) async fn first_column<T>(q: PgQuery<'_>, pool: &PgPool) -> Result<Vec<T>, StoreError>
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {
-    let rows = q.fetch_all(pool).await?;
+    let mut conn = pool.acquire().await?;
+    let rows = match tokio::time::timeout(WRITE_DEADLINE, q.fetch_all(&mut *conn)).await {
+        Ok(answer) => answer.map_err(StoreError::of_sent_write)?,
+        Err(_) => {
+            conn.close_on_drop();
+            return Err(StoreError::InDoubt(format!(
+                "no answer within {} s",
+                WRITE_DEADLINE.as_secs()
+            )));
+        }
+    };
     let column = rows.iter().map(|row| sqlx::Row::try_get(row, 0));
     Ok(column.collect::<Result<_, _>>()?)
 }

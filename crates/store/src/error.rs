@@ -20,6 +20,10 @@ pub enum StoreError {
     /// The database could not be reached in time; the caller may retry later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The connection broke while a write was in flight: it may or may not have committed. It
+    /// is never made a second time; grant writes settle it (`settlement.rs`).
+    #[error("outcome of a write unknown: {0}")]
+    InDoubt(String),
     /// The database refuses writes until an operator acts (disk full, read-only file system,
     /// I/O error); reads may still work and the caller may retry once it is fixed.
     #[error("database cannot take writes: {0}")]
@@ -98,6 +102,21 @@ pub(crate) fn sqlite_busy(e: &sqlx::Error) -> bool {
 }
 
 impl StoreError {
+    /// `e` raised by a write statement that had been handed to a connection: a connection that
+    /// broke leaves the outcome unknown ([`StoreError::InDoubt`]). An error the server sent
+    /// back means the statement failed, and so did its implicit transaction.
+    pub(crate) fn of_sent_write(e: sqlx::Error) -> StoreError {
+        match e {
+            sqlx::Error::Io(io) => StoreError::InDoubt(io.to_string()),
+            sqlx::Error::Tls(tls) => StoreError::InDoubt(format!("TLS: {tls}")),
+            sqlx::Error::Protocol(p) => StoreError::InDoubt(format!("protocol: {p}")),
+            sqlx::Error::WorkerCrashed => {
+                StoreError::InDoubt("the database driver's worker stopped".to_owned())
+            }
+            other => StoreError::from(other),
+        }
+    }
+
     /// Maps a unique violation to [`StoreError::Conflict`] naming `what`; other errors pass.
     pub(crate) fn unique_as(e: sqlx::Error, what: &'static str) -> StoreError {
         if let sqlx::Error::Database(db) = &e
@@ -110,7 +129,10 @@ impl StoreError {
 
     /// Whether retrying later could succeed (the database was unreachable or saturated).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Unwritable(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Unwritable(_) | StoreError::InDoubt(_)
+        )
     }
 
     /// Whether an operator must act before writes succeed again (see [`StoreError::Unwritable`]).

@@ -14,6 +14,7 @@ use crate::ClientAccess;
 use crate::clients::{ClientAccessRow, client_access_select};
 use crate::grant_writes::{RedeemWrite, RotateWrite};
 use crate::rows::DbTime;
+use crate::settlement::{Replay, Spend};
 use crate::tokens::{NewAccessToken, NewTokenFamily};
 use crate::users::UserRow;
 use crate::{Store, StoreError, Tx, on_pool, on_tx};
@@ -104,6 +105,10 @@ pub enum Redemption {
     Replayed,
     /// No such code, or it expired.
     Invalid,
+    /// The code's earlier redemption by this process was in doubt and is settled now: the
+    /// code may be redeemed. Only [`Store::revoke_replayed_code`] answers it;
+    /// [`Store::redeem_authorization_code`] redeems the code again instead.
+    Restored,
 }
 
 /// A refresh token as stored, with its family.
@@ -213,6 +218,15 @@ pub enum Rotation {
     Reused,
     /// Unknown, expired, or its family is revoked.
     Invalid,
+}
+
+/// One try at a spend: its outcome, or what to do next.
+enum Attempt<T> {
+    Done(T),
+    /// No process holds the earlier spend in doubt: try again and judge the replay.
+    Judge,
+    /// The earlier spend was undone: try again.
+    Again,
 }
 
 /// A refresh token that could not be spent: (family, rotated_at, expires_at, family revoked_at,
@@ -422,7 +436,7 @@ impl AccessRow {
 
 impl Tx {
     /// Revokes a family (and so every access token in it) unless it is revoked already.
-    async fn revoke_family(
+    pub(crate) async fn revoke_family(
         &mut self,
         family: Uuid,
         reason: &str,
@@ -534,6 +548,25 @@ impl Store {
         family: &NewTokenFamily,
         origin: &Origin,
     ) -> Result<Redemption, StoreError> {
+        // A redemption of this process found undone leaves the code unspent: redeem again.
+        for _ in 0..3 {
+            match self.try_redeem(code_digest, access, family, origin).await? {
+                Redemption::Restored => {}
+                outcome => return Ok(outcome),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the code's earlier redemption is still being settled".to_owned(),
+        ))
+    }
+
+    async fn try_redeem(
+        &self,
+        code_digest: &[u8; 32],
+        access: &NewAccessToken,
+        family: &NewTokenFamily,
+        origin: &Origin,
+    ) -> Result<Redemption, StoreError> {
         let at = DbTime(now());
         if let crate::Db::Postgres(pool) = &self.db {
             // The usual case in one statement, shared with the redemptions of the same moment
@@ -543,9 +576,21 @@ impl Store {
             let write = RedeemWrite::new(code_digest, access, family, origin, at.0);
             let family_id = write.family_id;
             let group = self.group_commits.as_ref().map(|g| &g.redemptions);
-            if crate::batch::write(pool, group, write).await? {
-                return Ok(Redemption::Issued(family_id));
+            let flight = self.settlement.send(at.0);
+            match crate::batch::write(pool, group, write).await {
+                Ok(true) => return Ok(Redemption::Issued(family_id)),
+                Ok(false) => {}
+                Err(StoreError::InDoubt(_)) => {
+                    let spend = Spend::Redemption {
+                        code: *code_digest,
+                        family: family_id,
+                    };
+                    self.settle_in_request(flight, spend).await?;
+                    return Ok(Redemption::Issued(family_id));
+                }
+                Err(e) => return Err(e),
             }
+            drop(flight);
             return self.revoke_replayed_code(code_digest, origin).await;
         }
         let mut tx = self.begin().await?;
@@ -585,41 +630,65 @@ impl Store {
     }
 
     /// Handles a code presented after it was redeemed: revokes the family its redemption
-    /// created (and so every token it issued) and records the replay. `Invalid` when the code
-    /// is unknown or was never redeemed.
+    /// created (and so every token it issued) and records the replay, once no process may
+    /// still hold that redemption in doubt (`settlement.rs`). `Invalid` when the code is
+    /// unknown or was never redeemed; `Restored` when the redemption was this process's, in
+    /// doubt, and is now settled: the code may be redeemed (again, if it was undone).
     pub async fn revoke_replayed_code(
         &self,
         code_digest: &[u8; 32],
         origin: &Origin,
     ) -> Result<Redemption, StoreError> {
-        let at = DbTime(now());
-        let mut tx = self.begin().await?;
-        let used: Option<(Option<Uuid>, Uuid, Uuid)> = on_tx!(tx, |c| sqlx::query_as(
-            "SELECT family_id, tenant_id, client_id FROM authorization_codes \
-             WHERE code_hash = $1 AND used_at IS NOT NULL"
-        )
-        .bind(&code_digest[..])
-        .fetch_optional(&mut *c)
-        .await)?;
-        let Some((family_id, tenant, client)) = used else {
-            tx.rollback().await;
-            return Ok(Redemption::Invalid);
-        };
-        let revoked = match family_id {
-            Some(f) => tx.revoke_family(f, "authorization_code_replay", at).await?,
-            None => false,
-        };
-        tx.audit(AuditEvent::new(
-            origin,
-            action::AUTHORIZATION_CODE_REPLAYED,
-            Some(TenantId(tenant)),
-            Some(Target::new("client", ClientId(client))),
-            json!({ "family_id": family_id, "revoked": revoked }),
-            at.0,
+        let mut judged = false;
+        for _ in 0..2 {
+            let at = DbTime(now());
+            let mut tx = self.begin().await?;
+            let used: Option<(Option<Uuid>, Uuid, Uuid, DbTime)> = on_tx!(tx, |c| {
+                sqlx::query_as(
+                    "SELECT family_id, tenant_id, client_id, used_at FROM authorization_codes \
+                     WHERE code_hash = $1 AND used_at IS NOT NULL",
+                )
+                .bind(&code_digest[..])
+                .fetch_optional(&mut *c)
+                .await
+            })?;
+            let Some((family_id, tenant, client, used_at)) = used else {
+                tx.rollback().await;
+                return Ok(Redemption::Invalid);
+            };
+            if !judged {
+                // Waiting for the verdict holds no transaction (on SQLite, no lock).
+                tx.rollback().await;
+                match self.replay_verdict(code_digest, used_at.0).await? {
+                    Replay::Judge => judged = true,
+                    Replay::Undone => return Ok(Redemption::Restored),
+                    Replay::Unsettled => {
+                        return Err(StoreError::Unavailable(
+                            "the code's earlier redemption is not settled yet".to_owned(),
+                        ));
+                    }
+                }
+                continue;
+            }
+            let revoked = match family_id {
+                Some(f) => tx.revoke_family(f, "authorization_code_replay", at).await?,
+                None => false,
+            };
+            tx.audit(AuditEvent::new(
+                origin,
+                action::AUTHORIZATION_CODE_REPLAYED,
+                Some(TenantId(tenant)),
+                Some(Target::new("client", ClientId(client))),
+                json!({ "family_id": family_id, "revoked": revoked }),
+                at.0,
+            ))
+            .await?;
+            tx.commit().await?;
+            return Ok(Redemption::Replayed);
+        }
+        Err(StoreError::Unavailable(
+            "the code's earlier redemption is still being settled".to_owned(),
         ))
-        .await?;
-        tx.commit().await?;
-        Ok(Redemption::Replayed)
     }
 
     /// The refresh token with this digest, its family and the family's user.
@@ -692,7 +761,8 @@ impl Store {
     }
 
     /// Spends the refresh token `old` and records its successor `new` and a new access token,
-    /// atomically. A token spent before, more than `grace_secs` ago, revokes its family.
+    /// atomically. A token spent before, more than `grace_secs` ago, revokes its family, once
+    /// no process may still hold that spend in doubt (`settlement.rs`).
     pub async fn rotate_refresh_token(
         &self,
         old: &[u8; 32],
@@ -701,6 +771,34 @@ impl Store {
         grace_secs: i64,
         origin: &Origin,
     ) -> Result<Rotation, StoreError> {
+        // A replay is judged only once every process has settled the moment of the spend; a
+        // spend of this process found undone leaves the token unspent, and the rotation is
+        // tried again.
+        let mut judged = false;
+        for _ in 0..3 {
+            match self
+                .try_rotate(old, new, access, grace_secs, origin, judged)
+                .await?
+            {
+                Attempt::Done(rotation) => return Ok(rotation),
+                Attempt::Judge => judged = true,
+                Attempt::Again => {}
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the refresh token's earlier spend is still being settled".to_owned(),
+        ))
+    }
+
+    async fn try_rotate(
+        &self,
+        old: &[u8; 32],
+        new: &[u8; 32],
+        access: &NewAccessToken,
+        grace_secs: i64,
+        origin: &Origin,
+        judged: bool,
+    ) -> Result<Attempt<Rotation>, StoreError> {
         let at = now();
         if let crate::Db::Postgres(pool) = &self.db {
             // The usual case in one statement, shared with the rotations of the same moment
@@ -709,8 +807,20 @@ impl Store {
             // revoked) the transaction below decides what it means.
             let write = RotateWrite::new(old, new, access, origin, at);
             let group = self.group_commits.as_ref().map(|g| &g.rotations);
-            if crate::batch::write(pool, group, write).await? {
-                return Ok(Rotation::Rotated);
+            let flight = self.settlement.send(at);
+            match crate::batch::write(pool, group, write).await {
+                Ok(true) => return Ok(Attempt::Done(Rotation::Rotated)),
+                Ok(false) => {}
+                Err(StoreError::InDoubt(_)) => {
+                    let spend = Spend::Rotation {
+                        old: *old,
+                        new: *new,
+                        jti: access.jti,
+                    };
+                    self.settle_in_request(flight, spend).await?;
+                    return Ok(Attempt::Done(Rotation::Rotated));
+                }
+                Err(e) => return Err(e),
             }
         }
         let mut tx = self.begin().await?;
@@ -738,15 +848,26 @@ impl Store {
                 .await)?;
                 let Some((family, Some(rotated_at), expires_at, None, tenant)) = row else {
                     tx.rollback().await;
-                    return Ok(Rotation::Invalid);
+                    return Ok(Attempt::Done(Rotation::Invalid));
                 };
                 if expires_at.0 <= at {
                     tx.rollback().await;
-                    return Ok(Rotation::Invalid);
+                    return Ok(Attempt::Done(Rotation::Invalid));
                 }
                 let within_grace =
                     grace_secs > 0 && (at - rotated_at.0).whole_seconds() < grace_secs;
                 if !within_grace {
+                    if !judged {
+                        // Waiting for the verdict holds no transaction (on SQLite, no lock).
+                        tx.rollback().await;
+                        return match self.replay_verdict(old, rotated_at.0).await? {
+                            Replay::Judge => Ok(Attempt::Judge),
+                            Replay::Undone => Ok(Attempt::Again),
+                            Replay::Unsettled => Err(StoreError::Unavailable(
+                                "the refresh token's earlier spend is not settled yet".to_owned(),
+                            )),
+                        };
+                    }
                     tx.revoke_family(family, "refresh_token_reuse", DbTime(at))
                         .await?;
                     tx.audit(AuditEvent::new(
@@ -759,7 +880,7 @@ impl Store {
                     ))
                     .await?;
                     tx.commit().await?;
-                    return Ok(Rotation::Reused);
+                    return Ok(Attempt::Done(Rotation::Reused));
                 }
                 family
             }
@@ -777,7 +898,7 @@ impl Store {
         tx.audit_issue(access, Some(true), action::TOKEN_REFRESHED, origin)
             .await?;
         tx.commit().await?;
-        Ok(Rotation::Rotated)
+        Ok(Attempt::Done(Rotation::Rotated))
     }
 
     /// Looks an access token up by `jti` (JWT) and reports whether it is usable at `at`.

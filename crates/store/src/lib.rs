@@ -18,9 +18,11 @@ mod grants;
 mod janitor;
 mod keys;
 mod migrate;
+pub mod outage;
 mod rbac;
 mod rows;
 mod sessions;
+mod settlement;
 mod tenants;
 mod tokens;
 mod users;
@@ -48,6 +50,7 @@ pub use janitor::Swept;
 pub use keys::{NewSigningKey, StoredKey};
 pub use migrate::{AppliedMigration, MIGRATIONS, Migration, MigrationStatus, schema_fingerprint};
 pub use rbac::Subject;
+pub use settlement::{PUBLISH_EVERY as SETTLEMENT_PUBLISH_EVERY, WRITER_GONE_AFTER};
 pub use tokens::{Confirmation, NewAccessToken, NewAuthorizationCode, NewTokenFamily};
 pub use users::UserFilter;
 
@@ -119,6 +122,8 @@ pub struct Store {
     remembered_clients: Arc<client_cache::RememberedClients>,
     /// SQLite only: whose turn it is to write in this process (`SqliteTx::begin`).
     sqlite_writers: Arc<tokio::sync::Mutex<()>>,
+    /// This process's grant writes in flight and in doubt (`settlement.rs`).
+    settlement: Arc<settlement::Settlement>,
 }
 
 impl std::fmt::Debug for Store {
@@ -387,6 +392,7 @@ impl Store {
             client_reader,
             remembered_clients: Arc::default(),
             sqlite_writers: Arc::default(),
+            settlement: settlement::Settlement::new(),
         })
     }
 

@@ -50,6 +50,12 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0005_session_bound_grants.sql"),
         sqlite: include_str!("../migrations/sqlite/0005_session_bound_grants.sql"),
     },
+    Migration {
+        version: 6,
+        name: "settled grant writes",
+        postgres: include_str!("../migrations/postgres/0006_settled_grant_writes.sql"),
+        sqlite: include_str!("../migrations/sqlite/0006_settled_grant_writes.sql"),
+    },
 ];
 
 /// Arbitrary constant naming OpenTrusty's migration lock among PostgreSQL advisory locks.
@@ -257,7 +263,7 @@ impl Store {
     /// words fit for a public readiness probe (details go to the log, not the answer).
     pub async fn readiness(&self) -> Result<(), String> {
         if let Err(e) = self.ping().await {
-            tracing::warn!(error = %e, "not ready: database unreachable");
+            crate::outage::refused(&e);
             return Err("database unreachable".to_owned());
         }
         let status = self.migration_status().await.map_err(|e| {
