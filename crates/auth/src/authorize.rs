@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opentrusty_core::audit::Actor;
 use opentrusty_core::client::OAuthClient;
@@ -892,9 +892,12 @@ pub async fn consent_submit(
 impl IntoResponse for crate::keys::KeyError {
     fn into_response(self) -> Response {
         tracing::error!(error = %self, "signing keys unavailable");
-        http::no_store_json(
+        let mut r = http::no_store_json(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": "temporarily_unavailable", "error_description": "signing keys are unavailable"}),
-        )
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        r
     }
 }

@@ -65,7 +65,7 @@ fn hidden(name: &str, value: &str) -> String {
 
 /// An error the user can act on; never a redirect.
 pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
-    page(
+    let mut r = page(
         status,
         title,
         &format!(
@@ -73,7 +73,13 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
             escape(title),
             escape(message)
         ),
-    )
+    );
+    // Unavailable means "later": say when, as every other 503 of the planes does.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    r
 }
 
 /// How a tenant's pages look: its name, and optionally a logo and an accent colour (both
