@@ -891,7 +891,7 @@ pub async fn consent_submit(
 
 impl IntoResponse for crate::keys::KeyError {
     fn into_response(self) -> Response {
-        tracing::error!(error = %self, "signing keys unavailable");
+        self.report();
         let mut r = http::no_store_json(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": "temporarily_unavailable", "error_description": "signing keys are unavailable"}),

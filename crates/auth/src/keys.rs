@@ -24,6 +24,17 @@ pub enum KeyError {
     Missing(Algorithm),
 }
 
+impl KeyError {
+    /// Logs the failure: a database outage is counted with the others of its outage, anything
+    /// else is an error of its own.
+    pub(crate) fn report(&self) {
+        match self {
+            KeyError::Store(e) if e.is_unavailable() => opentrusty_store::outage::refused(e),
+            other => tracing::error!(error = %other, "signing keys unavailable"),
+        }
+    }
+}
+
 impl std::fmt::Display for KeyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

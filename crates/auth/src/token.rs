@@ -71,7 +71,7 @@ impl From<StoreError> for TokenError {
 
 impl From<crate::keys::KeyError> for TokenError {
     fn from(e: crate::keys::KeyError) -> Self {
-        tracing::error!(error = %e, "signing keys unavailable");
+        e.report();
         Self::new(
             ErrorCode::TemporarilyUnavailable,
             "signing keys are unavailable",

@@ -3,7 +3,9 @@
 //! routing to the leader through Patroni's REST health check (the files under
 //! `deploy/patroni/` and `deploy/haproxy/`), two `serve auth` processes and one `serve admin`
 //! on it, all on the loopback. Under load on both planes the leader's postmaster is killed with
-//! SIGKILL, then the leadership is switched over. During each only 200s, 503s with
+//! SIGKILL, then the leadership is switched over, then the leader is frozen (SIGSTOP: its
+//! sockets stay open and nothing answers, as when the network to it is cut). During each only
+//! 200s, 503s with
 //! `Retry-After` and refused connections may be seen; every process serves again without a
 //! restart; and afterwards every token a client received with a 200 works and every user
 //! created with a 201 exists with its audit row.
@@ -215,9 +217,14 @@ impl Cluster {
 
     /// Each member's view from its REST API: (name, role, state).
     async fn members(&self) -> Vec<(String, String, String)> {
+        // A frozen member accepts the connection and never answers.
+        let rest = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
         for m in &self.members {
-            let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/cluster", m.api_port)).await
-            else {
+            let url = format!("http://127.0.0.1:{}/cluster", m.api_port);
+            let Ok(r) = rest.get(url).send().await else {
                 continue;
             };
             let Ok(body) = r.json::<Value>().await else {
@@ -302,6 +309,37 @@ impl Cluster {
         let pid = pid_file.lines().next().unwrap().trim();
         let ok = Command::new("kill").args(["-9", pid]).status().unwrap();
         assert!(ok.success());
+    }
+
+    /// Stops (SIGSTOP) a member's Patroni and every PostgreSQL process of it: sockets stay
+    /// open, nothing answers. The processes stopped.
+    fn freeze(&self, name: &str) -> Vec<String> {
+        // Patroni (under runuser when root) and the PostgreSQL it started: the whole tree.
+        let mut pids = vec![self.member(name).patroni.id().to_string()];
+        let mut i = 0;
+        while i < pids.len() {
+            let children = Command::new("pgrep")
+                .args(["-P", &pids[i]])
+                .output()
+                .unwrap();
+            pids.extend(
+                String::from_utf8_lossy(&children.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned),
+            );
+            i += 1;
+        }
+        let ok = Command::new("kill")
+            .arg("-STOP")
+            .args(&pids)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        pids
+    }
+
+    fn thaw(pids: &[String]) {
+        let _ = Command::new("kill").arg("-CONT").args(pids).status();
     }
 
     fn switchover(&self, leader: &str) {
@@ -659,15 +697,15 @@ async fn through(
     name: &str,
     cluster: &Cluster,
     planes: &Arc<Planes>,
-    event: impl FnOnce(),
+    event: impl std::future::Future<Output = ()>,
 ) -> (Duration, Ledger) {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(load(planes.clone(), ledger.clone(), stop.clone()));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let at = Instant::now();
-    event();
-    cluster.wait_healthy(Duration::from_secs(60)).await;
+    event.await;
+    cluster.wait_healthy(Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::SeqCst);
     running.await.unwrap();
@@ -767,9 +805,9 @@ async fn nothing_lost(cluster: &Cluster, planes: &Planes, ledger: &Ledger, datab
     assert_eq!(audited as usize, ids.len(), "with its audit row");
 }
 
-/// An outage is said once per process, not once per refused request: after the two events at
-/// most two ERROR lines each (a switchover is two short outages: the old leader stops, then
-/// the new one takes over), and its end is logged.
+/// An outage is said once per process, not once per refused request: after the three events at
+/// most four ERROR lines (a switchover is two short outages: the old leader stops, then the new
+/// one takes over), and its end is logged.
 fn said_once(planes: &Planes) {
     for server in planes.auth.iter().chain([&planes.admin]) {
         let out = server.output();
@@ -857,14 +895,14 @@ async fn a_patroni_failover_and_switchover_lose_nothing_acknowledged() {
         "SIGKILL of the leader's postmaster",
         &cluster,
         &planes,
-        || cluster.kill_postmaster(&leader),
+        async { cluster.kill_postmaster(&leader) },
     )
     .await;
     assert!(window < Duration::from_secs(60), "{window:?}");
     nothing_lost(&cluster, &planes, &ledger, "opentrusty").await;
 
     let leader = cluster.leader().await.unwrap();
-    let (window, ledger) = through("switchover", &cluster, &planes, || {
+    let (window, ledger) = through("switchover", &cluster, &planes, async {
         cluster.switchover(&leader)
     })
     .await;
@@ -874,6 +912,26 @@ async fn a_patroni_failover_and_switchover_lose_nothing_acknowledged() {
         leader,
         "the leadership moved"
     );
+    nothing_lost(&cluster, &planes, &ledger, "opentrusty").await;
+
+    // A leader that stops answering without closing anything (frozen; to its peers, as if
+    // the network to it were cut): no process may hang on its dead connections.
+    let leader = cluster.leader().await.unwrap();
+    let (window, ledger) = through("the leader frozen", &cluster, &planes, async {
+        let frozen = cluster.freeze(&leader);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while cluster.leader().await.is_none_or(|l| l == leader) {
+            assert!(
+                Instant::now() < deadline,
+                "no new leader\n{}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Cluster::thaw(&frozen);
+    })
+    .await;
+    assert!(window < Duration::from_secs(60), "{window:?}");
     nothing_lost(&cluster, &planes, &ledger, "opentrusty").await;
     said_once(&planes);
 }

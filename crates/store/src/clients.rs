@@ -161,6 +161,11 @@ impl Store {
         if live.is_none() {
             return Err(StoreError::NotFound);
         }
+        let ttls = (
+            ttl(new.access_token_ttl_secs)?,
+            ttl(new.refresh_token_ttl_secs)?,
+            ttl(new.id_token_ttl_secs)?,
+        );
         let row: ClientRow = on_tx!(tx, |c| sqlx::query_as(concat!(
             "INSERT INTO oauth_clients (id, client_id, tenant_id, name, secret_hash, \
              token_endpoint_auth_method, redirect_uris, post_logout_redirect_uris, grant_types, \
@@ -185,9 +190,9 @@ impl Store {
         .bind(new.access_token_format.as_str())
         .bind(&new.id_token_signed_response_alg)
         .bind(new.require_pkce)
-        .bind(ttl(new.access_token_ttl_secs)?)
-        .bind(ttl(new.refresh_token_ttl_secs)?)
-        .bind(ttl(new.id_token_ttl_secs)?)
+        .bind(ttls.0)
+        .bind(ttls.1)
+        .bind(ttls.2)
         .bind(DbTime(at))
         .bind(Json(&new.web_origins))
         .fetch_one(&mut *c)
@@ -393,6 +398,11 @@ impl Store {
         let mut tx = self.begin().await?;
         let before = tx.lock_client(tenant, id).await?;
         let s = change(&before)?;
+        let ttls = (
+            ttl(s.access_token_ttl_secs)?,
+            ttl(s.refresh_token_ttl_secs)?,
+            ttl(s.id_token_ttl_secs)?,
+        );
         let row: ClientRow = on_tx!(tx, |c| sqlx::query_as(concat!(
             "UPDATE oauth_clients SET name = $2, redirect_uris = $3, \
              post_logout_redirect_uris = $4, grant_types = $5, allowed_scopes = $6, \
@@ -411,9 +421,9 @@ impl Store {
         .bind(s.access_token_format.as_str())
         .bind(&s.id_token_signed_response_alg)
         .bind(s.require_pkce)
-        .bind(ttl(s.access_token_ttl_secs)?)
-        .bind(ttl(s.refresh_token_ttl_secs)?)
-        .bind(ttl(s.id_token_ttl_secs)?)
+        .bind(ttls.0)
+        .bind(ttls.1)
+        .bind(ttls.2)
         .bind(DbTime(at))
         .bind(Json(&s.web_origins))
         .fetch_one(&mut *c)

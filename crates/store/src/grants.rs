@@ -822,6 +822,8 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             }
+            // Answered: nothing of this spend is in doubt while the replay is looked at.
+            drop(flight);
         }
         let mut tx = self.begin().await?;
         let spent: Option<Uuid> = on_tx!(tx, |c| sqlx::query_scalar(

@@ -138,10 +138,13 @@ impl std::fmt::Debug for Store {
 /// SQL serves both without generic trait bounds.
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
-        match &$store.db {
-            $crate::Db::Postgres($pool) => $body,
-            $crate::Db::Sqlite($pool) => $body,
-        }
+        $crate::within_deadline(async {
+            match &$store.db {
+                $crate::Db::Postgres($pool) => $body,
+                $crate::Db::Sqlite($pool) => $body,
+            }
+        })
+        .await
     };
 }
 
@@ -149,17 +152,42 @@ macro_rules! on_pool {
 /// connection.
 macro_rules! on_tx {
     ($tx:expr, |$conn:ident| $body:expr) => {
-        match &mut $tx.inner {
-            $crate::TxInner::Postgres(t) => {
-                let $conn: &mut sqlx::PgConnection = &mut *t;
-                $body
+        $crate::within_deadline(async {
+            match &mut $tx.inner {
+                $crate::TxInner::Postgres(t) => {
+                    let $conn: &mut sqlx::PgConnection = &mut *t;
+                    $body
+                }
+                $crate::TxInner::Sqlite(t) => {
+                    let $conn: &mut sqlx::SqliteConnection = &mut *t;
+                    $body
+                }
             }
-            $crate::TxInner::Sqlite(t) => {
-                let $conn: &mut sqlx::SqliteConnection = &mut *t;
-                $body
-            }
-        }
+        })
+        .await
     };
+}
+
+/// How long one statement may go unanswered. A connection whose network path went silent
+/// (no reset, no close) would otherwise hold its request until TCP gives up, a quarter of an
+/// hour later: past this the request fails as unavailable, and the connection is not reused.
+pub(crate) const STATEMENT_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs one statement of `on_pool!` or `on_tx!` under [`STATEMENT_DEADLINE`].
+pub(crate) async fn within_deadline<T>(
+    statement: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(STATEMENT_DEADLINE, statement)
+        .await
+        .unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from the database within {} s",
+                    STATEMENT_DEADLINE.as_secs()
+                ),
+            )))
+        })
 }
 
 pub(crate) use {on_pool, on_tx};
@@ -317,7 +345,7 @@ impl Store {
                     .before_acquire(|conn, meta| {
                         Box::pin(async move {
                             if meta.idle_for >= CHECK_IDLE_AFTER {
-                                sqlx::Connection::ping(conn).await?;
+                                within_deadline(sqlx::Connection::ping(conn)).await?;
                             }
                             Ok(true)
                         })
@@ -405,11 +433,18 @@ impl Store {
 
     /// The pool right now: `(open connections, idle ones, upper bound)`, for metrics.
     pub fn pool_status(&self) -> (u32, u32, u32) {
-        on_pool!(self, |pool| (
-            pool.size(),
-            u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
-            pool.options().get_max_connections()
-        ))
+        match &self.db {
+            Db::Postgres(pool) => (
+                pool.size(),
+                u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                pool.options().get_max_connections(),
+            ),
+            Db::Sqlite(pool) => (
+                pool.size(),
+                u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                pool.options().get_max_connections(),
+            ),
+        }
     }
 
     /// Round-trips a trivial query: is the database reachable right now?
@@ -453,7 +488,10 @@ impl Store {
 
     /// Closes the pool, waiting for checked-out connections to come back.
     pub async fn close(&self) {
-        on_pool!(self, |pool| pool.close().await)
+        match &self.db {
+            Db::Postgres(pool) => pool.close().await,
+            Db::Sqlite(pool) => pool.close().await,
+        }
     }
 
     /// Begins a write transaction. On SQLite it takes the write lock at once (`BEGIN
