@@ -5,10 +5,9 @@
 //! on it, all on the loopback. Under load on both planes the leader's postmaster is killed with
 //! SIGKILL, then the leadership is switched over, then the leader is frozen (SIGSTOP: its
 //! sockets stay open and nothing answers, as when the network to it is cut). During each only
-//! 200s, 503s with
-//! `Retry-After` and refused connections may be seen; every process serves again without a
-//! restart; and afterwards every token a client received with a 200 works and every user
-//! created with a 201 exists with its audit row.
+//! 200s, 503s with `Retry-After` and refused connections may be seen; every process serves
+//! again without a restart; and afterwards every token a client received with a 200 works and
+//! every user created with a 201 exists with its audit row.
 
 mod support;
 
