@@ -170,8 +170,9 @@ macro_rules! on_tx {
 
 /// How long one statement may go unanswered. A connection whose network path went silent
 /// (no reset, no close) would otherwise hold its request until TCP gives up, a quarter of an
-/// hour later: past this the request fails as unavailable, and the connection is not reused.
-pub(crate) const STATEMENT_DEADLINE: Duration = Duration::from_secs(20);
+/// hour later: past this the request fails as unavailable. Long enough for the largest
+/// legitimate statement (a tenant's deletion revoking a million tokens).
+pub(crate) const STATEMENT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs one statement of `on_pool!` or `on_tx!` under [`STATEMENT_DEADLINE`].
 pub(crate) async fn within_deadline<T>(
