@@ -349,8 +349,12 @@ pub struct HashingArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// List applied and pending migrations; change nothing
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub status: bool,
+    /// List what `migrate` would apply and what each step holds locked, with an estimate
+    /// from the tables' sizes; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,64 @@ pub async fn require_current_schema(store: &Store) -> Result<(), Failure> {
     )))
 }
 
+/// `opentrusty migrate --dry-run`: every pending migration, and for each table it locks what
+/// the planes would notice and for about how long, from the table's size now. Changes nothing.
+pub async fn migrate_dry_run(store: &Store, out: &mut dyn Write) -> Result<(), Failure> {
+    let io = |e: std::io::Error| Failure(format!("cannot write output: {e}"));
+    let status = store
+        .migration_status()
+        .await
+        .map_err(|e| Failure(format!("cannot read the migration ledger: {e}")))?;
+    if status.pending.is_empty() {
+        writeln!(out, "the schema is up to date; nothing would be applied").map_err(io)?;
+        return Ok(());
+    }
+    for (version, _) in &status.pending {
+        let Some(m) = opentrusty_store::MIGRATIONS
+            .iter()
+            .find(|m| m.version == *version)
+        else {
+            continue;
+        };
+        writeln!(out, "would apply migration {} ({})", m.version, m.name).map_err(io)?;
+        if m.locks.is_empty() {
+            writeln!(out, "  locks no existing table").map_err(io)?;
+        }
+        for lock in m.locks {
+            let rows = store
+                .estimated_rows(lock.table)
+                .await
+                .map_err(|e| Failure(format!("cannot read the size of {}: {e}", lock.table)))?;
+            let size = match rows {
+                Some(n) => format!("about {n} rows"),
+                // Created by an earlier migration of this run: empty when this one runs.
+                None => "created by this run".to_owned(),
+            };
+            let estimate = match (lock.kind.scans(), rows) {
+                (true, Some(n)) => format!(
+                    "; expected {:.0} ms",
+                    (n as f64 / 1e6 * opentrusty_store::SCAN_MS_PER_MILLION_ROWS).max(1.0)
+                ),
+                _ => String::new(),
+            };
+            writeln!(
+                out,
+                "  {} ({size}): {}{estimate}",
+                lock.table,
+                lock.kind.effect()
+            )
+            .map_err(io)?;
+        }
+    }
+    writeln!(
+        out,
+        "{} migration(s) would be applied; nothing was changed",
+        status.pending.len()
+    )
+    .map_err(io)?;
+    Ok(())
+}
+
 /// `opentrusty migrate [--status]`.
 pub async fn migrate(store: &Store, status_only: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let io = |e: std::io::Error| Failure(format!("cannot write output: {e}"));

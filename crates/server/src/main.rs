@@ -82,7 +82,12 @@ async fn run(cli: Cli) -> Result<(), Exit> {
         Command::Migrate(args) => {
             init_logging(LogFormat::Text, "warn");
             let store = commands::open(&database).await?;
-            let result = commands::migrate(&store, args.status, &mut std::io::stdout()).await;
+            let out = &mut std::io::stdout();
+            let result = if args.dry_run {
+                commands::migrate_dry_run(&store, out).await
+            } else {
+                commands::migrate(&store, args.status, out).await
+            };
             store.close().await;
             result?;
         }

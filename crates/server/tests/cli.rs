@@ -266,6 +266,76 @@ async fn migrate_twice_is_a_no_op_the_second_time() {
 }
 
 #[tokio::test]
+async fn migrate_dry_run_lists_what_would_lock_and_changes_nothing() {
+    for db in [TestDb::sqlite(false).await]
+        .into_iter()
+        .chain(TestDb::postgres(false).await)
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let migrate = |args: &[&str]| {
+            let out = run(opentrusty(dir.path())
+                .env("OPENTRUSTY_DATABASE_URL", db.url())
+                .arg("migrate")
+                .args(args));
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            text(&out.stdout)
+        };
+        let known = opentrusty_store::MIGRATIONS;
+        let plan = migrate(&["--dry-run"]);
+        for m in known {
+            assert!(
+                plan.contains(&format!("would apply migration {} ({})", m.version, m.name)),
+                "{plan}"
+            );
+        }
+        assert!(
+            plan.contains("token_families (created by this run): writes to it wait for one scan"),
+            "{plan}"
+        );
+        let status = migrate(&["--status"]);
+        assert!(
+            status.contains(&format!("0 applied, {} pending", known.len())),
+            "nothing was changed: {status}"
+        );
+
+        // One migration behind, with rows in the table it indexes: the plan names the size
+        // and an estimate.
+        migrate(&[]);
+        let undo_six = [
+            "DELETE FROM schema_migrations WHERE version = 6",
+            "DROP TABLE grant_writers",
+            "DROP INDEX token_families_session_id",
+        ];
+        if db.url().starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(db.url()).await.unwrap();
+            for sql in undo_six {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+            for sql in undo_six {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        let plan = migrate(&["--dry-run"]);
+        assert!(
+            plan.contains("would apply migration 6 (settled grant writes)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("migration 5"), "{plan}");
+        assert!(
+            plan.contains("token_families (about 0 rows): writes to it wait for one scan of the table; expected 1 ms"),
+            "{plan}"
+        );
+        assert!(migrate(&["--status"]).contains("1 pending"));
+        assert!(migrate(&[]).contains("applied migration 6"));
+        assert!(migrate(&["--dry-run"]).contains("nothing would be applied"));
+    }
+}
+
+#[tokio::test]
 async fn planes_refuse_to_start_with_pending_migrations() {
     for db in [TestDb::sqlite(false).await]
         .into_iter()

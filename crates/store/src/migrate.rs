@@ -16,6 +16,63 @@ pub struct Migration {
     pub name: &'static str,
     postgres: &'static str,
     sqlite: &'static str,
+    /// What it holds locked on existing tables while it runs (`migrate --dry-run`).
+    pub locks: &'static [Lock],
+}
+
+/// A lock a migration takes on an existing table, for the operator deciding when to run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lock {
+    pub table: &'static str,
+    pub kind: LockKind,
+}
+
+/// How long a [`Lock`] lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// A change to the table's definition alone (a column with a constant default, a trigger):
+    /// an exclusive lock for a moment, whatever the table's size.
+    Definition,
+    /// An index built inside the migration's transaction: writes to the table wait while it
+    /// reads the whole table once.
+    IndexBuild,
+    /// Rows rewritten by an `UPDATE`: those rows are locked until the migration commits; the
+    /// statement reads the whole table once.
+    RowRewrite,
+}
+
+impl LockKind {
+    /// What it means for the planes, in words for the operator.
+    pub fn effect(self) -> &'static str {
+        match self {
+            LockKind::Definition => "every statement on it waits a moment (no scan)",
+            LockKind::IndexBuild => "writes to it wait for one scan of the table",
+            LockKind::RowRewrite => "the rows it changes are locked for one scan of the table",
+        }
+    }
+
+    /// Whether the lock lasts as long as one read of the whole table.
+    pub fn scans(self) -> bool {
+        !matches!(self, LockKind::Definition)
+    }
+}
+
+/// A scan's cost measured here (docs/storage.md: 55–102 ms per million rows for the index
+/// builds of migrations 3 and 4 on two cores), for the dry run's estimates.
+pub const SCAN_MS_PER_MILLION_ROWS: f64 = 100.0;
+
+const fn definition(table: &'static str) -> Lock {
+    Lock {
+        table,
+        kind: LockKind::Definition,
+    }
+}
+
+const fn index_build(table: &'static str) -> Lock {
+    Lock {
+        table,
+        kind: LockKind::IndexBuild,
+    }
 }
 
 /// Every migration this binary knows, in order.
@@ -25,36 +82,51 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "initial schema",
         postgres: include_str!("../migrations/postgres/0001_initial.sql"),
         sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+        locks: &[],
     },
     Migration {
         version: 2,
         name: "client revision",
         postgres: include_str!("../migrations/postgres/0002_client_revision.sql"),
         sqlite: include_str!("../migrations/sqlite/0002_client_revision.sql"),
+        locks: &[definition("oauth_clients")],
     },
     Migration {
         version: 3,
         name: "access tokens by user",
         postgres: include_str!("../migrations/postgres/0003_access_tokens_by_user.sql"),
         sqlite: include_str!("../migrations/sqlite/0003_access_tokens_by_user.sql"),
+        locks: &[index_build("access_tokens")],
     },
     Migration {
         version: 4,
         name: "client tokens by audit row",
         postgres: include_str!("../migrations/postgres/0004_client_tokens_by_audit_row.sql"),
         sqlite: include_str!("../migrations/sqlite/0004_client_tokens_by_audit_row.sql"),
+        locks: &[definition("audit_events"), index_build("audit_events")],
     },
     Migration {
         version: 5,
         name: "session-bound grants",
         postgres: include_str!("../migrations/postgres/0005_session_bound_grants.sql"),
         sqlite: include_str!("../migrations/sqlite/0005_session_bound_grants.sql"),
+        locks: &[
+            definition("token_families"),
+            Lock {
+                table: "token_families",
+                kind: LockKind::RowRewrite,
+            },
+            definition("authorization_codes"),
+            definition("oauth_clients"),
+            index_build("oauth_clients"),
+        ],
     },
     Migration {
         version: 6,
         name: "settled grant writes",
         postgres: include_str!("../migrations/postgres/0006_settled_grant_writes.sql"),
         sqlite: include_str!("../migrations/sqlite/0006_settled_grant_writes.sql"),
+        locks: &[index_build("token_families")],
     },
 ];
 
@@ -257,6 +329,43 @@ impl Store {
             .fetch_all(pool)
             .await)?;
         Ok(rows)
+    }
+
+    /// About how many rows `table` holds: PostgreSQL's planner estimate (no scan), SQLite's
+    /// count. `None` for a table that does not exist yet.
+    pub async fn estimated_rows(&self, table: &str) -> Result<Option<i64>, StoreError> {
+        match &self.db {
+            Db::Postgres(pool) => {
+                let estimate: Option<f32> = sqlx::query_scalar(
+                    "SELECT c.reltuples FROM pg_catalog.pg_class c \
+                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = current_schema() AND c.relname = $1 AND c.relkind = 'r'",
+                )
+                .bind(table)
+                .fetch_optional(pool)
+                .await?;
+                // -1: never analysed; the table is small or new.
+                Ok(estimate.map(|n| n.max(0.0) as i64))
+            }
+            Db::Sqlite(pool) => {
+                let exists: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+                )
+                .bind(table)
+                .fetch_one(pool)
+                .await?;
+                if exists == 0 {
+                    return Ok(None);
+                }
+                // Names come from the migrations' declarations, never from input.
+                let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM \"{table}\""
+                )))
+                .fetch_one(pool)
+                .await?;
+                Ok(Some(count))
+            }
+        }
     }
 
     /// `Ok` when the database answers and no migration is pending; otherwise the reason, in
