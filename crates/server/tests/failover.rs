@@ -349,10 +349,13 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.haproxy.kill();
         let _ = self.haproxy.wait();
+        // Patroni itself, not only the runuser wrapper that started it as root.
         for m in &mut self.members {
-            let _ = Command::new("kill")
-                .args(["-TERM", &m.patroni.id().to_string()])
+            let wrapper = m.patroni.id().to_string();
+            let _ = Command::new("pkill")
+                .args(["-TERM", "-P", &wrapper])
                 .status();
+            let _ = Command::new("kill").args(["-TERM", &wrapper]).status();
         }
         for m in &mut self.members {
             let deadline = Instant::now() + Duration::from_secs(15);

@@ -141,13 +141,18 @@ impl std::fmt::Debug for Store {
 /// SQL serves both without generic trait bounds.
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
-        $crate::within_deadline(async {
-            match &$store.db {
-                $crate::Db::Postgres($pool) => $body,
-                $crate::Db::Sqlite($pool) => $body,
-            }
-        })
-        .await
+        $crate::within_deadline(async { $crate::each_pool!($store, |$pool| $body) }).await
+    };
+}
+
+/// [`on_pool`] without the statement deadline, for what is not a statement (the pool's own
+/// state, closing it).
+macro_rules! each_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.db {
+            $crate::Db::Postgres($pool) => $body,
+            $crate::Db::Sqlite($pool) => $body,
+        }
     };
 }
 
@@ -194,7 +199,7 @@ pub(crate) async fn within_deadline<T>(
         })
 }
 
-pub(crate) use {on_pool, on_tx};
+pub(crate) use {each_pool, on_pool, on_tx};
 
 /// An open write transaction. Dropped without [`Tx::commit`], it rolls back.
 pub(crate) struct Tx {
@@ -437,18 +442,11 @@ impl Store {
 
     /// The pool right now: `(open connections, idle ones, upper bound)`, for metrics.
     pub fn pool_status(&self) -> (u32, u32, u32) {
-        match &self.db {
-            Db::Postgres(pool) => (
-                pool.size(),
-                u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
-                pool.options().get_max_connections(),
-            ),
-            Db::Sqlite(pool) => (
-                pool.size(),
-                u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
-                pool.options().get_max_connections(),
-            ),
-        }
+        each_pool!(self, |pool| (
+            pool.size(),
+            u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            pool.options().get_max_connections()
+        ))
     }
 
     /// Round-trips a trivial query: is the database reachable right now?
@@ -492,10 +490,7 @@ impl Store {
 
     /// Closes the pool, waiting for checked-out connections to come back.
     pub async fn close(&self) {
-        match &self.db {
-            Db::Postgres(pool) => pool.close().await,
-            Db::Sqlite(pool) => pool.close().await,
-        }
+        each_pool!(self, |pool| pool.close().await)
     }
 
     /// Begins a write transaction. On SQLite it takes the write lock at once (`BEGIN
