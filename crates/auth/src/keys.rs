@@ -1,6 +1,7 @@
 //! The auth process's view of the signing keys: loaded from the database, private halves
-//! decrypted with the master key, cached for a short time so every process converges on a
-//! rotation within seconds while a request never waits for the database to sign.
+//! decrypted with the master key, and kept until the store counts a key change (a rotation by
+//! any process, announced by PostgreSQL as it commits), so a request never waits for the
+//! database to sign and every process signs with the new key as soon as it is active.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,9 @@ use opentrusty_oidc::jose::{self, Algorithm, Header, JoseError, SigningKey, Veri
 use opentrusty_store::{NewSigningKey, Store, StoreError};
 use serde_json::{Value, json};
 
-/// How long a process trusts its copy of the key set.
+/// How long a process trusts its copy of the key set without a counted change: the bound for
+/// what no notification reaches (several processes on one SQLite file, a listening connection
+/// whose network went silent).
 const CACHE_TTL: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
@@ -59,6 +62,8 @@ impl From<JoseError> for KeyError {
 
 struct KeySet {
     loaded: Instant,
+    /// The store's count of key changes when this set was read.
+    changes: u64,
     signing: HashMap<Algorithm, Arc<SigningKey>>,
     verifying: Vec<VerifyingKey>,
     jwks: Arc<String>,
@@ -133,6 +138,8 @@ impl KeyRing {
     }
 
     async fn load(&self) -> Result<Arc<KeySet>, KeyError> {
+        // Counted before reading, so a change committed during the read makes the set stale.
+        let changes = self.store.key_changes();
         let stored = self
             .store
             .published_signing_keys(opentrusty_core::now())
@@ -169,6 +176,7 @@ impl KeyRing {
         }
         let set = Arc::new(KeySet {
             loaded: Instant::now(),
+            changes,
             signing,
             verifying,
             jwks: Arc::new(json!({ "keys": jwks }).to_string()),
@@ -220,7 +228,11 @@ impl KeyRing {
     async fn current(&self) -> Result<Arc<KeySet>, KeyError> {
         let cached = self.cache.read().ok().and_then(|c| c.clone());
         match cached {
-            Some(set) if set.loaded.elapsed() < CACHE_TTL => Ok(set),
+            Some(set)
+                if set.changes == self.store.key_changes() && set.loaded.elapsed() < CACHE_TTL =>
+            {
+                Ok(set)
+            }
             _ => self.load().await,
         }
     }

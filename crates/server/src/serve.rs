@@ -99,6 +99,9 @@ pub async fn run(settings: ServeSettings) -> Result<(), Failure> {
     }
     if auth.is_some() {
         tokio::spawn(settle_grant_writes(store.clone(), stop_rx.clone()));
+        // The key set of this process follows rotations made by any other as they commit.
+        let (store, stop) = (store.clone(), stop_rx.clone());
+        tokio::spawn(async move { store.follow_changes(stop).await });
     }
     tokio::spawn(watch_outage(store.clone(), stop_rx.clone()));
     if let (Some(_), Some(every)) = (&auth, settings.ops.janitor_interval) {

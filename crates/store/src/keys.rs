@@ -215,7 +215,9 @@ impl Store {
             at,
         ))
         .await?;
+        tx.announce_key_change().await?;
         tx.commit().await?;
+        self.count_key_change();
         Ok(true)
     }
 
@@ -252,7 +254,9 @@ impl Store {
             at.0,
         ))
         .await?;
+        tx.announce_key_change().await?;
         tx.commit().await?;
+        self.count_key_change();
         Ok(active)
     }
 
@@ -286,7 +290,9 @@ impl Store {
             at,
         ))
         .await?;
+        tx.announce_key_change().await?;
         tx.commit().await?;
+        self.count_key_change();
         Ok(true)
     }
 
@@ -338,7 +344,9 @@ impl Store {
             .await?;
             rotated.push((alg, old, next));
         }
+        tx.announce_key_change().await?;
         tx.commit().await?;
+        self.count_key_change();
         Ok(rotated)
     }
 

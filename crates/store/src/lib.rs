@@ -7,6 +7,7 @@ mod audit;
 mod batch;
 mod bootstrap;
 mod callers;
+mod changes;
 mod client_cache;
 mod client_reads;
 mod clients;
@@ -127,6 +128,8 @@ pub struct Store {
     sqlite_writers: Arc<tokio::sync::Mutex<()>>,
     /// This process's grant writes in flight and in doubt (`settlement.rs`).
     settlement: Arc<settlement::Settlement>,
+    /// Changes to what processes keep copies of (`changes.rs`).
+    changes: Arc<changes::Changes>,
 }
 
 impl std::fmt::Debug for Store {
@@ -430,6 +433,7 @@ impl Store {
             remembered_clients: Arc::default(),
             sqlite_writers: Arc::default(),
             settlement: settlement::Settlement::new(),
+            changes: Arc::default(),
         })
     }
 
