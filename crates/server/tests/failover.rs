@@ -79,6 +79,19 @@ impl Cluster {
             .tempdir_in("/tmp")
             .unwrap();
         let root = dir.path();
+        // What the postgres user reads or writes is its own: the directory (where etcd, Patroni
+        // and PostgreSQL create their files) and each member's configuration. Not recursive: a
+        // walk over running members' files races with their renames.
+        let chown = |path: &Path| {
+            if running_as_root() {
+                let ok = Command::new("chown")
+                    .args(["postgres", &path.display().to_string()])
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+            }
+        };
+        chown(root);
         let (client_port, peer_port) = (free_port(), free_port());
         let (out, err) = log_file(root, "etcd.log");
         let etcd = as_postgres("etcd")
@@ -111,16 +124,6 @@ impl Cluster {
         for i in 1..=3 {
             specs.push((format!("pg{i}"), free_port(), free_port()));
         }
-        // Files the postgres user writes: the directory is its own.
-        let chown = |path: &Path| {
-            if running_as_root() {
-                let ok = Command::new("chown")
-                    .args(["-R", "postgres", &path.display().to_string()])
-                    .status()
-                    .unwrap();
-                assert!(ok.success());
-            }
-        };
         for (name, pg_port, api_port) in &specs {
             let data_dir = root.join(name);
             let own = |port: u16| format!("127.0.0.1:{port}");
@@ -147,7 +150,7 @@ impl Cluster {
                 .replace("    - data-checksums\n", "");
             let path = root.join(format!("{name}.yml"));
             std::fs::write(&path, config).unwrap();
-            chown(root);
+            chown(&path);
             let (out, err) = log_file(root, &format!("{name}.log"));
             let patroni = as_postgres("patroni")
                 .arg(&path)
