@@ -38,8 +38,9 @@ impl Store {
     }
 
     /// Follows the key changes other processes commit until `stop` fires: a NOTIFY listener
-    /// on PostgreSQL (each notification, and each moment it was not listening, counts as a
-    /// change); nothing to do on SQLite, whose processes fall back on their copies' age.
+    /// on PostgreSQL (each notification counts as a change, and so does each start of listening,
+    /// for what was announced while nobody listened); nothing to do on SQLite, whose processes
+    /// fall back on their copies' age.
     pub async fn follow_changes(&self, mut stop: tokio::sync::watch::Receiver<()>) {
         let Db::Postgres(pool) = &self.db else {
             return;
@@ -49,8 +50,6 @@ impl Store {
                 r = self.listen(pool) => r,
                 _ = stop.changed() => return,
             };
-            // Whatever was announced while nobody listened is unknown: count it as a change.
-            self.changes.keys_changed();
             if let Err(e) = listened {
                 tracing::debug!(error = %e, "not listening for key changes; retrying");
             }
@@ -65,7 +64,8 @@ impl Store {
     async fn listen(&self, pool: &sqlx::PgPool) -> Result<(), StoreError> {
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
         listener.listen(KEYS_CHANNEL).await?;
-        // Changes committed before LISTEN took effect were not heard.
+        // Changes committed while nobody listened (before the first LISTEN, or while the last
+        // listening connection was lost) were not heard.
         self.changes.keys_changed();
         while listener.try_recv().await?.is_some() {
             self.changes.keys_changed();
