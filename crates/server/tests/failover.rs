@@ -705,35 +705,79 @@ async fn through(
     (back, ledger)
 }
 
+/// A request sent again, as a client honouring `Retry-After` would, while it is answered 503 or
+/// refused: a member that changes role after the cluster looked healthy cuts its sessions, and
+/// the check that follows an event must not take that for a lost write.
+async fn as_a_client<F, Fut>(cluster: &Cluster, request: F) -> (Option<(u16, bool)>, Value)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = (Option<(u16, bool)>, Value)>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = request().await;
+        let unavailable = matches!(status, None | Some((503, true)));
+        if !unavailable || Instant::now() > deadline {
+            return (status, body);
+        }
+        eprintln!(
+            "answered {status:?} after the event, sent again; members: {:?}",
+            cluster.members().await
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The test's own query, sent again for the same reason while the connection to the leader is cut.
+async fn queried<T, F, Fut>(query: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match query().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("the check's query failed ({e}), sent again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => panic!("the check's query failed for a minute: {e}"),
+        }
+    }
+}
+
 /// Nothing a client received with a 200 or 201 is lost.
 async fn nothing_lost(cluster: &Cluster, planes: &Planes, ledger: &Ledger, database: &str) {
     assert!(ledger.unexpected.is_empty(), "{:#?}", ledger.unexpected);
     let pool = sqlx::PgPool::connect(&cluster.url(database)).await.unwrap();
     let mut inactive = Vec::new();
     for (client, access) in &ledger.access {
-        let r = http()
-            .post(format!("{}/oauth2/introspect", planes.auth_url(0)))
-            .basic_auth(client.client_id, client.secret)
-            .form(&[("token", access.as_str())])
-            .send()
-            .await
-            .unwrap();
-        let body: Value = r.json().await.unwrap();
+        let (_, body) = as_a_client(cluster, || async {
+            let req = http()
+                .post(format!("{}/oauth2/introspect", planes.auth_url(0)))
+                .basic_auth(client.client_id, client.secret)
+                .form(&[("token", access.as_str())]);
+            let (status, body, _) = send(req).await;
+            (status, body)
+        })
+        .await;
         if body["active"] != true {
             let jti = support::jwt_parts(access).1["jti"]
                 .as_str()
                 .unwrap()
                 .to_owned();
-            let why: Option<String> = sqlx::query_scalar(
-                "SELECT concat_ws(' ', 'revoked:', a.revoked_at, 'family revoked:', \
-                 f.revoked_at, f.revoked_reason, 'expires:', a.expires_at, 'now:', now()) \
-                 FROM access_token_records a \
-                 LEFT JOIN token_families f ON f.id = a.family_id WHERE a.jti = $1::uuid",
-            )
-            .bind(&jti)
-            .fetch_optional(&pool)
-            .await
-            .unwrap();
+            let why: Option<String> = queried(|| {
+                sqlx::query_scalar(
+                    "SELECT concat_ws(' ', 'revoked:', a.revoked_at, 'family revoked:', \
+                     f.revoked_at, f.revoked_reason, 'expires:', a.expires_at, 'now:', now()) \
+                     FROM access_token_records a \
+                     LEFT JOIN token_families f ON f.id = a.family_id WHERE a.jti = $1::uuid",
+                )
+                .bind(&jti)
+                .fetch_optional(&pool)
+            })
+            .await;
             inactive.push(format!("{} {jti}: {body} {why:?}", client.client_id));
         }
     }
@@ -742,12 +786,12 @@ async fn nothing_lost(cluster: &Cluster, planes: &Planes, ledger: &Ledger, datab
         "every access token received is active: {inactive:#?}"
     );
     for (i, (client, refresh)) in ledger.refresh.iter().enumerate() {
-        let (status, body) = token(
-            &planes.auth_url(i),
-            *client,
-            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-        )
-        .await;
+        let base = planes.auth_url(i);
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ];
+        let (status, body) = as_a_client(cluster, || token(&base, *client, &form)).await;
         assert_eq!(
             status.map(|s| s.0),
             Some(200),
@@ -755,20 +799,22 @@ async fn nothing_lost(cluster: &Cluster, planes: &Planes, ledger: &Ledger, datab
         );
     }
     let ids: Vec<uuid::Uuid> = ledger.users.iter().map(|u| u.parse().unwrap()).collect();
-    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = ANY($1)")
-        .bind(&ids)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let users: i64 = queried(|| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_one(&pool)
+    })
+    .await;
     let texts: Vec<String> = ledger.users.clone();
-    let audited: i64 = sqlx::query_scalar(
-        "SELECT COUNT(DISTINCT target_id) FROM audit_events \
-         WHERE action = 'user.created' AND target_id = ANY($1)",
-    )
-    .bind(&texts)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let audited: i64 = queried(|| {
+        sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT target_id) FROM audit_events \
+             WHERE action = 'user.created' AND target_id = ANY($1)",
+        )
+        .bind(&texts)
+        .fetch_one(&pool)
+    })
+    .await;
     pool.close().await;
     assert_eq!(
         users as usize,

@@ -125,19 +125,38 @@ fn binary(package: &str, candidates: &[&str]) -> PathBuf {
 impl Proxy {
     /// nginx with the shipped upstreams and the server blocks of the auth and API hosts.
     fn nginx(auth_port: u16) -> Proxy {
+        Proxy::nginx_over(&[auth_port], &[free_port()])
+    }
+
+    /// As [`Proxy::nginx`] with one `server` line per process in each plane's upstream, as the
+    /// shipped file says to write them.
+    fn nginx_over(auth_ports: &[u16], admin_ports: &[u16]) -> Proxy {
         let nginx = binary("nginx", &["/usr/sbin/nginx", "/usr/local/sbin/nginx"]);
         let shipped = repo_file("deploy/nginx/opentrusty.conf");
         let dir = tempfile::tempdir().unwrap();
         let (auth, api) = (free_port(), free_port());
+        let servers = |ports: &[u16]| -> String {
+            ports
+                .iter()
+                .map(|p| format!("server 127.0.0.1:{p};"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let upstreams: String = blocks(&shipped)
             .into_iter()
             .filter(|b| b.trim_start().starts_with("upstream"))
-            .map(|b| upstream_ports(&b, auth_port))
+            .map(|b| {
+                b.replace("server 127.0.0.1:8080;", &servers(auth_ports))
+                    .replace("server 127.0.0.1:8081;", &servers(admin_ports))
+            })
             .collect();
-        assert!(
-            upstreams.contains(&format!("127.0.0.1:{auth_port}")),
-            "the shipped auth upstream is no longer 127.0.0.1:8080:\n{shipped}"
-        );
+        for port in auth_ports.iter().chain(admin_ports) {
+            assert!(
+                upstreams.contains(&format!("server 127.0.0.1:{port};")),
+                "the shipped upstreams are no longer `server 127.0.0.1:8080;` (auth) and \
+                 `server 127.0.0.1:8081;` (admin):\n{shipped}"
+            );
+        }
         let d = dir.path().display();
         let conf = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
@@ -167,7 +186,7 @@ impl Proxy {
                 .find(|b| b.trim_start().starts_with(&format!("{host} {{")))
                 .unwrap_or_else(|| panic!("deploy/caddy/Caddyfile has no site block for {host}"));
             let block = block.replacen(host, &format!("http://127.0.0.1:{port}"), 1);
-            upstream_ports(&block, auth_port)
+            caddy_upstreams(&block, auth_port)
         };
         let sites = format!(
             "{}{}",
@@ -261,7 +280,7 @@ impl Proxy {
 
 /// `block` with the auth plane's shipped port replaced by `auth_port` and the admin plane's by
 /// one where nothing listens (its routes are not under test).
-fn upstream_ports(block: &str, auth_port: u16) -> String {
+fn caddy_upstreams(block: &str, auth_port: u16) -> String {
     block
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{auth_port}"))
         .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
@@ -486,3 +505,156 @@ on_both_backends!(
     behind_nginx_forged_addresses_are_neither_audited_nor_rate_limited_apart: Proxy::nginx,
     behind_caddy_forged_addresses_are_neither_audited_nor_rate_limited_apart: Proxy::caddy,
 );
+
+/// Requests through `proxy` at `port` with `path`: each status.
+async fn statuses(requests: Vec<reqwest::RequestBuilder>) -> Vec<u16> {
+    let mut out = Vec::new();
+    for r in requests {
+        out.push(r.send().await.unwrap().status().as_u16());
+    }
+    out
+}
+
+/// How many requests to `route` a process logged.
+fn served(server: &support::Server, route: &str) -> usize {
+    let needle = format!("\"route\":\"{route}\"");
+    server
+        .output()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .count()
+}
+
+/// Three auth and two admin processes behind nginx, one `server` line each as the shipped file
+/// says: nginx spreads each plane's requests over every process, a token or session made
+/// through one process is honoured through all, and a stopped process is passed over without
+/// one failed request.
+async fn nginx_spreads_each_plane_over_its_processes(db: TestDb) {
+    use support::{SERVICE, Server};
+    const ROOT: &str = "root@platform.example";
+    let store = db.store().await;
+    let seed = support::seed(&store).await;
+    store
+        .bootstrap_platform_admin(
+            &opentrusty_core::email::Email::parse(ROOT).unwrap(),
+            &support::fast_hash(support::PASSWORD),
+            &opentrusty_core::audit::Origin::system(),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = [free_port(), free_port(), free_port()];
+    let issuer = format!("http://127.0.0.1:{}", ports[0]);
+    let mut auth = Vec::new();
+    for port in ports {
+        let env = [("OPENTRUSTY_ISSUER", issuer.as_str())];
+        let mut server = Server::auth_with(dir.path(), db.url(), port, &env);
+        server.wait_healthy().await;
+        auth.push(server);
+    }
+    let mut admin = Vec::new();
+    for _ in 0..2 {
+        let mut server = Server::admin(dir.path(), db.url(), free_port(), &issuer);
+        server.wait_healthy().await;
+        admin.push(server);
+    }
+    let auth_ports: Vec<u16> = auth.iter().map(|s| s.port).collect();
+    let admin_ports: Vec<u16> = admin.iter().map(|s| s.port).collect();
+    let proxy = Proxy::nginx_over(&auth_ports, &admin_ports);
+    let http = client();
+    let token_url = format!("http://127.0.0.1:{}/oauth2/token", proxy.auth);
+    let introspect_url = format!("http://127.0.0.1:{}/oauth2/introspect", proxy.auth);
+    let users_url = format!(
+        "http://127.0.0.1:{}/api/v1/tenants/{}/users",
+        proxy.api, seed.tenant_a.0
+    );
+    let (session, _) = support::console_sign_in(
+        &format!("http://127.0.0.1:{}", proxy.api),
+        ROOT,
+        support::PASSWORD,
+    )
+    .await;
+    let (id, secret) = (SERVICE.client_id, SERVICE.secret.unwrap());
+
+    // Issues `n` tokens through nginx and checks each is active through nginx, then lists users
+    // `n` times through the API host with the session made through it.
+    let round = |n: usize| {
+        let http = http.clone();
+        let (token_url, introspect_url, users_url) = (&token_url, &introspect_url, &users_url);
+        let session = &session;
+        async move {
+            let mut tokens = Vec::new();
+            for _ in 0..n {
+                let r = http
+                    .post(token_url)
+                    .basic_auth(id, Some(secret))
+                    .form(&[("grant_type", "client_credentials"), ("scope", "api:read")])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200, "a token through nginx");
+                let body: serde_json::Value = r.json().await.unwrap();
+                tokens.push(body["access_token"].as_str().unwrap().to_owned());
+            }
+            for token in &tokens {
+                let r = http
+                    .post(introspect_url)
+                    .basic_auth(id, Some(secret))
+                    .form(&[("token", token.as_str())])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(
+                    body["active"], true,
+                    "a token from any process is active on all"
+                );
+            }
+            let lists = (0..n)
+                .map(|_| {
+                    http.get(users_url)
+                        .header("cookie", format!("ot_session={session}"))
+                })
+                .collect();
+            assert_eq!(
+                statuses(lists).await,
+                vec![200; n],
+                "the users list through nginx"
+            );
+        }
+    };
+
+    round(12).await;
+    for (i, server) in auth.iter().enumerate() {
+        let n = served(server, "/oauth2/token");
+        assert!(n >= 2, "auth process {i} served {n} of 12 token requests");
+    }
+    for (i, server) in admin.iter().enumerate() {
+        let n = served(server, "/api/v1/tenants/{tenant_id}/users");
+        assert!(n >= 2, "admin process {i} served {n} of 12 list requests");
+    }
+
+    // A stopped process in each plane: nginx cannot connect to it and sends the request to the
+    // next, so no client sees the stop.
+    auth[1].kill();
+    admin[0].kill();
+    round(12).await;
+    for server in [&auth[0], &auth[2]] {
+        assert!(served(server, "/oauth2/token") >= 6, "{}", proxy.logs());
+    }
+}
+
+#[tokio::test]
+async fn behind_nginx_each_plane_is_spread_over_its_processes_on_sqlite() {
+    nginx_spreads_each_plane_over_its_processes(TestDb::sqlite(true).await).await;
+}
+
+#[tokio::test]
+async fn behind_nginx_each_plane_is_spread_over_its_processes_on_postgres() {
+    let Some(db) = TestDb::postgres(true).await else {
+        return;
+    };
+    nginx_spreads_each_plane_over_its_processes(db).await;
+}
