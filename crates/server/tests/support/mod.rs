@@ -194,7 +194,12 @@ pub async fn seed(store: &Store) -> Seed {
 
 /// The binary with a clean `OPENTRUSTY_*` environment, run in `dir`.
 pub fn opentrusty(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opentrusty"));
+    opentrusty_at(Path::new(env!("CARGO_BIN_EXE_opentrusty")), dir)
+}
+
+/// As [`opentrusty`], for another build of it (an earlier release).
+pub fn opentrusty_at(binary: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(binary);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("OPENTRUSTY_") {
             cmd.env_remove(key);
@@ -266,10 +271,33 @@ impl Server {
         env: &[(&str, &str)],
         adjust: impl FnOnce(&mut Command),
     ) -> Server {
+        Server::start_of(opentrusty(dir), dir, plane, db_url, port, env, adjust)
+    }
+
+    /// As [`Server::start`], running `binary` (another build of the server).
+    pub fn start_binary(
+        binary: &Path,
+        dir: &Path,
+        plane: &str,
+        db_url: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Server {
+        Server::start_of(opentrusty_at(binary, dir), dir, plane, db_url, port, env, |_| {})
+    }
+
+    fn start_of(
+        mut cmd: Command,
+        dir: &Path,
+        plane: &str,
+        db_url: &str,
+        port: u16,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Server {
         let log = dir.join(format!("server-{port}.log"));
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
-        let mut cmd = opentrusty(dir);
         // Tests send many requests from one address; the rate-limit tests set their own.
         for var in [
             "OPENTRUSTY_RATE_LIMIT_LOGIN",
@@ -872,13 +900,18 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(idp: &Idp) -> Browser {
+        Browser::at(&idp.url("/"))
+    }
+
+    /// A browser whose relative redirects resolve against `base`.
+    pub fn at(base: &str) -> Browser {
         Browser {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .cookie_store(true)
                 .build()
                 .unwrap(),
-            base: Url::parse(&idp.url("/")).unwrap(),
+            base: Url::parse(base).unwrap(),
         }
     }
 
