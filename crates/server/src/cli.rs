@@ -40,6 +40,11 @@ pub struct DatabaseArgs {
     /// [default: 10]
     #[arg(long, global = true, value_name = "N")]
     pub db_max_connections: Option<String>,
+
+    /// Seconds a database statement may go unanswered before its request fails as unavailable
+    /// [env: OPENTRUSTY_DB_STATEMENT_TIMEOUT] [default: 60]
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub db_statement_timeout: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -189,11 +189,25 @@ pub fn database(env: &dyn Env, args: &DatabaseArgs) -> Result<DatabaseSettings, 
         parse_number(max, 10u32, "a number of connections from 1 to 1000", |n| {
             (1..=1000).contains(n)
         })?;
+    let deadline = given(
+        env,
+        "--db-statement-timeout",
+        "OPENTRUSTY_DB_STATEMENT_TIMEOUT",
+        &args.db_statement_timeout,
+    )?;
+    let default_deadline = opentrusty_store::STATEMENT_DEADLINE.as_secs();
+    let statement_deadline = parse_number(
+        deadline,
+        default_deadline,
+        "a number of seconds from 1 to 3600",
+        |n| (1..=3600).contains(n),
+    )?;
     Ok(DatabaseSettings {
         url,
         backend,
         connect: ConnectOptions {
             max_connections,
+            statement_deadline: std::time::Duration::from_secs(statement_deadline),
             ..ConnectOptions::default()
         },
     })
@@ -1130,6 +1144,7 @@ mod tests {
             &DatabaseArgs {
                 database_url: None,
                 db_max_connections: None,
+                db_statement_timeout: None,
             },
         )
         .unwrap()
@@ -1177,10 +1192,31 @@ mod tests {
             &DatabaseArgs {
                 database_url: None,
                 db_max_connections: None,
+                db_statement_timeout: None,
             },
         )
         .unwrap_err();
         assert_eq!(err.name, "OPENTRUSTY_DATABASE_URL");
+
+        for bad in ["0", "3601", "1.5", "soon"] {
+            let e = env(&[("OPENTRUSTY_DB_STATEMENT_TIMEOUT", bad)]);
+            let args = DatabaseArgs {
+                database_url: None,
+                db_max_connections: None,
+                db_statement_timeout: None,
+            };
+            let err = database(&e, &args).unwrap_err();
+            assert_eq!(err.name, "OPENTRUSTY_DB_STATEMENT_TIMEOUT", "{bad}");
+        }
+        let e = env(&[("OPENTRUSTY_DB_STATEMENT_TIMEOUT", "2")]);
+        assert_eq!(
+            db(&e).connect.statement_deadline,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(
+            db(&env(&[])).connect.statement_deadline,
+            opentrusty_store::STATEMENT_DEADLINE
+        );
 
         let e = env(&[("OPENTRUSTY_MODE", "both")]);
         assert_eq!(mode(&e, None).unwrap_err().name, "OPENTRUSTY_MODE");

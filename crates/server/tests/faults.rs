@@ -788,3 +788,184 @@ async fn the_sqlite_default_on_a_full_or_read_only_disk_refuses_writes_clearly_a
     }
     sql.close().await;
 }
+
+/// A TCP relay to PostgreSQL that can go silent: while silent it neither reads nor writes, so
+/// every connection through it stays open and nothing arrives, as when the network to the
+/// database is cut (no reset, no close). What was on its way is delivered once it speaks again.
+struct SilentPath {
+    port: u16,
+    silent: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilentPath {
+    async fn start(upstream: String) -> SilentPath {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (silent, watch) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(Self::relay(cr, sw, watch.clone()));
+                tokio::spawn(Self::relay(sr, cw, watch.clone()));
+            }
+        });
+        SilentPath { port, silent, task }
+    }
+
+    async fn relay(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut silent: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            if silent.wait_for(|s| !*s).await.is_err() {
+                return;
+            }
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if silent.wait_for(|s| !*s).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn set_silent(&self, silent: bool) {
+        self.silent.send_replace(silent);
+    }
+}
+
+impl Drop for SilentPath {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// With the network path to PostgreSQL silent, no request is held: each is answered 503 with
+/// `Retry-After` within the pool's acquire timeout (5 s) plus the statement deadline (set to
+/// 2 s), twice that for a token write queued behind a waiting batch, and once the path speaks
+/// again the process serves without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_path_to_postgres_holds_no_request() {
+    let Some(db) = TestDb::postgres(true).await else {
+        return;
+    };
+    let store = db.store().await;
+    support::seed(&store).await;
+    store.close().await;
+    let direct = db.url().to_owned();
+    let authority = direct
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let path = SilentPath::start(authority.clone()).await;
+    let through = direct.replacen(&authority, &format!("127.0.0.1:{}", path.port), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::auth_with(
+        dir.path(),
+        &through,
+        free_port(),
+        &[("OPENTRUSTY_DB_STATEMENT_TIMEOUT", "2")],
+    );
+    server.wait_healthy().await;
+    // Far longer than any answer may take, so a held request shows as one.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let (status, body) = client_credentials(&http, &server).await;
+    assert_eq!(status, 200, "{body}");
+    let earlier = token_of(&body);
+
+    path.set_silent(true);
+    // Longer than any bound below, so a request held until the path speaks again fails it.
+    let silence = Duration::from_secs(20);
+    let started = Instant::now();
+    let mut asked = JoinSet::new();
+    while started.elapsed() < silence - Duration::from_secs(1) {
+        for kind in ["token", "introspection"] {
+            let (http, base, earlier) = (http.clone(), server.url(""), earlier.clone());
+            asked.spawn(async move {
+                let sent = Instant::now();
+                let req = match kind {
+                    "token" => http
+                        .post(format!("{base}/oauth2/token"))
+                        .basic_auth(SERVICE.client_id, SERVICE.secret)
+                        .form(&[("grant_type", "client_credentials")]),
+                    _ => http
+                        .post(format!("{base}/oauth2/introspect"))
+                        .basic_auth(SERVICE.client_id, SERVICE.secret)
+                        .form(&[("token", earlier.as_str())]),
+                };
+                let answer = req
+                    .send()
+                    .await
+                    .map(|r| (r.status().as_u16(), r.headers().contains_key("retry-after")));
+                (kind, sent.elapsed(), answer.map_err(|e| e.to_string()))
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(silence.saturating_sub(started.elapsed())).await;
+    path.set_silent(false);
+    let healed = Instant::now();
+
+    let mut answers = Vec::new();
+    while let Some(answer) = asked.join_next().await {
+        answers.push(answer.unwrap());
+    }
+    let slowest = answers.iter().map(|(_, took, _)| *took).max().unwrap();
+    eprintln!(
+        "{} requests while the path was silent for {} s; slowest answer {:.2} s",
+        answers.len(),
+        silence.as_secs(),
+        slowest.as_secs_f64()
+    );
+    for (kind, took, answer) in &answers {
+        // Asked late in the silence, a request may be served once the path speaks again.
+        assert!(
+            matches!(answer, Ok((503, true)) | Ok((200, _))),
+            "{kind} during the silence: {answer:?} after {took:?}\n{}",
+            server.output()
+        );
+        // A read waits at most for a connection (5 s) and its statement (2 s). A token write
+        // queued behind a batch that is waiting the same way waits for that batch, then its own.
+        let bound = match *kind {
+            "introspection" => Duration::from_secs(8),
+            _ => Duration::from_secs(15),
+        };
+        assert!(
+            *took < bound,
+            "{kind} held {took:?} by a silent connection (bound {bound:?})"
+        );
+    }
+
+    // Served again without a restart.
+    let back = loop {
+        let (status, _) = client_credentials(&http, &server).await;
+        if status == 200 {
+            break healed.elapsed();
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(30),
+            "not served again after the path healed:\n{}",
+            server.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "served again {:.2} s after the path spoke again",
+        back.as_secs_f64()
+    );
+    assert!(server.exited().is_none());
+}

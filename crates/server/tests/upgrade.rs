@@ -35,7 +35,11 @@ fn run(cmd: &mut Command, what: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{what} failed ({}):\n{text}", out.status);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{text}",
+        out.status
+    );
     text
 }
 
@@ -96,7 +100,11 @@ fn previous_release() -> PathBuf {
                     "git archive of the previous release",
                 );
                 run(
-                    Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&src),
+                    Command::new("tar")
+                        .arg("-xf")
+                        .arg(&archive)
+                        .arg("-C")
+                        .arg(&src),
                     "unpacking the previous release",
                 );
             }
@@ -423,7 +431,10 @@ async fn a_rolling_upgrade_loses_nothing(db: TestDb) {
     for refresh in &ledger.refresh {
         let form = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
         let (status, body) = token(&new_auth.url(""), FIRST_PARTY, &form).await;
-        assert_eq!(status, 200, "a refresh token received still refreshes: {body}");
+        assert_eq!(
+            status, 200,
+            "a refresh token received still refreshes: {body}"
+        );
     }
     let store = db.store().await;
     for id in &ledger.users {
@@ -444,7 +455,11 @@ async fn a_rolling_upgrade_loses_nothing(db: TestDb) {
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.target.as_ref().is_some_and(|t| ledger.users.contains(&t.id)))
+        .filter(|e| {
+            e.target
+                .as_ref()
+                .is_some_and(|t| ledger.users.contains(&t.id))
+        })
         .count();
     assert_eq!(audited, ledger.users.len(), "each with its audit row");
     store.close().await;

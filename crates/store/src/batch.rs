@@ -33,7 +33,7 @@ pub(crate) trait GroupWrite: Send + Sync + Sized + 'static {
     /// Makes every write of `batch` with one statement; for each, in order, whether it was made
     /// (`false`: its condition did not hold, e.g. the code was claimed already).
     fn write_all<'a>(
-        pool: &'a PgPool,
+        pool: &'a WritePool,
         batch: &'a [&'a Self],
     ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send + 'a;
 }
@@ -50,7 +50,7 @@ pub(crate) struct GroupCommit<W> {
 
 impl<W: GroupWrite> GroupCommit<W> {
     /// Starts the writer on the current runtime.
-    fn start(pool: PgPool) -> GroupCommit<W> {
+    fn start(pool: WritePool) -> GroupCommit<W> {
         let queue =
             crate::workers::start(WRITERS, MAX_BATCH, move |batch| commit(pool.clone(), batch));
         GroupCommit { queue }
@@ -67,7 +67,8 @@ pub(crate) struct GroupCommits {
 
 impl GroupCommits {
     /// Starts every writer on the current runtime.
-    pub(crate) fn start(pool: &PgPool) -> Arc<GroupCommits> {
+    pub(crate) fn start(pool: &PgPool, statement_deadline: Duration) -> Arc<GroupCommits> {
+        let pool = WritePool::new(pool, statement_deadline);
         Arc::new(GroupCommits {
             tokens: GroupCommit::start(pool.clone()),
             client_tokens: GroupCommit::start(pool.clone()),
@@ -82,7 +83,7 @@ impl GroupCommits {
 /// whether it was committed: that is answered as unavailable (the client retries) rather than
 /// written a second time.
 pub(crate) async fn write<W: GroupWrite>(
-    pool: &PgPool,
+    pool: &WritePool,
     group: Option<&GroupCommit<W>>,
     write: W,
 ) -> Result<bool, StoreError> {
@@ -104,14 +105,14 @@ pub(crate) async fn write<W: GroupWrite>(
 }
 
 /// Makes `write` with a statement of its own. Whether it was made.
-async fn write_alone<W: GroupWrite>(pool: &PgPool, write: &W) -> Result<bool, StoreError> {
+async fn write_alone<W: GroupWrite>(pool: &WritePool, write: &W) -> Result<bool, StoreError> {
     Ok(W::write_all(pool, &[write]).await?.first() == Some(&true))
 }
 
 /// Makes `batch` with one statement, or write by write when the database refused it. When the
 /// database could not be reached the outcome is unknown, and every caller is told so rather
 /// than written again.
-async fn commit<W: GroupWrite>(pool: PgPool, batch: Vec<Pending<W>>) {
+async fn commit<W: GroupWrite>(pool: WritePool, batch: Vec<Pending<W>>) {
     let writes: Vec<&W> = batch.iter().map(|p| &p.write).collect();
     match W::write_all(&pool, &writes).await {
         Ok(made) => {
@@ -251,24 +252,41 @@ impl<'a> SharedColumns<'a> {
 }
 
 /// How long a write statement may go unanswered before its connection is taken for dead (a
-/// network cut leaves no error to wait for) and its outcome for unknown.
+/// network cut leaves no error to wait for) and its outcome for unknown; shorter if the store's
+/// statement deadline is.
 pub(crate) const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The pool group-committed writes go through, with their deadline.
+#[derive(Clone)]
+pub(crate) struct WritePool {
+    pool: PgPool,
+    deadline: Duration,
+}
+
+impl WritePool {
+    pub(crate) fn new(pool: &PgPool, statement_deadline: Duration) -> WritePool {
+        WritePool {
+            pool: pool.clone(),
+            deadline: WRITE_DEADLINE.min(statement_deadline),
+        }
+    }
+}
 
 /// The first column of every row the write `q` answers: which rows it wrote. A connection that
 /// breaks or goes silent once the statement is on it leaves the outcome unknown
 /// ([`StoreError::InDoubt`]); one that could not be had means nothing was sent.
-pub(crate) async fn first_column<T>(q: PgQuery<'_>, pool: &PgPool) -> Result<Vec<T>, StoreError>
+pub(crate) async fn first_column<T>(q: PgQuery<'_>, pool: &WritePool) -> Result<Vec<T>, StoreError>
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {
-    let mut conn = pool.acquire().await?;
-    let rows = match tokio::time::timeout(WRITE_DEADLINE, q.fetch_all(&mut *conn)).await {
+    let mut conn = pool.pool.acquire().await?;
+    let rows = match tokio::time::timeout(pool.deadline, q.fetch_all(&mut *conn)).await {
         Ok(answer) => answer.map_err(StoreError::of_sent_write)?,
         Err(_) => {
             conn.close_on_drop();
             return Err(StoreError::InDoubt(format!(
                 "no answer within {} s",
-                WRITE_DEADLINE.as_secs()
+                pool.deadline.as_secs_f64()
             )));
         }
     };
@@ -296,7 +314,7 @@ impl TokenWrite {
 
 impl GroupWrite for TokenWrite {
     /// The tokens, then their audit rows.
-    async fn write_all(pool: &PgPool, batch: &[&TokenWrite]) -> Result<Vec<bool>, StoreError> {
+    async fn write_all(pool: &WritePool, batch: &[&TokenWrite]) -> Result<Vec<bool>, StoreError> {
         let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
         let created: Vec<Timestamp> = batch.iter().map(|w| w.created_at).collect();
         let q = shared
@@ -350,7 +368,7 @@ impl ClientTokenWrite {
 impl GroupWrite for ClientTokenWrite {
     /// The audit rows, each with its token's digest and expiry, of the clients still as decided.
     async fn write_all(
-        pool: &PgPool,
+        pool: &WritePool,
         batch: &[&ClientTokenWrite],
     ) -> Result<Vec<bool>, StoreError> {
         let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
@@ -399,7 +417,7 @@ mod tests {
     }
 
     impl GroupWrite for Probe {
-        async fn write_all(_: &PgPool, batch: &[&Probe]) -> Result<Vec<bool>, StoreError> {
+        async fn write_all(_: &WritePool, batch: &[&Probe]) -> Result<Vec<bool>, StoreError> {
             let ids = batch.iter().map(|p| p.id).collect();
             batch[0].statements.lock().unwrap().push(ids);
             match batch.iter().find_map(|p| p.error) {
@@ -431,7 +449,7 @@ mod tests {
             batch.push(Pending { write, done });
             answers.push(answer);
         }
-        commit(pool, batch).await;
+        commit(WritePool::new(&pool, WRITE_DEADLINE), batch).await;
         let mut outcomes = Vec::new();
         for answer in answers {
             outcomes.push(answer.await.unwrap());

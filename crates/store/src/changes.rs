@@ -80,6 +80,7 @@ impl crate::Tx {
     pub(crate) async fn announce_key_change(&mut self) -> Result<(), StoreError> {
         if let TxInner::Postgres(t) = &mut self.inner {
             crate::within_deadline(
+                self.deadline,
                 sqlx::query("SELECT pg_notify($1, '')")
                     .bind(KEYS_CHANNEL)
                     .execute(&mut **t),

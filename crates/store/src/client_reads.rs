@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
@@ -30,9 +31,9 @@ pub(crate) struct ClientReader {
 
 impl ClientReader {
     /// Starts the readers on the current runtime.
-    pub(crate) fn start(pool: PgPool) -> Arc<ClientReader> {
+    pub(crate) fn start(pool: PgPool, deadline: Duration) -> Arc<ClientReader> {
         let queue = crate::workers::start(READERS, MAX_BATCH, move |batch| {
-            read_batch(pool.clone(), batch)
+            read_batch(pool.clone(), deadline, batch)
         });
         Arc::new(ClientReader { queue })
     }
@@ -58,15 +59,21 @@ impl ClientReader {
 }
 
 /// Answers every look-up of `batch` from one statement.
-async fn read_batch(pool: PgPool, mut batch: Vec<Lookup>) {
+async fn read_batch(pool: PgPool, deadline: Duration, mut batch: Vec<Lookup>) {
     let mut ids: Vec<&str> = batch.iter().map(|l| l.client_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    match read(&pool, &ids).await {
+    match read(&pool, deadline, &ids).await {
         Ok(found) => {
             for lookup in batch {
                 let client = found.get(lookup.client_id.as_str()).cloned();
                 let _ = lookup.done.send(Ok(client));
+            }
+        }
+        // The database cannot be reached: asking again per caller would only wait again.
+        Err(StoreError::Unavailable(why)) => {
+            for lookup in batch {
+                let _ = lookup.done.send(Err(StoreError::Unavailable(why.clone())));
             }
         }
         Err(e) if batch.len() == 1 => {
@@ -77,7 +84,7 @@ async fn read_batch(pool: PgPool, mut batch: Vec<Lookup>) {
         // A failed statement is retried per caller, so each gets the outcome of its own.
         Err(_) => {
             for lookup in batch {
-                let outcome = read(&pool, &[lookup.client_id.as_str()])
+                let outcome = read(&pool, deadline, &[lookup.client_id.as_str()])
                     .await
                     .map(|mut found| found.remove(lookup.client_id.as_str()));
                 let _ = lookup.done.send(outcome);
@@ -87,14 +94,18 @@ async fn read_batch(pool: PgPool, mut batch: Vec<Lookup>) {
 }
 
 /// One statement for every client the batch names, keyed by public id.
-async fn read(pool: &PgPool, ids: &[&str]) -> Result<HashMap<String, ClientAccess>, StoreError> {
-    let rows: Vec<ClientAccessRow> = sqlx::query_as(concat!(
+async fn read(
+    pool: &PgPool,
+    deadline: Duration,
+    ids: &[&str],
+) -> Result<HashMap<String, ClientAccess>, StoreError> {
+    let statement = sqlx::query_as(concat!(
         client_access_from!(),
         " WHERE client_id = ANY($1) AND deleted_at IS NULL"
     ))
     .bind(ids)
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(pool);
+    let rows: Vec<ClientAccessRow> = crate::within_deadline(deadline, statement).await?;
     Ok(rows
         .into_iter()
         .map(ClientAccessRow::into_access)

@@ -249,29 +249,32 @@ impl Store {
     /// Whether any live, active public client registers `origin` as a web origin: what a CORS
     /// preflight to the token, revocation or UserInfo endpoint is answered by.
     pub async fn web_origin_registered(&self, origin: &str) -> Result<bool, StoreError> {
-        let found: bool = match &self.db {
-            crate::Db::Postgres(pool) => {
-                sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM oauth_clients \
-                     WHERE web_origins <> '[]'::jsonb AND web_origins @> jsonb_build_array($1::text) \
-                       AND deleted_at IS NULL AND active AND token_endpoint_auth_method = 'none')",
-                )
-                .bind(origin)
-                .fetch_one(pool)
-                .await?
+        let found: bool = crate::within_deadline(self.statement_deadline, async {
+            match &self.db {
+                crate::Db::Postgres(pool) => {
+                    sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM oauth_clients \
+                         WHERE web_origins <> '[]'::jsonb AND web_origins @> jsonb_build_array($1::text) \
+                           AND deleted_at IS NULL AND active AND token_endpoint_auth_method = 'none')",
+                    )
+                    .bind(origin)
+                    .fetch_one(pool)
+                    .await
+                }
+                crate::Db::Sqlite(pool) => {
+                    sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM oauth_clients c, json_each(c.web_origins) o \
+                         WHERE c.web_origins <> '[]' AND o.value = $1 \
+                           AND c.deleted_at IS NULL AND c.active \
+                           AND c.token_endpoint_auth_method = 'none')",
+                    )
+                    .bind(origin)
+                    .fetch_one(pool)
+                    .await
+                }
             }
-            crate::Db::Sqlite(pool) => {
-                sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM oauth_clients c, json_each(c.web_origins) o \
-                     WHERE c.web_origins <> '[]' AND o.value = $1 \
-                       AND c.deleted_at IS NULL AND c.active \
-                       AND c.token_endpoint_auth_method = 'none')",
-                )
-                .bind(origin)
-                .fetch_one(pool)
-                .await?
-            }
-        };
+        })
+        .await?;
         Ok(found)
     }
 

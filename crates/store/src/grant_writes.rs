@@ -6,10 +6,11 @@
 use opentrusty_core::Timestamp;
 use opentrusty_core::audit::{AuditEvent, Origin, action};
 use opentrusty_core::ids::TokenFamilyId;
-use sqlx::PgPool;
 
 use crate::StoreError;
-use crate::batch::{GroupWrite, SharedColumns, access_arrays, audit_arrays, first_column};
+use crate::batch::{
+    GroupWrite, SharedColumns, WritePool, access_arrays, audit_arrays, first_column,
+};
 use crate::tokens::{NewAccessToken, NewTokenFamily, issue_event};
 
 /// A code to claim, with the family, the access token and the audit row its redemption records.
@@ -50,7 +51,7 @@ impl GroupWrite for RedeemWrite {
     /// Claims every code still pending, and for each claimed one creates its family (with the
     /// first refresh token, if any), the access token and the audit row. Two writes of one code
     /// in a batch claim it once: the other is not made.
-    async fn write_all(pool: &PgPool, batch: &[&RedeemWrite]) -> Result<Vec<bool>, StoreError> {
+    async fn write_all(pool: &WritePool, batch: &[&RedeemWrite]) -> Result<Vec<bool>, StoreError> {
         let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
         let families: Vec<&NewTokenFamily> = batch.iter().map(|w| &w.family).collect();
         let q = shared
@@ -167,7 +168,7 @@ impl GroupWrite for RotateWrite {
     /// successor (expiring with the family), the access token and the audit row. Rows are
     /// matched by their place in the batch: two writes of one token spend it once, and the
     /// other is not made.
-    async fn write_all(pool: &PgPool, batch: &[&RotateWrite]) -> Result<Vec<bool>, StoreError> {
+    async fn write_all(pool: &WritePool, batch: &[&RotateWrite]) -> Result<Vec<bool>, StoreError> {
         let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
         let q = shared
             .query(concat!(

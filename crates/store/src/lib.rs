@@ -93,6 +93,8 @@ pub struct ConnectOptions {
     /// How long a request waits for a pooled connection before failing with
     /// [`StoreError::Unavailable`].
     pub acquire_timeout: Duration,
+    /// How long one statement may go unanswered before it fails as unavailable.
+    pub statement_deadline: Duration,
 }
 
 impl Default for ConnectOptions {
@@ -100,6 +102,7 @@ impl Default for ConnectOptions {
         Self {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            statement_deadline: STATEMENT_DEADLINE,
         }
     }
 }
@@ -130,6 +133,8 @@ pub struct Store {
     settlement: Arc<settlement::Settlement>,
     /// Changes to what processes keep copies of (`changes.rs`).
     changes: Arc<changes::Changes>,
+    /// [`ConnectOptions::statement_deadline`].
+    statement_deadline: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -144,7 +149,10 @@ impl std::fmt::Debug for Store {
 /// SQL serves both without generic trait bounds.
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
-        $crate::within_deadline(async { $crate::each_pool!($store, |$pool| $body) }).await
+        $crate::within_deadline($store.statement_deadline, async {
+            $crate::each_pool!($store, |$pool| $body)
+        })
+        .await
     };
 }
 
@@ -163,7 +171,7 @@ macro_rules! each_pool {
 /// connection.
 macro_rules! on_tx {
     ($tx:expr, |$conn:ident| $body:expr) => {
-        $crate::within_deadline(async {
+        $crate::within_deadline($tx.deadline, async {
             match &mut $tx.inner {
                 $crate::TxInner::Postgres(t) => {
                     let $conn: &mut sqlx::PgConnection = &mut *t;
@@ -179,24 +187,25 @@ macro_rules! on_tx {
     };
 }
 
-/// How long one statement may go unanswered. A connection whose network path went silent
-/// (no reset, no close) would otherwise hold its request until TCP gives up, a quarter of an
-/// hour later: past this the request fails as unavailable. Long enough for the largest
-/// legitimate statement (a tenant's deletion revoking a million tokens).
-pub(crate) const STATEMENT_DEADLINE: Duration = Duration::from_secs(60);
+/// How long one statement may go unanswered, unless configured otherwise. A connection whose
+/// network path went silent (no reset, no close) would otherwise hold its request until TCP
+/// gives up, a quarter of an hour later: past this the request fails as unavailable. Long
+/// enough for the largest legitimate statement (a tenant's deletion revoking a million tokens).
+pub const STATEMENT_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Runs one statement of `on_pool!` or `on_tx!` under [`STATEMENT_DEADLINE`].
+/// Runs one statement of `on_pool!` or `on_tx!` under `deadline`.
 pub(crate) async fn within_deadline<T>(
+    deadline: Duration,
     statement: impl std::future::Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, sqlx::Error> {
-    tokio::time::timeout(STATEMENT_DEADLINE, statement)
+    tokio::time::timeout(deadline, statement)
         .await
         .unwrap_or_else(|_| {
             Err(sqlx::Error::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
                     "no answer from the database within {} s",
-                    STATEMENT_DEADLINE.as_secs()
+                    deadline.as_secs_f64()
                 ),
             )))
         })
@@ -207,6 +216,8 @@ pub(crate) use {each_pool, on_pool, on_tx};
 /// An open write transaction. Dropped without [`Tx::commit`], it rolls back.
 pub(crate) struct Tx {
     inner: TxInner,
+    /// The store's statement deadline, for each statement of the transaction.
+    deadline: Duration,
 }
 
 pub(crate) enum TxInner {
@@ -340,6 +351,7 @@ impl Store {
     /// Opens a pool on `url` (`postgres://…` or `sqlite://path`). An SQLite file is created if it
     /// does not exist. Nothing is migrated here.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Store, StoreError> {
+        let deadline = options.statement_deadline;
         let db = match Backend::of_url(url) {
             Some(Backend::Postgres) => {
                 let opts = PgConnectOptions::from_str(url)
@@ -354,10 +366,10 @@ impl Store {
                     // one that sat idle, and may have been cut meanwhile (a database restart, a
                     // firewall's idle timeout), is checked before use.
                     .test_before_acquire(false)
-                    .before_acquire(|conn, meta| {
+                    .before_acquire(move |conn, meta| {
                         Box::pin(async move {
                             if meta.idle_for >= CHECK_IDLE_AFTER {
-                                within_deadline(sqlx::Connection::ping(conn)).await?;
+                                within_deadline(deadline, sqlx::Connection::ping(conn)).await?;
                             }
                             Ok(true)
                         })
@@ -421,8 +433,8 @@ impl Store {
         };
         let (group_commits, client_reader) = match &db {
             Db::Postgres(pool) => (
-                Some(batch::GroupCommits::start(pool)),
-                Some(client_reads::ClientReader::start(pool.clone())),
+                Some(batch::GroupCommits::start(pool, deadline)),
+                Some(client_reads::ClientReader::start(pool.clone(), deadline)),
             ),
             Db::Sqlite(_) => (None, None),
         };
@@ -434,7 +446,13 @@ impl Store {
             sqlite_writers: Arc::default(),
             settlement: settlement::Settlement::new(),
             changes: Arc::default(),
+            statement_deadline: deadline,
         })
+    }
+
+    /// The pool of group-committed writes made by the caller alone, with their deadline.
+    pub(crate) fn write_pool(&self, pool: &sqlx::PgPool) -> batch::WritePool {
+        batch::WritePool::new(pool, self.statement_deadline)
     }
 
     pub fn backend(&self) -> Backend {
@@ -505,7 +523,10 @@ impl Store {
             Db::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
             Db::Sqlite(pool) => TxInner::Sqlite(SqliteTx::begin(pool, &self.sqlite_writers).await?),
         };
-        Ok(Tx { inner })
+        Ok(Tx {
+            inner,
+            deadline: self.statement_deadline,
+        })
     }
 }
 

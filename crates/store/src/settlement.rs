@@ -399,16 +399,19 @@ impl Store {
             // A process may hold this spend in doubt if it had not settled that moment when
             // last seen, and was seen shortly before it: a spend is sent no later than a
             // write deadline after its process's last publication.
-            let unsettled: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM grant_writers WHERE id <> $1 AND settled_until <= $2 \
-                 AND $2 <= seen_at + make_interval(secs => $3) \
-                 AND seen_at > now() - make_interval(secs => $4)",
+            let unsettled: i64 = crate::within_deadline(
+                self.statement_deadline,
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM grant_writers WHERE id <> $1 AND settled_until <= $2 \
+                     AND $2 <= seen_at + make_interval(secs => $3) \
+                     AND seen_at > now() - make_interval(secs => $4)",
+                )
+                .bind(self.settlement.writer)
+                .bind(DbTime(spent_at))
+                .bind(SPEND_AFTER_SEEN.as_secs_f64())
+                .bind(WRITER_GONE_AFTER.as_secs_f64())
+                .fetch_one(pool),
             )
-            .bind(self.settlement.writer)
-            .bind(DbTime(spent_at))
-            .bind(SPEND_AFTER_SEEN.as_secs_f64())
-            .bind(WRITER_GONE_AFTER.as_secs_f64())
-            .fetch_one(pool)
             .await?;
             if unsettled == 0 {
                 return Ok(Replay::Judge);
@@ -427,15 +430,18 @@ impl Store {
             return Ok(());
         };
         let settled_until = self.settlement.settled_until();
-        sqlx::query(
-            "INSERT INTO grant_writers (id, started_at, settled_until, seen_at) \
-             VALUES ($1, $2, $3, now()) \
-             ON CONFLICT (id) DO UPDATE SET settled_until = $3, seen_at = now()",
+        crate::within_deadline(
+            self.statement_deadline,
+            sqlx::query(
+                "INSERT INTO grant_writers (id, started_at, settled_until, seen_at) \
+                 VALUES ($1, $2, $3, now()) \
+                 ON CONFLICT (id) DO UPDATE SET settled_until = $3, seen_at = now()",
+            )
+            .bind(self.settlement.writer)
+            .bind(DbTime(self.settlement.started_at))
+            .bind(DbTime(settled_until))
+            .execute(pool),
         )
-        .bind(self.settlement.writer)
-        .bind(DbTime(self.settlement.started_at))
-        .bind(DbTime(settled_until))
-        .execute(pool)
         .await?;
         Ok(())
     }
@@ -450,9 +456,10 @@ impl Store {
         let Db::Postgres(pool) = &self.db else {
             return true;
         };
-        sqlx::query("DELETE FROM grant_writers WHERE id = $1")
+        let retire = sqlx::query("DELETE FROM grant_writers WHERE id = $1")
             .bind(self.settlement.writer)
-            .execute(pool)
+            .execute(pool);
+        crate::within_deadline(self.statement_deadline, retire)
             .await
             .is_ok()
     }

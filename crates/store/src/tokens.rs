@@ -327,7 +327,12 @@ impl Store {
             && let crate::Db::Postgres(pool) = &self.db
         {
             let group = self.group_commits.as_ref().map(|g| &g.tokens);
-            crate::batch::write(pool, group, TokenWrite::new(access, origin)).await?;
+            crate::batch::write(
+                &self.write_pool(pool),
+                group,
+                TokenWrite::new(access, origin),
+            )
+            .await?;
             return Ok(None);
         }
         let mut tx = self.begin().await?;
@@ -367,7 +372,7 @@ impl Store {
             crate::Db::Postgres(pool) => {
                 let group = self.group_commits.as_ref().map(|g| &g.client_tokens);
                 let write = ClientTokenWrite::new(access, revision, origin);
-                crate::batch::write(pool, group, write).await?
+                crate::batch::write(&self.write_pool(pool), group, write).await?
             }
             crate::Db::Sqlite(pool) => {
                 let event = client_token_event(access, origin);

@@ -3012,6 +3012,7 @@ async fn a_small_pool_serves_more_callers_than_it_has_connections(db: &TestDb) {
     let options = ConnectOptions {
         max_connections: 2,
         acquire_timeout: std::time::Duration::from_secs(3),
+        ..ConnectOptions::default()
     };
     let store = Store::connect(db.url(), &options).await.unwrap();
     let t = tenant(&store, "Busy").await;

@@ -283,7 +283,15 @@ impl Server {
         port: u16,
         env: &[(&str, &str)],
     ) -> Server {
-        Server::start_of(opentrusty_at(binary, dir), dir, plane, db_url, port, env, |_| {})
+        Server::start_of(
+            opentrusty_at(binary, dir),
+            dir,
+            plane,
+            db_url,
+            port,
+            env,
+            |_| {},
+        )
     }
 
     fn start_of(
