@@ -4,7 +4,7 @@ use std::io::Write;
 
 use opentrusty_core::audit::Origin;
 use opentrusty_core::password::{PasswordHasher, generate_password};
-use opentrusty_store::{BootstrapOutcome, Store};
+use opentrusty_store::{BootstrapOutcome, LockKind, Store};
 
 use crate::Failure;
 use crate::config::{BootstrapSettings, DatabaseSettings, ServeSettings};
@@ -71,20 +71,27 @@ pub async fn migrate_dry_run(store: &Store, out: &mut dyn Write) -> Result<(), F
                 // Created by an earlier migration of this run: empty when this one runs.
                 None => "created by this run".to_owned(),
             };
-            let estimate = match (lock.kind.scans(), rows) {
+            // A definition change held across a scan of the same table lasts as long as it.
+            let held_across = match lock.kind {
+                LockKind::Definition => m.slowest_scan_of(lock.table),
+                _ => None,
+            };
+            let effect = match held_across {
+                Some(_) => {
+                    "every statement on it, reads too, waits until the migration commits \
+                            (its definition changes, then the table is scanned)"
+                }
+                None => lock.kind.effect(),
+            };
+            let lasts = held_across.unwrap_or(lock.kind);
+            let estimate = match (lasts.scans(), rows) {
                 (true, Some(n)) => format!(
                     "; expected {:.0} ms",
-                    (n as f64 / 1e6 * opentrusty_store::SCAN_MS_PER_MILLION_ROWS).max(1.0)
+                    (n as f64 / 1e6 * lasts.ms_per_million_rows()).max(1.0)
                 ),
                 _ => String::new(),
             };
-            writeln!(
-                out,
-                "  {} ({size}): {}{estimate}",
-                lock.table,
-                lock.kind.effect()
-            )
-            .map_err(io)?;
+            writeln!(out, "  {} ({size}): {effect}{estimate}", lock.table).map_err(io)?;
         }
     }
     writeln!(

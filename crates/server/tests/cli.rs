@@ -292,6 +292,17 @@ async fn migrate_dry_run_lists_what_would_lock_and_changes_nothing() {
             plan.contains("token_families (created by this run): writes to it wait for one scan"),
             "{plan}"
         );
+        // Migration 5 adds a column to token_families, then updates it: the exclusive lock of
+        // the first is held across the second.
+        let fifth = plan
+            .split("would apply migration 5")
+            .nth(1)
+            .and_then(|rest| rest.split("would apply migration 6").next())
+            .unwrap();
+        assert!(
+            fifth.contains("token_families (created by this run): every statement on it, reads too, waits until the migration commits"),
+            "{plan}"
+        );
         let status = migrate(&["--status"]);
         assert!(
             status.contains(&format!("0 applied, {} pending", known.len())),

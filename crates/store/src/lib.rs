@@ -50,8 +50,7 @@ pub use grants::{
 pub use janitor::Swept;
 pub use keys::{NewSigningKey, StoredKey};
 pub use migrate::{
-    AppliedMigration, Lock, LockKind, MIGRATIONS, Migration, MigrationStatus,
-    SCAN_MS_PER_MILLION_ROWS, schema_fingerprint,
+    AppliedMigration, Lock, LockKind, MIGRATIONS, Migration, MigrationStatus, schema_fingerprint,
 };
 pub use rbac::Subject;
 pub use settlement::{PUBLISH_EVERY as SETTLEMENT_PUBLISH_EVERY, WRITER_GONE_AFTER};

@@ -55,11 +55,32 @@ impl LockKind {
     pub fn scans(self) -> bool {
         !matches!(self, LockKind::Definition)
     }
+
+    /// About how long the lock lasts per million rows of the table, for the dry run's
+    /// estimates: the slowest of `bench/migration-locks.sh`'s runs at a million users on two
+    /// cores without other load (docs/storage.md, "Longest lock per migration"): index builds
+    /// 0.09–0.45 s, migration 5's `UPDATE` (15 % of the rows changed) 3.5–3.7 s.
+    pub fn ms_per_million_rows(self) -> f64 {
+        match self {
+            LockKind::Definition => 0.0,
+            LockKind::IndexBuild => 450.0,
+            LockKind::RowRewrite => 3_700.0,
+        }
+    }
 }
 
-/// A scan's cost measured here (docs/storage.md: 55–102 ms per million rows for the index
-/// builds of migrations 3 and 4 on two cores), for the dry run's estimates.
-pub const SCAN_MS_PER_MILLION_ROWS: f64 = 100.0;
+impl Migration {
+    /// The slowest scan this migration makes of `table`, if any. A definition change to a
+    /// table that the same migration then scans holds its exclusive lock across that scan,
+    /// until the migration commits: reads wait as well as writes.
+    pub fn slowest_scan_of(&self, table: &str) -> Option<LockKind> {
+        self.locks
+            .iter()
+            .filter(|l| l.table == table && l.kind.scans())
+            .map(|l| l.kind)
+            .max_by(|a, b| a.ms_per_million_rows().total_cmp(&b.ms_per_million_rows()))
+    }
+}
 
 const fn definition(table: &'static str) -> Lock {
     Lock {
