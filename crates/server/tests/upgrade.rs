@@ -302,6 +302,7 @@ async fn a_rolling_upgrade_loses_nothing(db: TestDb) {
 
     // Release N on its own schema, serving.
     migrate_with(&previous, dir.path(), &url);
+    // The fixtures are written by the current store: only tables both releases share.
     let store = db.store().await;
     let seed = support::seed(&store).await;
     store

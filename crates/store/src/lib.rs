@@ -247,8 +247,8 @@ impl SqliteTx {
         // One writer at a time per process, queued in order: SQLite has one write lock, and
         // connections left to its busy handler sleep in growing steps (up to 100 ms) and miss
         // the moment it is free; under load that convoy put the p99 of token issuance at
-        // 283 ms instead of 12 (docs/benchmarks.md). The turn comes before the connection, so
-        // waiting writers hold no connection readers need.
+        // 283 ms instead of 12 (docs/benchmarks-history.md). The turn comes before the
+        // connection, so waiting writers hold no connection readers need.
         let turn = writers.clone().lock_owned().await;
         // In doubt from before `BEGIN` is sent: dropped while it runs, or refused (a rare
         // busy timeout), the connection is closed and the pool opens a fresh one.
