@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use opentrusty_core::audit::Actor;
 use opentrusty_core::client::OAuthClient;
 use opentrusty_core::email::Email;
-use opentrusty_core::password::Verification;
 use opentrusty_core::secret::{constant_time_eq, random_token, token_digest};
 use opentrusty_core::session::{NewSession, Session};
 use opentrusty_core::user::UserStatus;
@@ -21,6 +20,7 @@ use opentrusty_oidc::authorize::{AuthorizeParams, AuthorizeRequest, Rejection, v
 use opentrusty_oidc::error::{ErrorCode, OAuthError};
 use opentrusty_oidc::redirect::with_params;
 use opentrusty_oidc::scope::Scopes;
+use opentrusty_password::Verification;
 use opentrusty_store::{NewAuthorizationCode, StoreError};
 
 use crate::http::{self, CSRF_COOKIE, SESSION_COOKIE, see_other};

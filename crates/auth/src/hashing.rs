@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use opentrusty_core::password::WorkingMemory;
+use opentrusty_password::WorkingMemory;
 use tokio::sync::Semaphore;
 
 /// The pool is full: the caller answers 503 and the client retries.
@@ -109,7 +109,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn working_memory_is_reused_and_bounded_by_the_workers() {
-        use opentrusty_core::password::{HashParams, PasswordHasher};
+        use opentrusty_password::{HashParams, PasswordHasher};
         let hasher = PasswordHasher::new(HashParams {
             memory_kib: 1024,
             iterations: 1,
@@ -134,10 +134,7 @@ mod tests {
         let mut reused = 0;
         for t in tasks {
             let (grown_before, v) = t.await.unwrap();
-            assert!(matches!(
-                v,
-                opentrusty_core::password::Verification::Match { .. }
-            ));
+            assert!(matches!(v, opentrusty_password::Verification::Match { .. }));
             if grown_before == 1024 * 1024 {
                 reused += 1;
             }

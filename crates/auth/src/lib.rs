@@ -21,8 +21,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::Method;
 use axum::routing::{MethodRouter, get, post};
-use opentrusty_core::password::PasswordHasher;
 use opentrusty_core::secret::MasterKey;
+use opentrusty_password::PasswordHasher;
 use opentrusty_store::Store;
 
 pub use keys::KeyRing;

@@ -13,11 +13,11 @@ use base64::Engine as _;
 use opentrusty_core::audit::Origin;
 use opentrusty_core::client::{NewClient, TokenEndpointAuthMethod, client_secret_digest};
 use opentrusty_core::email::Email;
-use opentrusty_core::password::{HashParams, PasswordHasher, Verification, WorkingMemory};
 use opentrusty_core::secret::{random_token, token_digest};
 use opentrusty_core::tenant::TenantName;
 use opentrusty_core::user::NewUser;
 use opentrusty_oidc::jose::{Algorithm, SigningKey};
+use opentrusty_password::{HashParams, PasswordHasher, Verification, WorkingMemory};
 use opentrusty_store::{NewAccessToken, NewAuthorizationCode, NewTokenFamily, Store};
 use sha2::Digest as _;
 

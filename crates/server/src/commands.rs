@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use opentrusty_core::audit::Origin;
-use opentrusty_core::password::{PasswordHasher, generate_password};
+use opentrusty_core::password::generate_password;
+use opentrusty_password::PasswordHasher;
 use opentrusty_store::{BootstrapOutcome, LockKind, Store};
 
 use crate::Failure;

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use opentrusty_core::email::Email;
-use opentrusty_core::password::{self, HashParams, PasswordHasher};
+use opentrusty_core::password;
 use opentrusty_core::secret::MasterKey;
+use opentrusty_password::{HashParams, PasswordHasher};
 use opentrusty_store::{Backend, ConnectOptions};
 
 use crate::cli::{

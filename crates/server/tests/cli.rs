@@ -9,8 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use opentrusty_core::audit::{AuditEvent, action};
-use opentrusty_core::password::{PasswordHasher, Verification};
 use opentrusty_core::rbac::{Permission, Scope, allows};
+use opentrusty_password::{PasswordHasher, Verification};
 use opentrusty_store::{AuditQuery, Store, Subject};
 use opentrusty_testkit::TestDb;
 

@@ -2463,10 +2463,10 @@ async fn a_signed_in_user_changes_their_password() {
         .await
         .unwrap()
         .unwrap();
-    let hasher = opentrusty_core::password::PasswordHasher::new(Default::default()).unwrap();
+    let hasher = opentrusty_password::PasswordHasher::new(Default::default()).unwrap();
     assert!(matches!(
         hasher.verify(PASSWORD, &stored),
-        opentrusty_core::password::Verification::Mismatch
+        opentrusty_password::Verification::Mismatch
     ));
     let (challenge, verifier) = pkce();
     let url = idp.authorize_url(&code_params(CONFIDENTIAL, "openid", "s2", &challenge));

@@ -15,10 +15,10 @@ use opentrusty_core::audit::Origin;
 use opentrusty_core::client::{
     AccessTokenFormat, NewClient, TokenEndpointAuthMethod, client_secret_digest,
 };
-use opentrusty_core::password::{HashParams, PasswordHasher};
 use opentrusty_core::tenant::TenantName;
 use opentrusty_core::user::NewUser;
 use opentrusty_core::{TenantId, UserId};
+use opentrusty_password::{HashParams, PasswordHasher};
 use opentrusty_store::Store;
 use opentrusty_testkit::TestDb;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
