@@ -936,7 +936,7 @@ fn said_once(planes: &Planes) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patroni_failover_and_switchover_lose_nothing_acknowledged() {
     // Only where PostgreSQL is part of the run: its server binaries come with it.
-    if std::env::var(opentrusty_testkit::TEST_DATABASE_URL_VAR).is_err() {
+    if opentrusty_testkit::postgres_url().is_none() {
         return;
     }
     require("patroni", "patroni");

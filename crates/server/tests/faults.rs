@@ -522,7 +522,7 @@ fn running_as_root() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_under_load_is_survived_without_a_restart() {
     // Only where PostgreSQL is part of the run: its server binaries come with it.
-    if std::env::var(opentrusty_testkit::TEST_DATABASE_URL_VAR).is_err() {
+    if opentrusty_testkit::postgres_url().is_none() {
         return;
     }
     let pg = PrivatePostgres::start();

@@ -12,6 +12,29 @@ use sqlx::{Connection, Executor, PgConnection};
 /// Names the PostgreSQL server tests use (any database on it the user may connect to).
 pub const TEST_DATABASE_URL_VAR: &str = "OPENTRUSTY_TEST_DATABASE_URL";
 
+/// What a PostgreSQL test that could not run prints, whatever the test harness captures; the
+/// test script fails a run that asked for PostgreSQL when this appears.
+pub const SKIPPED_MARKER: &str = "SKIPPED (no PostgreSQL):";
+
+/// The PostgreSQL server to test against, or `None` after saying that the calling test's
+/// PostgreSQL variant did not run.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var(TEST_DATABASE_URL_VAR) {
+        Ok(url) => Some(url),
+        Err(_) => {
+            use std::io::Write as _;
+            let test = std::thread::current().name().unwrap_or("a test").to_owned();
+            // Written to the process's stderr, not through eprintln!, which the harness keeps
+            // to itself for a test that passes.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{SKIPPED_MARKER} {test}: {TEST_DATABASE_URL_VAR} is not set"
+            );
+            None
+        }
+    }
+}
+
 /// A database that exists for the lifetime of this value.
 pub struct TestDb {
     url: String,
@@ -49,12 +72,7 @@ impl TestDb {
 
     /// A fresh PostgreSQL database, or `None` when `OPENTRUSTY_TEST_DATABASE_URL` is not set.
     pub async fn postgres(migrated: bool) -> Option<TestDb> {
-        let Ok(admin_url) = std::env::var(TEST_DATABASE_URL_VAR) else {
-            eprintln!(
-                "{TEST_DATABASE_URL_VAR} is not set: the PostgreSQL variant of this test did not run"
-            );
-            return None;
-        };
+        let admin_url = postgres_url()?;
         let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
             panic!("{TEST_DATABASE_URL_VAR} is set but PostgreSQL is unreachable: {e}")
         });
