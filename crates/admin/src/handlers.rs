@@ -659,7 +659,7 @@ pub async fn create_client(
         .unwrap_or(AuthMethodName::ClientSecretBasic)
         .into();
     let mut s = ClientSettings::defaults(&req.client_name);
-    req.into_changes().apply(&mut s);
+    req.into_changes().apply(&mut s)?;
     let settings = s.validate(method)?;
     let secret = (!method.is_public()).then(random_token);
     let new = NewClient::with_settings(
@@ -722,7 +722,7 @@ pub async fn update_client(
             c,
             |current| {
                 let mut s = current.settings();
-                req.apply(&mut s);
+                req.apply(&mut s)?;
                 s.validate(current.token_endpoint_auth_method)
             },
             caller.origin(),

@@ -1,9 +1,10 @@
 //! The JSON shapes of the admin API: requests the handlers decode and responses they send. The
 //! OpenAPI document is generated from these same types.
 
+use opentrusty_core::DomainError;
 use opentrusty_core::audit::{Actor, AuditEvent};
 use opentrusty_core::client::{
-    AccessTokenFormat, ClientSettings, OAuthClient, TokenEndpointAuthMethod,
+    AccessTokenFormat, ClientSettings, GrantType, OAuthClient, TokenEndpointAuthMethod,
 };
 use opentrusty_core::rbac::{Role, Scope};
 use opentrusty_core::session::Session;
@@ -384,7 +385,11 @@ impl From<OAuthClient> for ClientView {
             redirect_uris: c.redirect_uris,
             post_logout_redirect_uris: c.post_logout_redirect_uris,
             web_origins: c.web_origins,
-            grant_types: c.grant_types,
+            grant_types: c
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
             allowed_scopes: c.allowed_scopes,
             access_token_format: match c.access_token_format {
                 AccessTokenFormat::Jwt => TokenFormatName::Jwt,
@@ -459,8 +464,9 @@ pub struct UpdateClient {
 }
 
 impl UpdateClient {
-    /// Writes the fields this change names into `s`.
-    pub fn apply(self, s: &mut ClientSettings) {
+    /// Writes the fields this change names into `s`; a grant type that does not exist is
+    /// refused here, the rules between fields by [`ClientSettings::validate`].
+    pub fn apply(self, s: &mut ClientSettings) -> Result<(), DomainError> {
         if let Some(v) = self.client_name {
             s.name = v;
         }
@@ -474,7 +480,7 @@ impl UpdateClient {
             s.web_origins = v;
         }
         if let Some(v) = self.grant_types {
-            s.grant_types = v;
+            s.grant_types = GrantType::parse_all(&v)?;
         }
         if let Some(v) = self.allowed_scopes {
             s.allowed_scopes = v;
@@ -500,6 +506,7 @@ impl UpdateClient {
         if let Some(v) = self.id_token_ttl {
             s.id_token_ttl_secs = v;
         }
+        Ok(())
     }
 }
 

@@ -710,6 +710,12 @@ async fn invalid_input_gets_a_problem_naming_the_field(db: &TestDb) {
                     "access_token_ttl": 0 }),
             "access_token_ttl",
         ),
+        // A grant type that does not exist is refused, not ignored.
+        (
+            json!({ "client_name": "x", "redirect_uris": ["https://a.example/cb"],
+                    "grant_types": ["authorization_code", "password"] }),
+            "grant_types",
+        ),
         // A browser cannot keep a secret: only public clients have web origins.
         (
             json!({ "client_name": "x", "redirect_uris": ["https://a.example/cb"],

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use opentrusty_core::audit::{Actor, Origin};
 use opentrusty_core::client::{
-    AccessTokenFormat, OAuthClient, TokenEndpointAuthMethod, client_secret_matches,
+    AccessTokenFormat, GrantType, OAuthClient, TokenEndpointAuthMethod, client_secret_matches,
 };
 use opentrusty_core::secret::{random_token, token_digest};
 use opentrusty_core::user::{User, UserStatus};
@@ -243,19 +243,19 @@ enum Presented {
 async fn client_and_presented(
     state: &AuthState,
     claimed: &ClaimedClient,
-    grant_type: &str,
+    grant_type: GrantType,
     form: &Form,
 ) -> Result<(Option<ClientAccess>, Presented), TokenError> {
     let presented = |name| http::single(form, name).ok().flatten().map(token_digest);
     let store = state.store();
     Ok(match grant_type {
-        "authorization_code" if let Some(digest) = presented("code") => {
+        GrantType::AuthorizationCode if let Some(digest) = presented("code") => {
             match store.find_client_with_code(&claimed.id, &digest).await? {
                 Some((access, grant)) => (Some(access), Presented::Code(digest, grant)),
                 None => (None, Presented::Nothing),
             }
         }
-        "refresh_token" if let Some(digest) = presented("refresh_token") => {
+        GrantType::RefreshToken if let Some(digest) = presented("refresh_token") => {
             match store
                 .find_client_with_refresh_token(&claimed.id, &digest)
                 .await?
@@ -290,12 +290,12 @@ fn requested_scope(
     Ok(asked)
 }
 
-fn allows_grant(client: &OAuthClient, grant: &str) -> bool {
-    client.grant_types.iter().any(|g| g == grant)
+fn allows_grant(client: &OAuthClient, grant: GrantType) -> bool {
+    client.grant_types.contains(&grant)
 }
 
 /// `unauthorized_client` unless the client is registered for `grant`.
-fn require_grant(client: &OAuthClient, grant: &str) -> Result<(), TokenError> {
+fn require_grant(client: &OAuthClient, grant: GrantType) -> Result<(), TokenError> {
     if allows_grant(client, grant) {
         Ok(())
     } else {
@@ -443,7 +443,7 @@ pub async fn token(
     let mut client = None;
     let response = match token_inner(&state, &headers, peer, &form, &mut client).await {
         Ok(r) => {
-            // Only the three supported grant types get this far: a fixed label vocabulary.
+            // Only the supported grant types get this far: a fixed label vocabulary.
             if let Ok(Some(grant)) = http::single(&form, "grant_type") {
                 opentrusty_web::metrics::count(
                     "opentrusty_tokens_issued_total",
@@ -466,33 +466,28 @@ async fn token_inner(
     form: &Form,
     authenticated: &mut Option<opentrusty_core::ClientId>,
 ) -> Result<Response, TokenError> {
-    let grant_type = param(form, "grant_type")?
-        .ok_or(TokenError::new(
-            ErrorCode::InvalidRequest,
-            "grant_type is required",
-        ))?
-        .to_owned();
-    if !matches!(
-        grant_type.as_str(),
-        "authorization_code" | "refresh_token" | "client_credentials"
-    ) {
-        return Err(TokenError::new(
-            ErrorCode::UnsupportedGrantType,
-            "the grant type is not supported",
-        ));
-    }
+    let grant_type = param(form, "grant_type")?.ok_or(TokenError::new(
+        ErrorCode::InvalidRequest,
+        "grant_type is required",
+    ))?;
+    let grant_type = GrantType::parse(grant_type).ok_or(TokenError::new(
+        ErrorCode::UnsupportedGrantType,
+        "the grant type is not supported",
+    ))?;
     let claimed = claimed_client(headers, form)?;
-    if grant_type == "client_credentials" {
+    if grant_type == GrantType::ClientCredentials {
         return client_credentials(state, &claimed, form, headers, peer).await;
     }
-    let (access, presented) = client_and_presented(state, &claimed, &grant_type, form).await?;
+    let (access, presented) = client_and_presented(state, &claimed, grant_type, form).await?;
     let client = verify_client(&claimed, access)?;
     *authenticated = Some(client.id);
-    require_grant(&client, &grant_type)?;
+    require_grant(&client, grant_type)?;
     let origin = http::origin(headers, peer, Some(Actor::Client(client.id)));
-    match grant_type.as_str() {
-        "authorization_code" => authorization_code(state, &client, form, &origin, presented).await,
-        _ => refresh_token(state, &client, form, &origin, presented).await,
+    // Client credentials were answered above.
+    if grant_type == GrantType::AuthorizationCode {
+        authorization_code(state, &client, form, &origin, presented).await
+    } else {
+        refresh_token(state, &client, form, &origin, presented).await
     }
 }
 
@@ -573,7 +568,7 @@ async fn authorization_code(
     } else {
         None
     };
-    let refresh = allows_grant(client, "refresh_token").then(random_token);
+    let refresh = allows_grant(client, GrantType::RefreshToken).then(random_token);
     // The code's scope holds offline_access only if the user consented to it (or the client is
     // first-party): only then does the family outlive the browser session.
     let family = NewTokenFamily {
@@ -737,7 +732,7 @@ fn client_credentials_scope(
 ) -> Result<String, TokenError> {
     check_client(claimed, access)?;
     let client = &access.client;
-    require_grant(client, "client_credentials")?;
+    require_grant(client, GrantType::ClientCredentials)?;
     if client.token_endpoint_auth_method.is_public() {
         return Err(TokenError::new(
             ErrorCode::UnauthorizedClient,

@@ -140,7 +140,7 @@ async fn seed(url: &str, out: PathBuf, plan: Plan) {
         TokenEndpointAuthMethod::ClientSecretBasic,
         Some(client_secret_digest("bench-cc-secret")),
     );
-    cc.grant_types = vec!["client_credentials".into()];
+    cc.grant_types = vec![opentrusty_core::client::GrantType::ClientCredentials];
     cc.allowed_scopes = vec!["api".into()];
     store.create_client(&cc, &origin).await.expect("bench-cc");
     // Web applications with RS256 and with ES256 ID tokens: each code exchange and refresh signs

@@ -65,6 +65,52 @@ impl AccessTokenFormat {
     }
 }
 
+/// A grant a client may use at the token endpoint (RFC 6749 §4.1 and §4.4; refresh, §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 3] = [
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+
+    /// The grant types named in a registration, each known, or the error naming the first
+    /// that is not.
+    pub fn parse_all(names: &[String]) -> Result<Vec<GrantType>, DomainError> {
+        names
+            .iter()
+            .map(|name| {
+                GrantType::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = GrantType::ALL.map(GrantType::as_str).to_vec();
+                    DomainError::new(
+                        "grant_types",
+                        format!("{name:?} is not supported; use {}", known.join(", ")),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
 /// Default lifetimes, in seconds.
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: i64 = 900;
 pub const DEFAULT_REFRESH_TOKEN_TTL_SECS: i64 = 30 * 24 * 3600;
@@ -102,7 +148,7 @@ pub struct OAuthClient {
     /// Origins of a browser-based public client (single-page app): the only origins that get
     /// CORS on the token, revocation and UserInfo endpoints for its requests.
     pub web_origins: Vec<String>,
-    pub grant_types: Vec<String>,
+    pub grant_types: Vec<GrantType>,
     pub allowed_scopes: Vec<String>,
     pub first_party: bool,
     pub access_token_format: AccessTokenFormat,
@@ -130,7 +176,7 @@ pub struct NewClient {
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub web_origins: Vec<String>,
-    pub grant_types: Vec<String>,
+    pub grant_types: Vec<GrantType>,
     pub allowed_scopes: Vec<String>,
     pub first_party: bool,
     pub access_token_format: AccessTokenFormat,
@@ -192,7 +238,6 @@ impl NewClient {
 }
 
 /// Grant types a client may be registered for.
-pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
 /// ID-token signing algorithms a client may ask for.
 pub const ID_TOKEN_ALGS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
 /// Bounds on lifetimes, in seconds: `(shortest, longest)`.
@@ -212,7 +257,7 @@ pub struct ClientSettings {
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub web_origins: Vec<String>,
-    pub grant_types: Vec<String>,
+    pub grant_types: Vec<GrantType>,
     pub allowed_scopes: Vec<String>,
     pub first_party: bool,
     pub access_token_format: AccessTokenFormat,
@@ -233,7 +278,7 @@ impl ClientSettings {
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
             web_origins: Vec::new(),
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             allowed_scopes: ["openid", "profile", "email", "offline_access"]
                 .map(String::from)
                 .to_vec(),
@@ -275,30 +320,20 @@ impl ClientSettings {
                 "must name at least one grant type",
             ));
         }
-        if let Some(g) = self
-            .grant_types
-            .iter()
-            .find(|g| !GRANT_TYPES.contains(&g.as_str()))
-        {
-            return Err(DomainError::new(
-                "grant_types",
-                format!("{g:?} is not supported; use {}", GRANT_TYPES.join(", ")),
-            ));
-        }
-        let has = |g: &str| self.grant_types.iter().any(|x| x == g);
-        if has("refresh_token") && !has("authorization_code") {
+        let has = |g: GrantType| self.grant_types.contains(&g);
+        if has(GrantType::RefreshToken) && !has(GrantType::AuthorizationCode) {
             return Err(DomainError::new(
                 "grant_types",
                 "refresh_token needs authorization_code",
             ));
         }
-        if has("client_credentials") && method.is_public() {
+        if has(GrantType::ClientCredentials) && method.is_public() {
             return Err(DomainError::new(
                 "grant_types",
                 "a public client (token_endpoint_auth_method none) cannot use client_credentials",
             ));
         }
-        if has("authorization_code") && self.redirect_uris.is_empty() {
+        if has(GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
             return Err(DomainError::new(
                 "redirect_uris",
                 "authorization_code needs at least one redirect URI",
@@ -407,7 +442,7 @@ impl ClientSettings {
     }
 }
 
-fn dedup(list: &mut Vec<String>) {
+fn dedup<T: Clone + Eq + std::hash::Hash>(list: &mut Vec<T>) {
     let mut seen = std::collections::HashSet::new();
     list.retain(|x| seen.insert(x.clone()));
 }
@@ -463,11 +498,14 @@ mod tests {
         let mut s = valid();
         s.redirect_uris.clear();
         assert_eq!(field(s, m), "redirect_uris");
+        assert_eq!(
+            GrantType::parse_all(&["password".into()])
+                .unwrap_err()
+                .field,
+            "grant_types"
+        );
         let mut s = valid();
-        s.grant_types = vec!["password".into()];
-        assert_eq!(field(s, m), "grant_types");
-        let mut s = valid();
-        s.grant_types = vec!["client_credentials".into()];
+        s.grant_types = vec![GrantType::ClientCredentials];
         assert_eq!(
             field(s.clone(), TokenEndpointAuthMethod::None),
             "grant_types"

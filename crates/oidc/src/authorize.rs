@@ -180,7 +180,10 @@ pub fn validate(
             ));
         }
     }
-    if !client.grant_types.iter().any(|g| g == "authorization_code") {
+    if !client
+        .grant_types
+        .contains(&opentrusty_core::client::GrantType::AuthorizationCode)
+    {
         return Err(reject(
             ErrorCode::UnauthorizedClient,
             "the client may not use the authorization code grant",

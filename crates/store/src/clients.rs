@@ -4,7 +4,7 @@
 use opentrusty_core::DomainError;
 use opentrusty_core::audit::{AuditEvent, Origin, Target, action, changes};
 use opentrusty_core::client::{
-    AccessTokenFormat, ClientSettings, NewClient, OAuthClient, TokenEndpointAuthMethod,
+    AccessTokenFormat, ClientSettings, GrantType, NewClient, OAuthClient, TokenEndpointAuthMethod,
 };
 use opentrusty_core::{ClientId, TenantId, now};
 use serde_json::json;
@@ -24,7 +24,7 @@ struct ClientRow {
     redirect_uris: Json<Vec<String>>,
     post_logout_redirect_uris: Json<Vec<String>>,
     web_origins: Json<Vec<String>>,
-    grant_types: Json<Vec<String>>,
+    grant_types: Json<Vec<GrantType>>,
     allowed_scopes: Json<Vec<String>>,
     first_party: bool,
     access_token_format: String,

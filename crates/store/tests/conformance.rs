@@ -764,7 +764,13 @@ async fn clients_act_as_service_accounts(db: &TestDb) {
     let found = store.find_client("automation").await.unwrap().unwrap();
     assert_eq!(found.tenant_id, a);
     assert_eq!(found.redirect_uris, ["https://app.example.com/cb"]);
-    assert_eq!(found.grant_types, ["authorization_code", "refresh_token"]);
+    assert_eq!(
+        found.grant_types,
+        [
+            opentrusty_core::client::GrantType::AuthorizationCode,
+            opentrusty_core::client::GrantType::RefreshToken
+        ]
+    );
     assert_eq!(
         found.token_endpoint_auth_method,
         TokenEndpointAuthMethod::ClientSecretBasic

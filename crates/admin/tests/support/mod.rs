@@ -447,7 +447,7 @@ pub async fn client(store: &Store, tenant: TenantId, name: &str, role: Option<Ro
         TokenEndpointAuthMethod::ClientSecretBasic,
         Some(client_secret_digest("secret")),
     );
-    new.grant_types = vec!["client_credentials".into()];
+    new.grant_types = vec![opentrusty_core::client::GrantType::ClientCredentials];
     let id = store.create_client(&new, &origin).await.unwrap().id;
     if let Some(role) = role {
         store

@@ -164,7 +164,7 @@ pub async fn seed(store: &Store) -> Seed {
     public.web_origins = vec![SPA_ORIGIN.to_owned()];
     let mut service = new_client(tenant_a, SERVICE);
     service.redirect_uris = Vec::new();
-    service.grant_types = vec!["client_credentials".into()];
+    service.grant_types = vec![opentrusty_core::client::GrantType::ClientCredentials];
     service.allowed_scopes = vec!["api:read".into(), "api:write".into()];
     let mut first_party = new_client(tenant_a, FIRST_PARTY);
     first_party.first_party = true;
