@@ -946,7 +946,7 @@ pub async fn rotate_keys(
         input::json(&headers, &body)?
     };
     if let Some(alg) = &req.alg
-        && !opentrusty_core::client::ID_TOKEN_ALGS.contains(&alg.as_str())
+        && opentrusty_core::signing::Algorithm::parse(alg).is_none()
     {
         return Err(ApiError::validation("alg", "use RS256, ES256 or EdDSA"));
     }

@@ -8,6 +8,7 @@ use opentrusty_core::client::{
 };
 use opentrusty_core::rbac::{Role, Scope};
 use opentrusty_core::session::Session;
+use opentrusty_core::signing::Algorithm;
 use opentrusty_core::tenant::Tenant;
 use opentrusty_core::user::User;
 use opentrusty_core::{Timestamp, now};
@@ -395,7 +396,7 @@ impl From<OAuthClient> for ClientView {
                 AccessTokenFormat::Jwt => TokenFormatName::Jwt,
                 AccessTokenFormat::Opaque => TokenFormatName::Opaque,
             },
-            id_token_signed_response_alg: c.id_token_signed_response_alg,
+            id_token_signed_response_alg: c.id_token_signed_response_alg.as_str().to_owned(),
             first_party: c.first_party,
             require_pkce: c.require_pkce,
             access_token_ttl: c.access_token_ttl_secs,
@@ -464,8 +465,8 @@ pub struct UpdateClient {
 }
 
 impl UpdateClient {
-    /// Writes the fields this change names into `s`; a grant type that does not exist is
-    /// refused here, the rules between fields by [`ClientSettings::validate`].
+    /// Writes the fields this change names into `s`; a grant type or an algorithm that does not
+    /// exist is refused here, the rules between fields by [`ClientSettings::validate`].
     pub fn apply(self, s: &mut ClientSettings) -> Result<(), DomainError> {
         if let Some(v) = self.client_name {
             s.name = v;
@@ -489,7 +490,8 @@ impl UpdateClient {
             s.access_token_format = v.into();
         }
         if let Some(v) = self.id_token_signed_response_alg {
-            s.id_token_signed_response_alg = v;
+            s.id_token_signed_response_alg =
+                Algorithm::parse_field(&v, "id_token_signed_response_alg")?;
         }
         if let Some(v) = self.first_party {
             s.first_party = v;

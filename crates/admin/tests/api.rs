@@ -716,6 +716,11 @@ async fn invalid_input_gets_a_problem_naming_the_field(db: &TestDb) {
                     "grant_types": ["authorization_code", "password"] }),
             "grant_types",
         ),
+        (
+            json!({ "client_name": "x", "redirect_uris": ["https://a.example/cb"],
+                    "id_token_signed_response_alg": "HS256" }),
+            "id_token_signed_response_alg",
+        ),
         // A browser cannot keep a secret: only public clients have web origins.
         (
             json!({ "client_name": "x", "redirect_uris": ["https://a.example/cb"],

@@ -18,7 +18,7 @@ use opentrusty_core::user::{User, UserStatus};
 use opentrusty_core::{UserId, now};
 use opentrusty_oidc::claims::{IdTokenClaims, access_token_claims};
 use opentrusty_oidc::error::ErrorCode;
-use opentrusty_oidc::jose::Algorithm;
+use opentrusty_oidc::jose;
 use opentrusty_oidc::pkce;
 use opentrusty_oidc::scope::Scopes;
 use opentrusty_store::{
@@ -379,10 +379,10 @@ async fn mint_id_token(
     session: Option<String>,
     access_token: &str,
 ) -> Result<String, TokenError> {
-    let alg = Algorithm::parse(&client.id_token_signed_response_alg).unwrap_or(Algorithm::RS256);
+    let alg = client.id_token_signed_response_alg;
     let key = state.keys().signer(alg).await?;
     let iat = now().unix_timestamp();
-    let at_hash = alg.half_hash(access_token);
+    let at_hash = jose::half_hash(alg, access_token);
     let subject = user.id.to_string();
     let claims = IdTokenClaims {
         issuer: state.issuer(),

@@ -147,8 +147,8 @@ async fn seed(url: &str, out: PathBuf, plan: Plan) {
     // an ID token besides the access token.
     let mut webs = Vec::new();
     for (client_id, alg, suffix) in [
-        ("bench-web", "RS256", ""),
-        ("bench-web-es256", "ES256", "-es256"),
+        ("bench-web", Algorithm::RS256, ""),
+        ("bench-web-es256", Algorithm::ES256, "-es256"),
     ] {
         let mut web = NewClient::new(
             tenant,
@@ -159,7 +159,7 @@ async fn seed(url: &str, out: PathBuf, plan: Plan) {
         );
         web.redirect_uris = vec![REDIRECT_URI.into()];
         web.first_party = true;
-        web.id_token_signed_response_alg = alg.into();
+        web.id_token_signed_response_alg = alg;
         let web = store
             .create_client(&web, &origin)
             .await

@@ -1,5 +1,5 @@
 //! The OpenTrusty domain: tenants, users, OAuth clients, sessions, role-based access control,
-//! password hashing and audit events. Pure logic and types: this crate performs no I/O, so every
+//! the password policy and audit events. Pure logic and types: this crate performs no I/O, so every
 //! rule here is testable without a database or a network.
 
 pub mod audit;
@@ -12,6 +12,7 @@ pub mod password;
 pub mod rbac;
 pub mod secret;
 pub mod session;
+pub mod signing;
 pub mod tenant;
 pub mod uri;
 pub mod user;

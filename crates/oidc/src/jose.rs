@@ -34,47 +34,18 @@ const MAX_VERIFY_SIGNATURE_LEN: usize = 1024;
 /// universally support.
 const RSA_GENERATED_BITS: u32 = 2048;
 
-/// A JWS algorithm this provider signs and verifies with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    RS256,
-    ES256,
-    EdDSA,
-}
+pub use opentrusty_core::signing::Algorithm;
 
-impl Algorithm {
-    pub const ALL: [Algorithm; 3] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::RS256 => "RS256",
-            Algorithm::ES256 => "ES256",
-            Algorithm::EdDSA => "EdDSA",
-        }
-    }
-
-    /// Case-sensitive, as JWS `alg` values are (RFC 7515 §4.1.1).
-    pub fn parse(s: &str) -> Option<Algorithm> {
-        Self::ALL.into_iter().find(|alg| alg.as_str() == s)
-    }
-
-    /// OIDC at_hash / c_hash: left-most half of the hash of `value` (SHA-256 for RS256/ES256,
-    /// SHA-512 for EdDSA with Ed25519), base64url without padding.
-    pub fn half_hash(self, value: &str) -> String {
-        let hash = match self {
-            Algorithm::RS256 | Algorithm::ES256 => &digest::SHA256,
-            Algorithm::EdDSA => &digest::SHA512,
-        };
-        let digest = digest::digest(hash, value.as_bytes());
-        let bytes = digest.as_ref();
-        URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// OIDC at_hash / c_hash: left-most half of the hash of `value` (SHA-256 for RS256/ES256,
+/// SHA-512 for EdDSA with Ed25519), base64url without padding.
+pub fn half_hash(alg: Algorithm, value: &str) -> String {
+    let hash = match alg {
+        Algorithm::RS256 | Algorithm::ES256 => &digest::SHA256,
+        Algorithm::EdDSA => &digest::SHA512,
+    };
+    let digest = digest::digest(hash, value.as_bytes());
+    let bytes = digest.as_ref();
+    URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
 }
 
 /// Why a JOSE operation failed. Messages never carry key material or token contents.
@@ -1262,14 +1233,14 @@ mod tests {
         // OpenID Connect Core 1.0, appendix A.3.
         let access_token = "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y";
         assert_eq!(
-            Algorithm::RS256.half_hash(access_token),
+            half_hash(Algorithm::RS256, access_token),
             "77QmUPtjPfzWtF2AnpK9RQ"
         );
         assert_eq!(
-            Algorithm::ES256.half_hash(access_token),
+            half_hash(Algorithm::ES256, access_token),
             "77QmUPtjPfzWtF2AnpK9RQ"
         );
-        let eddsa = Algorithm::EdDSA.half_hash(access_token);
+        let eddsa = half_hash(Algorithm::EdDSA, access_token);
         assert_eq!(eddsa.len(), 43);
         assert!(!eddsa.starts_with("77QmUPtjPfzWtF2AnpK9RQ"));
     }

@@ -6,12 +6,13 @@ use opentrusty_core::audit::{AuditEvent, Origin, Target, action, changes};
 use opentrusty_core::client::{
     AccessTokenFormat, ClientSettings, GrantType, NewClient, OAuthClient, TokenEndpointAuthMethod,
 };
+use opentrusty_core::signing::Algorithm;
 use opentrusty_core::{ClientId, TenantId, now};
 use serde_json::json;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::rows::DbTime;
+use crate::rows::{ByName, DbTime};
 use crate::{Store, StoreError, Tx, TxInner, on_pool, on_tx};
 
 #[derive(sqlx::FromRow)]
@@ -20,15 +21,15 @@ struct ClientRow {
     client_id: String,
     tenant_id: Uuid,
     name: String,
-    token_endpoint_auth_method: String,
+    token_endpoint_auth_method: ByName<TokenEndpointAuthMethod>,
     redirect_uris: Json<Vec<String>>,
     post_logout_redirect_uris: Json<Vec<String>>,
     web_origins: Json<Vec<String>>,
     grant_types: Json<Vec<GrantType>>,
     allowed_scopes: Json<Vec<String>>,
     first_party: bool,
-    access_token_format: String,
-    id_token_signed_response_alg: String,
+    access_token_format: ByName<AccessTokenFormat>,
+    id_token_signed_response_alg: ByName<Algorithm>,
     require_pkce: bool,
     access_token_ttl_secs: i32,
     refresh_token_ttl_secs: i32,
@@ -76,19 +77,15 @@ impl ClientRow {
             client_id: self.client_id,
             tenant_id: TenantId(self.tenant_id),
             name: self.name,
-            token_endpoint_auth_method: TokenEndpointAuthMethod::parse(
-                &self.token_endpoint_auth_method,
-            )
-            .unwrap_or(TokenEndpointAuthMethod::ClientSecretBasic),
+            token_endpoint_auth_method: self.token_endpoint_auth_method.0,
             redirect_uris: self.redirect_uris.0,
             post_logout_redirect_uris: self.post_logout_redirect_uris.0,
             web_origins: self.web_origins.0,
             grant_types: self.grant_types.0,
             allowed_scopes: self.allowed_scopes.0,
             first_party: self.first_party,
-            access_token_format: AccessTokenFormat::parse(&self.access_token_format)
-                .unwrap_or(AccessTokenFormat::Jwt),
-            id_token_signed_response_alg: self.id_token_signed_response_alg,
+            access_token_format: self.access_token_format.0,
+            id_token_signed_response_alg: self.id_token_signed_response_alg.0,
             require_pkce: self.require_pkce,
             access_token_ttl_secs: self.access_token_ttl_secs.into(),
             refresh_token_ttl_secs: self.refresh_token_ttl_secs.into(),
@@ -188,7 +185,7 @@ impl Store {
         .bind(Json(&new.allowed_scopes))
         .bind(new.first_party)
         .bind(new.access_token_format.as_str())
-        .bind(&new.id_token_signed_response_alg)
+        .bind(ByName(new.id_token_signed_response_alg))
         .bind(new.require_pkce)
         .bind(ttls.0)
         .bind(ttls.1)
@@ -345,7 +342,7 @@ fn audit_view(c: &OAuthClient) -> serde_json::Value {
         "allowed_scopes": c.allowed_scopes,
         "first_party": c.first_party,
         "access_token_format": c.access_token_format.as_str(),
-        "id_token_signed_response_alg": c.id_token_signed_response_alg,
+        "id_token_signed_response_alg": c.id_token_signed_response_alg.as_str(),
         "require_pkce": c.require_pkce,
         "access_token_ttl": c.access_token_ttl_secs,
         "refresh_token_ttl": c.refresh_token_ttl_secs,
@@ -422,7 +419,7 @@ impl Store {
         .bind(Json(&s.allowed_scopes))
         .bind(s.first_party)
         .bind(s.access_token_format.as_str())
-        .bind(&s.id_token_signed_response_alg)
+        .bind(ByName(s.id_token_signed_response_alg))
         .bind(s.require_pkce)
         .bind(ttls.0)
         .bind(ttls.1)

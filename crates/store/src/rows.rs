@@ -86,3 +86,70 @@ mod tests {
         assert_eq!(from_micros(to_micros(t)).unwrap(), t);
     }
 }
+
+/// A value of the protocol vocabulary stored by its name (an enum of `opentrusty-core`).
+pub(crate) trait Named: Sized {
+    fn name(&self) -> &'static str;
+    fn from_name(name: &str) -> Option<Self>;
+}
+
+macro_rules! named {
+    ($($t:ty),*) => {$(
+        impl Named for $t {
+            fn name(&self) -> &'static str {
+                self.as_str()
+            }
+            fn from_name(name: &str) -> Option<Self> {
+                <$t>::parse(name)
+            }
+        }
+    )*};
+}
+
+named!(
+    opentrusty_core::client::TokenEndpointAuthMethod,
+    opentrusty_core::client::AccessTokenFormat,
+    opentrusty_core::signing::Algorithm
+);
+
+/// A [`Named`] column: a stored name this binary does not know is a decode error, never a
+/// default, so a row written by a later release (or by hand) cannot be read as something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ByName<T>(pub T);
+
+impl<DB: Database, T> Type<DB> for ByName<T>
+where
+    String: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: Database, T: Named> Decode<'r, DB> for ByName<T>
+where
+    &'r str: Decode<'r, DB>,
+{
+    fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let name = <&str as Decode<DB>>::decode(value)?;
+        T::from_name(name)
+            .map(ByName)
+            .ok_or_else(|| format!("{name:?} is not a value this release knows").into())
+    }
+}
+
+impl<'q, DB: Database, T: Named> Encode<'q, DB> for ByName<T>
+where
+    &'static str: Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <&'static str as Encode<'q, DB>>::encode_by_ref(&self.0.name(), buf)
+    }
+}

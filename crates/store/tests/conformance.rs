@@ -35,6 +35,7 @@ opentrusty_testkit::each_backend!(
     bootstrap_creates_one_admin_once,
     concurrent_bootstraps_create_exactly_one_admin,
     audit_rows_cannot_be_changed_or_deleted,
+    a_client_row_with_a_value_this_release_does_not_know_is_refused,
     failed_changes_leave_no_audit_row,
     tenant_scoped_queries_never_return_other_tenants_rows,
     sessions_are_found_by_digest_until_they_expire,
@@ -888,6 +889,30 @@ async fn execute_by_hand(db: &TestDb, sql: &'static str) -> Result<u64, sqlx::Er
                 .await
                 .map(|r| r.rows_affected())
         }
+    }
+}
+
+/// A stored grant type or signing algorithm this release does not know (written by a later
+/// release, or by hand) makes the client unreadable with an error, never a default.
+async fn a_client_row_with_a_value_this_release_does_not_know_is_refused(db: &TestDb) {
+    let store = db.store().await;
+    let t = tenant(&store, "Vocabulary").await;
+    let id = client(&store, t, "vocabulary-app").await;
+    assert!(store.find_client("vocabulary-app").await.unwrap().is_some());
+    for sql in [
+        "UPDATE oauth_clients SET id_token_signed_response_alg = 'HS256' \
+         WHERE client_id = 'vocabulary-app'",
+        "UPDATE oauth_clients SET id_token_signed_response_alg = 'RS256', \
+         grant_types = '[\"authorization_code\", \"password\"]' \
+         WHERE client_id = 'vocabulary-app'",
+    ] {
+        assert_eq!(execute_by_hand(db, sql).await.unwrap(), 1);
+        let read = store.find_client("vocabulary-app").await;
+        assert!(
+            matches!(read, Err(StoreError::Database(_))),
+            "{sql}: {read:?}"
+        );
+        assert!(store.get_client(t, id).await.is_err(), "{sql}");
     }
 }
 

@@ -171,7 +171,7 @@ pub async fn seed(store: &Store) -> Seed {
     let mut opaque = new_client(tenant_a, OPAQUE);
     opaque.access_token_format = AccessTokenFormat::Opaque;
     let mut es256 = new_client(tenant_a, ES256);
-    es256.id_token_signed_response_alg = "ES256".into();
+    es256.id_token_signed_response_alg = opentrusty_core::signing::Algorithm::ES256;
     let other = new_client(tenant_b, OTHER_TENANT);
     for client in [
         confidential,
