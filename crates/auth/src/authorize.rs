@@ -380,7 +380,7 @@ fn code_record(
         scope: request.scopes.to_string(),
         nonce: request.nonce.clone(),
         code_challenge: request.code_challenge.clone(),
-        code_challenge_method: request.code_challenge.as_ref().map(|_| "S256".to_owned()),
+        code_challenge_method: request.code_challenge_method,
         auth_time: session.auth_time,
         expires_at: now() + time::Duration::seconds(state.settings().code_ttl_secs),
     }

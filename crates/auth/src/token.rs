@@ -13,6 +13,7 @@ use opentrusty_core::audit::{Actor, Origin};
 use opentrusty_core::client::{
     AccessTokenFormat, GrantType, OAuthClient, TokenEndpointAuthMethod, client_secret_matches,
 };
+use opentrusty_core::pkce::PkceMethod;
 use opentrusty_core::secret::{random_token, token_digest};
 use opentrusty_core::user::{User, UserStatus};
 use opentrusty_core::{UserId, now};
@@ -536,9 +537,9 @@ async fn authorization_code(
         _ => {}
     }
     let verifier = param(form, "code_verifier")?;
-    match (&grant.code_challenge, verifier) {
-        (Some(challenge), Some(v)) if pkce::verify_s256(v, challenge) => {}
-        (None, None) => {}
+    match (&grant.code_challenge, grant.code_challenge_method, verifier) {
+        (Some(challenge), Some(PkceMethod::S256), Some(v)) if pkce::verify_s256(v, challenge) => {}
+        (None, None, None) => {}
         _ => {
             return Err(TokenError::new(
                 ErrorCode::InvalidGrant,

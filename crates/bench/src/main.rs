@@ -233,7 +233,9 @@ async fn seed(url: &str, out: PathBuf, plan: Plan) {
                                 scope: "openid offline_access".into(),
                                 nonce: None,
                                 code_challenge: Some(challenge),
-                                code_challenge_method: Some("S256".into()),
+                                code_challenge_method: Some(
+                                    opentrusty_core::pkce::PkceMethod::S256,
+                                ),
                                 auth_time: now,
                                 expires_at: now + time::Duration::hours(2),
                                 redirect_uri_given: true,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod ids;
 pub mod lockout;
 pub mod password;
+pub mod pkce;
 pub mod rbac;
 pub mod secret;
 pub mod session;

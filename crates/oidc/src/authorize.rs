@@ -3,6 +3,7 @@
 //! never redirected (RFC 6749 §4.1.2.1); after that, they go back to the client.
 
 use opentrusty_core::client::OAuthClient;
+use opentrusty_core::pkce::PkceMethod;
 
 use crate::error::{ErrorCode, OAuthError};
 use crate::pkce;
@@ -79,6 +80,8 @@ pub struct AuthorizeRequest {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// How `code_challenge` was derived; `Some` exactly when it is.
+    pub code_challenge_method: Option<PkceMethod>,
     pub prompt: Prompt,
     pub max_age: Option<i64>,
 }
@@ -201,10 +204,11 @@ pub fn validate(
             "the requested scope exceeds what the client may ask for",
         ));
     }
-    let code_challenge = match (
-        &params.code_challenge,
-        params.code_challenge_method.as_deref(),
-    ) {
+    let method = params
+        .code_challenge_method
+        .as_deref()
+        .map(PkceMethod::parse);
+    let code_challenge = match (&params.code_challenge, method) {
         (None, None) if !(client.require_pkce || client.token_endpoint_auth_method.is_public()) => {
             None
         }
@@ -214,8 +218,10 @@ pub fn validate(
                 "code_challenge (PKCE, S256) is required",
             ));
         }
-        (Some(c), Some("S256")) if pkce::is_valid_challenge(c) => Some(c.clone()),
-        (Some(_), Some("S256")) => {
+        (Some(c), Some(Some(PkceMethod::S256))) if pkce::is_valid_challenge(c) => {
+            Some((c.clone(), PkceMethod::S256))
+        }
+        (Some(_), Some(Some(PkceMethod::S256))) => {
             return Err(reject(
                 ErrorCode::InvalidRequest,
                 "code_challenge is malformed",
@@ -228,6 +234,7 @@ pub fn validate(
             ));
         }
     };
+    let (code_challenge, code_challenge_method) = code_challenge.unzip();
     let mut prompt = Prompt::default();
     for value in params
         .prompt
@@ -274,6 +281,7 @@ pub fn validate(
         state,
         nonce: params.nonce.clone(),
         code_challenge,
+        code_challenge_method,
         prompt,
         max_age,
     })

@@ -5,6 +5,7 @@
 
 use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
 use opentrusty_core::ids::TokenFamilyId;
+use opentrusty_core::pkce::PkceMethod;
 use opentrusty_core::user::User;
 use opentrusty_core::{ClientId, SessionId, TenantId, Timestamp, UserId, now};
 use serde_json::json;
@@ -13,7 +14,7 @@ use uuid::Uuid;
 use crate::ClientAccess;
 use crate::clients::{ClientAccessRow, client_access_select};
 use crate::grant_writes::{RedeemWrite, RotateWrite};
-use crate::rows::DbTime;
+use crate::rows::{ByName, DbTime};
 use crate::settlement::{Replay, Spend};
 use crate::tokens::{NewAccessToken, NewTokenFamily};
 use crate::users::UserRow;
@@ -32,7 +33,7 @@ pub struct CodeGrant {
     pub scope: String,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
-    pub code_challenge_method: Option<String>,
+    pub code_challenge_method: Option<PkceMethod>,
     pub auth_time: Timestamp,
     pub expires_at: Timestamp,
     /// Already redeemed once.
@@ -67,7 +68,7 @@ struct JoinedCode {
     code_scope: Option<String>,
     code_nonce: Option<String>,
     code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
+    code_challenge_method: Option<ByName<PkceMethod>>,
     code_auth_time: Option<DbTime>,
     code_expires_at: Option<DbTime>,
     code_used_at: Option<DbTime>,
@@ -87,7 +88,7 @@ impl JoinedCode {
             scope: self.code_scope?,
             nonce: self.code_nonce,
             code_challenge: self.code_challenge,
-            code_challenge_method: self.code_challenge_method,
+            code_challenge_method: self.code_challenge_method.map(|m| m.0),
             auth_time: self.code_auth_time?.0,
             expires_at: self.code_expires_at?.0,
             used: self.code_used_at.is_some(),

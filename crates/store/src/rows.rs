@@ -109,7 +109,8 @@ macro_rules! named {
 named!(
     opentrusty_core::client::TokenEndpointAuthMethod,
     opentrusty_core::client::AccessTokenFormat,
-    opentrusty_core::signing::Algorithm
+    opentrusty_core::signing::Algorithm,
+    opentrusty_core::pkce::PkceMethod
 );
 
 /// A [`Named`] column: a stored name this binary does not know is a decode error, never a

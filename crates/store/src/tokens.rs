@@ -4,6 +4,7 @@
 
 use opentrusty_core::audit::{Actor, AuditEvent, Origin, Target, action};
 use opentrusty_core::ids::{AuditEventId, TokenFamilyId};
+use opentrusty_core::pkce::PkceMethod;
 use opentrusty_core::{ClientId, SessionId, TenantId, Timestamp, UserId, now};
 use serde_json::json;
 use uuid::Uuid;
@@ -24,7 +25,7 @@ pub struct NewAuthorizationCode {
     pub scope: String,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
-    pub code_challenge_method: Option<String>,
+    pub code_challenge_method: Option<PkceMethod>,
     pub auth_time: Timestamp,
     pub expires_at: Timestamp,
     /// Whether the authorization request carried `redirect_uri` (then the token request must
@@ -239,7 +240,7 @@ macro_rules! bind_code {
             .bind(&$code.scope)
             .bind(&$code.nonce)
             .bind(&$code.code_challenge)
-            .bind(&$code.code_challenge_method)
+            .bind($code.code_challenge_method.map($crate::rows::ByName))
             .bind(DbTime($code.auth_time))
             .bind(DbTime($at))
             .bind(DbTime($code.expires_at))

@@ -376,7 +376,7 @@ async fn deleting_a_tenant_ends_its_sessions_clients_codes_and_tokens(db: &TestD
                     scope: "openid".into(),
                     nonce: None,
                     code_challenge: Some("x".into()),
-                    code_challenge_method: Some("S256".into()),
+                    code_challenge_method: Some(opentrusty_core::pkce::PkceMethod::S256),
                     redirect_uri_given: true,
                     auth_time: now(),
                     expires_at: now() + Duration::seconds(60),
