@@ -14,16 +14,15 @@ use opentrusty_core::client::OAuthClient;
 use opentrusty_core::email::Email;
 use opentrusty_core::secret::{constant_time_eq, random_token, token_digest};
 use opentrusty_core::session::{NewSession, Session};
-use opentrusty_core::user::UserStatus;
 use opentrusty_core::{Timestamp, UserId, now};
 use opentrusty_oidc::authorize::{AuthorizeParams, AuthorizeRequest, Rejection, validate};
 use opentrusty_oidc::error::{ErrorCode, OAuthError};
 use opentrusty_oidc::redirect::with_params;
 use opentrusty_oidc::scope::Scopes;
-use opentrusty_password::Verification;
 use opentrusty_store::{NewAuthorizationCode, StoreError};
 
 use crate::http::{self, CSRF_COOKIE, SESSION_COOKIE, see_other};
+use crate::sign_in::{self, SignInError};
 use crate::{AuthState, pages};
 
 const AUTHORIZE_PATH: &str = "/oauth2/authorize";
@@ -555,24 +554,18 @@ pub async fn login_submit(
     let origin = http::origin(&headers, peer, None);
     let tenant = client.tenant_id;
     let (user, hash) = account.map_or((None, None), |(user, hash)| (Some(user), hash));
-    let verified = match check_password(&state, user, hash, password).await {
-        Ok(v) => v,
+    let attempt = sign_in::Attempt {
+        tenant: Some(tenant),
+        user,
+        hash,
+        password,
+        refusal: "invalid_credentials",
+    };
+    let user = match sign_in::verify(&state, attempt, &origin).await {
+        Ok(Some(user)) => user,
         Err(SignInError::Store(e)) => return storage_page(&e),
         Err(SignInError::Saturated) => return busy_page(),
-    };
-    let user = match verified {
-        Ok(user) => user,
-        Err(user) => {
-            let _ = state
-                .store()
-                .record_login_failure(
-                    Some(tenant),
-                    user,
-                    "invalid_credentials",
-                    Some(&state.settings().lockout),
-                    &origin,
-                )
-                .await;
+        Ok(None) => {
             let (csrf, fresh) = csrf_value(&headers);
             let heading = branding(&state, &client).await;
             let page = pages::login(
@@ -591,26 +584,6 @@ pub async fn login_submit(
     continue_after_sign_in(&state, return_to, client, sign_in).await
 }
 
-/// Why a password could not be checked.
-#[derive(Debug)]
-pub(crate) enum SignInError {
-    Store(StoreError),
-    /// The hashing pool is full: answer 503 with `Retry-After`.
-    Saturated,
-}
-
-impl From<StoreError> for SignInError {
-    fn from(e: StoreError) -> Self {
-        SignInError::Store(e)
-    }
-}
-
-impl From<crate::hashing::Saturated> for SignInError {
-    fn from(_: crate::hashing::Saturated) -> Self {
-        SignInError::Saturated
-    }
-}
-
 /// The page for a sign-in refused because too many are being checked at once.
 pub(crate) fn busy_page() -> Response {
     let mut r = pages::error(
@@ -623,83 +596,6 @@ pub(crate) fn busy_page() -> Response {
         axum::http::HeaderValue::from_static("2"),
     );
     r
-}
-
-/// Verifies `password` against a user's stored hash (or the dummy hash), upgrading the hash
-/// when it was made with older parameters; counts the outcome in the metrics.
-pub(crate) async fn check_password(
-    state: &AuthState,
-    user: Option<opentrusty_core::user::User>,
-    hash: Option<String>,
-    password: &str,
-) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, SignInError> {
-    let outcome = compare_password(state, user, hash, password).await;
-    let label = match &outcome {
-        Ok(Ok(_)) => "success",
-        Ok(Err(_)) => "failure",
-        Err(_) => "error",
-    };
-    opentrusty_web::metrics::count("opentrusty_logins_total", &[("outcome", label)]);
-    outcome
-}
-
-/// The verification itself: always one Argon2 computation (against a dummy hash for unknown
-/// accounts), a rehash when the parameters changed.
-async fn compare_password(
-    state: &AuthState,
-    user: Option<opentrusty_core::user::User>,
-    hash: Option<String>,
-    password: &str,
-) -> Result<Result<opentrusty_core::user::User, Option<opentrusty_core::UserId>>, SignInError> {
-    let inner = state.0.clone();
-    let presented = password.to_owned();
-    let presented_hash = hash.clone();
-    let verification = state
-        .0
-        .hash_pool
-        .run(move |memory| {
-            let phc = presented_hash.as_deref().unwrap_or(&inner.dummy_hash);
-            inner.hasher.verify_in(&presented, phc, memory)
-        })
-        .await?;
-    let Some(user) = user else {
-        return Ok(Err(None));
-    };
-    let Verification::Match { needs_rehash } = verification else {
-        return Ok(Err(Some(user.id)));
-    };
-    // A locked account fails like a wrong password, after the same hashing work: the answer
-    // never tells the two apart.
-    if opentrusty_core::lockout::is_locked(user.locked_until, now()) {
-        return Ok(Err(Some(user.id)));
-    }
-    if hash.is_none() || user.status != UserStatus::Active {
-        return Ok(Err(Some(user.id)));
-    }
-    if needs_rehash {
-        // The hash predates the current Argon2 parameters: replace it while the password is
-        // known. A failure here does not fail the sign-in; the next one tries again.
-        let upgraded = state.hash_password(password).await;
-        if let Ok(phc) = upgraded {
-            let origin = opentrusty_core::audit::Origin {
-                actor: Some(Actor::User(user.id)),
-                ..opentrusty_core::audit::Origin::system()
-            };
-            match state
-                .store()
-                .set_password_hash(user.id, &phc, &origin)
-                .await
-            {
-                Ok(()) => {
-                    tracing::info!(user = %user.id, "upgraded a password hash to the current parameters")
-                }
-                Err(e) => {
-                    tracing::warn!(user = %user.id, error = %e, "could not upgrade a password hash")
-                }
-            }
-        }
-    }
-    Ok(Ok(user))
 }
 
 /// A session just written: its cookie and the digest that identifies it.

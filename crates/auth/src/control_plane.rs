@@ -14,8 +14,9 @@ use opentrusty_core::secret::{session_csrf_token, token_digest};
 use serde_json::{Value, json};
 
 use crate::AuthState;
-use crate::authorize::{SignIn, SignInError, check_password};
+use crate::authorize::SignIn;
 use crate::http::{self, SESSION_COOKIE, no_store_json};
+use crate::sign_in::{self, SignInError};
 
 fn bad_request(description: &str) -> Response {
     no_store_json(
@@ -144,23 +145,17 @@ pub async fn login(
         },
         None => None,
     };
-    let tenant = account.as_ref().and_then(|u| u.tenant_id);
-    let user = match check_password(&state, account, hash, password).await {
-        Ok(Ok(u)) => u,
-        Ok(Err(user)) => {
-            let origin = http::origin(&headers, peer, None);
-            let _ = state
-                .store()
-                .record_login_failure(
-                    tenant,
-                    user,
-                    "invalid_credentials",
-                    Some(&state.settings().lockout),
-                    &origin,
-                )
-                .await;
-            return invalid_credentials();
-        }
+    let attempt = sign_in::Attempt {
+        tenant: account.as_ref().and_then(|u| u.tenant_id),
+        user: account,
+        hash,
+        password,
+        refusal: "invalid_credentials",
+    };
+    let origin = http::origin(&headers, peer, None);
+    let user = match sign_in::verify(&state, attempt, &origin).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return invalid_credentials(),
         Err(SignInError::Store(e)) => return crate::token::TokenError::from(e).into_response(),
         Err(SignInError::Saturated) => {
             let mut r = no_store_json(

@@ -14,6 +14,7 @@ mod logout;
 mod pages;
 mod passwords;
 mod resources;
+mod sign_in;
 mod token;
 
 use std::sync::Arc;

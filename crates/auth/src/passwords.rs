@@ -17,6 +17,7 @@ use crate::AuthState;
 use crate::authorize::{csrf_ok, csrf_value, with_csrf_cookie};
 use crate::http::{self, store_failure};
 use crate::pages;
+use crate::sign_in::{self, SignInError};
 
 fn dead_link() -> Response {
     pages::error(
@@ -206,26 +207,23 @@ pub async fn change_submit(
     };
     let current = field("current_password").unwrap_or_default();
     let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
-    match crate::authorize::check_password(&state, Some(user.clone()), stored, current).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) => {
-            let _ = state
-                .store()
-                .record_login_failure(
-                    user.tenant_id,
-                    Some(user.id),
-                    "wrong_current_password",
-                    Some(&state.settings().lockout),
-                    &origin,
-                )
-                .await;
+    let attempt = sign_in::Attempt {
+        tenant: user.tenant_id,
+        user: Some(user.clone()),
+        hash: stored,
+        password: current,
+        refusal: "wrong_current_password",
+    };
+    match sign_in::verify(&state, attempt, &origin).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
             return again(
                 StatusCode::UNAUTHORIZED,
                 "The current password is not right. Type it again.",
             );
         }
-        Err(crate::authorize::SignInError::Store(e)) => return unavailable(&e),
-        Err(crate::authorize::SignInError::Saturated) => return crate::authorize::busy_page(),
+        Err(SignInError::Store(e)) => return unavailable(&e),
+        Err(SignInError::Saturated) => return crate::authorize::busy_page(),
     }
     let Ok(hash) = state.hash_password(password).await else {
         return crate::authorize::busy_page();

@@ -725,6 +725,16 @@ async fn writes_refused_reads_served(http: &reqwest::Client, server: &Server, ea
         .unwrap();
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["active"], true, "reads still work: {body}");
+    // A wrong password whose refusal cannot be recorded is not answered as a wrong password:
+    // every guess counts toward lockout or is not taken.
+    let r = http
+        .post(server.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({ "email": support::ALICE, "password": "a wrong guess" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "a refusal that could not be recorded");
+    assert!(r.headers().contains_key("retry-after"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
