@@ -2,6 +2,13 @@
 //! CSRF rules, CORS, problem documents, the role rules, an operator running a tenant from the API
 //! alone, pagination under concurrent writes, key rotation, and the OpenAPI document.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::collections::{BTreeSet, HashSet};

@@ -4,6 +4,13 @@
 //! hierarchy), so a new route without its rows fails here. Every cell starts from fresh
 //! resources.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::collections::BTreeSet;

@@ -418,20 +418,18 @@ fn token_response(
     id_token: Option<String>,
     refresh: Option<String>,
 ) -> Response {
-    let mut body = json!({
-        "access_token": minted.token,
-        "token_type": "Bearer",
-        "expires_in": minted.expires_in,
-        "scope": scope,
-    });
-    let map = body.as_object_mut().expect("a JSON object literal");
+    let mut body = serde_json::Map::new();
+    body.insert("access_token".into(), json!(minted.token));
+    body.insert("token_type".into(), json!("Bearer"));
+    body.insert("expires_in".into(), json!(minted.expires_in));
+    body.insert("scope".into(), json!(scope));
     if let Some(t) = id_token {
-        map.insert("id_token".into(), Value::String(t));
+        body.insert("id_token".into(), Value::String(t));
     }
     if let Some(r) = refresh {
-        map.insert("refresh_token".into(), Value::String(r));
+        body.insert("refresh_token".into(), Value::String(r));
     }
-    no_store_json(StatusCode::OK, body)
+    no_store_json(StatusCode::OK, Value::Object(body))
 }
 
 pub async fn token(

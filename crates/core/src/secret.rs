@@ -10,6 +10,10 @@ use subtle::ConstantTimeEq;
 use crate::DomainError;
 
 /// Fills `buf` from the operating system's CSPRNG.
+#[allow(
+    clippy::expect_used,
+    reason = "without an OS random source no secret can be made safely"
+)]
 pub fn fill_random(buf: &mut [u8]) {
     // Without an OS random source no secret can be made safely; there is nothing to fall back to.
     getrandom::fill(buf).expect("the operating system random source is unavailable");
@@ -94,6 +98,7 @@ impl MasterKey {
 
     /// HMAC-SHA256 of `data` under this key, separated by `purpose` so one derived value can
     /// never stand in for another. Both planes compute the same value from the same key.
+    #[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
     pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
         use hmac::{Hmac, Mac};
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)

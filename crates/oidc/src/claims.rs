@@ -23,16 +23,19 @@ pub struct IdTokenClaims<'a> {
 
 impl IdTokenClaims<'_> {
     pub fn to_json(&self) -> Value {
-        let mut claims = json!({
-            "iss": self.issuer,
-            "sub": self.subject,
-            "aud": self.client_id,
-            "azp": self.client_id,
-            "exp": self.expires_at,
-            "iat": self.issued_at,
-            "auth_time": self.auth_time,
-        });
-        let map = claims.as_object_mut().expect("a JSON object literal");
+        let mut claims = serde_json::Map::new();
+        for (name, value) in [
+            ("iss", json!(self.issuer)),
+            ("sub", json!(self.subject)),
+            ("aud", json!(self.client_id)),
+            ("azp", json!(self.client_id)),
+            ("exp", json!(self.expires_at)),
+            ("iat", json!(self.issued_at)),
+            ("auth_time", json!(self.auth_time)),
+        ] {
+            claims.insert(name.into(), value);
+        }
+        let map = &mut claims;
         if let Some(n) = self.nonce {
             map.insert("nonce".into(), n.into());
         }
@@ -43,7 +46,7 @@ impl IdTokenClaims<'_> {
             map.insert("sid".into(), s.into());
         }
         add_profile_claims(map, self.user, self.scopes);
-        claims
+        Value::Object(claims)
     }
 }
 

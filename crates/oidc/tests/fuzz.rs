@@ -1,6 +1,13 @@
 //! Bounded fuzzing of the protocol parsers that take untrusted input (see
 //! `opentrusty_testkit::fuzz`): none may panic, whatever the bytes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 use opentrusty_oidc::authorize::{AuthorizeParams, validate};
 use opentrusty_oidc::jose::{self, Algorithm, SigningKey};
 use opentrusty_oidc::pkce;

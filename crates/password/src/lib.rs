@@ -73,6 +73,10 @@ impl PasswordHasher {
     }
 
     /// Hashes with a fresh random salt into a PHC string.
+    #[allow(
+        clippy::expect_used,
+        reason = "a 16-byte salt and parameters checked by `new` cannot fail"
+    )]
     pub fn hash(&self, password: &str) -> String {
         let mut salt_bytes = [0u8; 16];
         opentrusty_core::secret::fill_random(&mut salt_bytes);

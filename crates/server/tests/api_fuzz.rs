@@ -5,6 +5,13 @@
 //! schemas. (The check that schema-valid data is always accepted is left out: cursors are opaque
 //! and emails, URIs and names have rules no JSON Schema expresses, so 422 is a correct answer.)
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use opentrusty_testkit::TestDb;

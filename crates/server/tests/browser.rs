@@ -7,6 +7,13 @@
 //! screenshot of each page is saved under `target/browser-screenshots/`.
 //! `.ci/run` installs `chromium` and `chromium-driver` when they are missing.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::os::unix::process::CommandExt as _;

@@ -3,6 +3,13 @@
 //! no open redirect through `return_to`, `redirect_uri` or `post_logout_redirect_uri`. The
 //! tables are checked against the route tables, so a new write route without a row fails.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use opentrusty_core::audit::Origin;

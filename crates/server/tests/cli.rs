@@ -2,6 +2,13 @@
 //! bootstrap, configuration errors, probes and signals. Database-backed cases run on SQLite and,
 //! when `OPENTRUSTY_TEST_DATABASE_URL` is set, on PostgreSQL.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;

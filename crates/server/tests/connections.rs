@@ -3,6 +3,13 @@
 //! (longer) keep-alive timeout, and one client holding more stalled sockets than the process has
 //! descriptors keeps `/health` from answering only briefly.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::os::unix::process::CommandExt as _;

@@ -10,6 +10,13 @@
 //! restart; and afterwards every token a client received with a 200 works and every user
 //! created with a 201 exists with its audit row.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

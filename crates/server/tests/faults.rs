@@ -3,6 +3,13 @@
 //! Nothing a client received may be lost or unaudited, nothing half-written may remain, and the
 //! processes recover without a restart of their own.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::collections::HashSet;

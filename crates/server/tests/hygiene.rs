@@ -3,6 +3,13 @@
 //! passwords, client secrets, authorization codes, access, refresh and ID tokens, session
 //! cookies, CSRF tokens, enrollment links.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use opentrusty_testkit::TestDb;

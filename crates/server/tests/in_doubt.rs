@@ -5,6 +5,13 @@
 //! retry, must get its tokens; a retry must never be taken for a replay, and nothing may be
 //! revoked. PostgreSQL only: an SQLite commit is local and a failed one is rolled back.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::sync::{Arc, Mutex};

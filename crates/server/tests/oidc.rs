@@ -5,6 +5,13 @@
 //! each rule of the contract has its own test, on SQLite. Every test has its own database and
 //! its own server.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::collections::BTreeSet;

@@ -3,6 +3,13 @@
 //! janitor and `opentrusty cleanup`, `opentrusty check`, and a database outage survived without a
 //! restart.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::sync::Arc;

@@ -4,6 +4,13 @@
 //! once; a service-account client gets a token from the auth plane and manages its tenant on
 //! the admin plane.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use opentrusty_core::audit::Origin;

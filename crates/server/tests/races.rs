@@ -2,6 +2,13 @@
 //! token and one enrollment link, against `serve auth` on PostgreSQL (and SQLite). Exactly one
 //! wins each race; a replayed code also revokes what the winner received.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use opentrusty_testkit::TestDb;

@@ -5,6 +5,13 @@
 //! never reach the plane, never change the audited address and never lift a rate limit. Needs
 //! `nginx` and `caddy` (`.ci/run` installs them; the tests fail with that advice otherwise).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::net::IpAddr;

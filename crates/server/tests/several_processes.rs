@@ -5,6 +5,13 @@
 //! The one allowance: several processes on one SQLite file hear of a key rotation only when
 //! their copy of the key set ages out (10 s; PostgreSQL announces it as it commits).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -4,6 +4,13 @@
 //! expected one, resident memory flat within 10 % between the first and the last 10 seconds,
 //! and the open descriptors (sockets to clients and to the database) must not grow.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::sync::Arc;

@@ -5,6 +5,13 @@
 //! beside new ones and then new ones alone, and nothing a client received is lost. A current
 //! process started on the older schema refuses it and says what to run.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

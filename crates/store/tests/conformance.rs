@@ -1,6 +1,13 @@
 //! The storage conformance suite: every test runs against SQLite and, when
 //! `OPENTRUSTY_TEST_DATABASE_URL` is set, against PostgreSQL, each on its own fresh database.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 use std::collections::BTreeSet;
 
 use opentrusty_core::audit::{Actor, Origin, action};

@@ -3,6 +3,13 @@
 //! refuses to turn it to WAL at once, without waiting out the busy timeout. The store opens
 //! again until it can.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 use std::str::FromStr;
 use std::time::Duration;
 
