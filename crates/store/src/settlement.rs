@@ -137,7 +137,8 @@ impl Settlement {
         }
     }
 
-    /// The spend of `flight` has an unknown outcome: it stays in doubt until settled.
+    /// The spend of `flight` has an unknown outcome: it stays in doubt until settled, claimed
+    /// by the request that made it while that request waits for the outcome.
     fn doubt(&self, flight: InFlight, spend: Spend) -> u64 {
         let mut ledger = self.ledger();
         let at = ledger
@@ -151,7 +152,7 @@ impl Settlement {
             id,
             spend,
             at,
-            claimed: false,
+            claimed: true,
         });
         drop(ledger);
         drop(flight);
@@ -164,16 +165,6 @@ impl Settlement {
         let flying = ledger.in_flight.values().copied();
         let doubted = ledger.doubts.iter().map(|d| d.at);
         flying.chain(doubted).fold(now(), Timestamp::min)
-    }
-
-    fn claim(&self, id: u64) -> Option<Spend> {
-        let mut ledger = self.ledger();
-        let doubt = ledger
-            .doubts
-            .iter_mut()
-            .find(|d| d.id == id && !d.claimed)?;
-        doubt.claimed = true;
-        Some(doubt.spend.clone())
     }
 
     fn claim_all(&self) -> Vec<(u64, Spend)> {
@@ -221,15 +212,11 @@ impl Store {
         flight: InFlight,
         spend: Spend,
     ) -> Result<(), StoreError> {
-        let id = self.settlement.doubt(flight, spend);
+        // The request holds its doubt until it has an answer or gives up: the background must
+        // not undo a spend that this request is about to deliver.
+        let id = self.settlement.doubt(flight, spend.clone());
         let started = std::time::Instant::now();
         loop {
-            let Some(spend) = self.settlement.claim(id) else {
-                // Settled in the background meanwhile: undone, or found not made.
-                return Err(StoreError::Unavailable(
-                    "the write was interrupted; retry".to_owned(),
-                ));
-            };
             match self.spend_committed(&spend).await {
                 Ok(committed) => {
                     self.settlement.settle(id);
@@ -242,8 +229,9 @@ impl Store {
                     ));
                 }
                 Err(e) => {
-                    self.settlement.release(id);
                     if !e.is_unavailable() || started.elapsed() >= SETTLE_IN_REQUEST {
+                        // Left to the background, which settles it once the database answers.
+                        self.settlement.release(id);
                         return Err(StoreError::Unavailable(format!(
                             "the outcome of an interrupted write is not known yet: {e}"
                         )));
@@ -501,24 +489,12 @@ mod tests {
     #[test]
     fn a_doubt_is_settled_by_one_claimant_at_a_time() {
         let settlement = Settlement::new();
+        // Held by its request from the start: the background finds nothing to take until the
+        // request lets it go, then takes it once.
         let id = settlement.doubt(settlement.send(now()), rotation(3));
-        assert_eq!(settlement.claim(id), Some(rotation_like(&settlement, id)));
-        // Claimed by its request: the background finds nothing to take, nor does a second
-        // claim.
         assert!(settlement.claim_all().is_empty());
-        assert_eq!(settlement.claim(id), None);
         settlement.release(id);
         assert_eq!(settlement.claim_all().len(), 1);
-    }
-
-    fn rotation_like(settlement: &Settlement, id: u64) -> Spend {
-        let ledger = settlement.ledger();
-        ledger
-            .doubts
-            .iter()
-            .find(|d| d.id == id)
-            .unwrap()
-            .spend
-            .clone()
+        assert!(settlement.claim_all().is_empty());
     }
 }
