@@ -25,7 +25,7 @@ const MAX_BATCH: usize = 64;
 /// Batches of one kind in flight at once. One: the writes that arrive while a batch is being
 /// committed wait for it and go together into the next. A second writer would take each write
 /// as it arrives while the first is busy, and PostgreSQL's cost per write is mostly per
-/// statement (docs/benchmarks-history.md, sixth round).
+/// statement (docs/benchmarks.md, sixth round).
 const WRITERS: usize = 1;
 
 /// A kind of write that many callers' rows can share one statement.

@@ -247,7 +247,7 @@ impl SqliteTx {
         // One writer at a time per process, queued in order: SQLite has one write lock, and
         // connections left to its busy handler sleep in growing steps (up to 100 ms) and miss
         // the moment it is free; under load that convoy put the p99 of token issuance at
-        // 283 ms instead of 12 (docs/benchmarks-history.md). The turn comes before the
+        // 283 ms instead of 12 (docs/benchmarks.md, second round). The turn comes before the
         // connection, so waiting writers hold no connection readers need.
         let turn = writers.clone().lock_owned().await;
         // In doubt from before `BEGIN` is sent: dropped while it runs, or refused (a rare
