@@ -1387,6 +1387,14 @@ opentrusty_testkit::each_backend!(
 );
 
 /// The OpenAPI document is 3.1, and its operations are exactly the router's routes.
+/// The OpenAPI document as published: a change to the admin API's surface shows here as a
+/// snapshot to review.
+#[test]
+fn the_openapi_document_is_as_published() {
+    let doc: Value = serde_json::from_str(opentrusty_admin::openapi_json()).unwrap();
+    insta::assert_json_snapshot!(doc);
+}
+
 #[test]
 fn openapi_document_lists_every_route() {
     let doc: Value = serde_json::from_str(opentrusty_admin::openapi_json()).unwrap();

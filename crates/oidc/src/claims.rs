@@ -135,3 +135,15 @@ pub fn discovery(issuer: &str) -> Value {
         "authorization_response_iss_parameter_supported": true,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The discovery document relying parties configure themselves from: a change to it is a
+    /// change to the protocol surface and shows here as a snapshot to review.
+    #[test]
+    fn the_discovery_document_is_as_published() {
+        insta::assert_json_snapshot!(discovery("https://idp.example"));
+    }
+}
