@@ -1386,7 +1386,58 @@ opentrusty_testkit::each_backend!(
     keys_rotate_to_the_published_next_key,
 );
 
-/// The OpenAPI document is 3.1, and its operations are exactly the router's routes.
+/// The problem documents (RFC 9457) the admin API answers with, as a client sees them: a
+/// refused field, a missing credential, a forbidden action, an unknown resource. A change to
+/// any of them shows as a snapshot to review.
+#[tokio::test]
+async fn problem_bodies_are_as_published() {
+    let db = TestDb::sqlite(true).await;
+    let w = World::new(&db).await;
+    let clients = format!("/api/v1/tenants/{}/clients", w.a);
+    let calls = [
+        (
+            "a refused field",
+            Actor::OwnerA,
+            Method::POST,
+            clients.clone(),
+            Some(json!({ "client_name": "x", "grant_types": ["password"],
+                         "redirect_uris": ["https://a.example/cb"] })),
+        ),
+        (
+            "no credential",
+            Actor::Anonymous,
+            Method::GET,
+            clients.clone(),
+            None,
+        ),
+        (
+            "forbidden",
+            Actor::MemberA,
+            Method::POST,
+            clients.clone(),
+            Some(json!({ "client_name": "x", "redirect_uris": ["https://a.example/cb"] })),
+        ),
+        (
+            "unknown resource",
+            Actor::OwnerA,
+            Method::GET,
+            format!("{clients}/{}", uuid::Uuid::nil()),
+            None,
+        ),
+    ];
+    let mut seen = Vec::new();
+    for (what, actor, method, path, body) in calls {
+        let r = w.call(actor, method, &path, body).await;
+        seen.push(json!({
+            "request": what,
+            "status": r.status.as_u16(),
+            "content-type": r.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            "body": r.body,
+        }));
+    }
+    insta::assert_json_snapshot!(seen);
+}
+
 /// The OpenAPI document as published: a change to the admin API's surface shows here as a
 /// snapshot to review.
 #[test]
@@ -1395,6 +1446,7 @@ fn the_openapi_document_is_as_published() {
     insta::assert_json_snapshot!(doc);
 }
 
+/// The OpenAPI document is 3.1, and its operations are exactly the router's routes.
 #[test]
 fn openapi_document_lists_every_route() {
     let doc: Value = serde_json::from_str(opentrusty_admin::openapi_json()).unwrap();

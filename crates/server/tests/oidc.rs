@@ -3143,3 +3143,55 @@ async fn cors_admits_only_the_origins_a_public_client_registers(idp: Idp) {
     info.expect_status(200);
     assert!(info.header("access-control-allow-origin").is_none());
 }
+
+/// The error bodies of the token, introspection and UserInfo endpoints as a client sees them
+/// (RFC 6749 §5.2, RFC 7662 §2.3, RFC 6750 §3): status, the headers a client acts on, and the
+/// JSON. A change to any of them shows as a snapshot to review.
+#[tokio::test]
+async fn error_bodies_are_as_published() {
+    let idp = Idp::sqlite().await;
+    let mut seen = Vec::new();
+    let mut record = |what: &str, r: &Reply| {
+        let header = |name: &str| r.header(name).unwrap_or("").to_owned();
+        seen.push(json!({
+            "request": what,
+            "status": r.status.as_u16(),
+            "cache-control": header("cache-control"),
+            "www-authenticate": header("www-authenticate"),
+            "body": r.json,
+        }));
+    };
+    let service = ClientAuth::of(SERVICE);
+    let r = token_request(&idp, service, &[("grant_type", "password")]).await;
+    record("token: unsupported grant type", &r);
+    let r = token_request(&idp, service, &[]).await;
+    record("token: no grant_type", &r);
+    let r = token_request(
+        &idp,
+        ClientAuth::Basic(SERVICE.client_id, "not the secret"),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    record("token: wrong client secret", &r);
+    let code = [
+        ("grant_type", "authorization_code"),
+        ("code", "no-such-code"),
+        ("redirect_uri", support::CALLBACK),
+        ("code_verifier", "x"),
+    ];
+    let r = token_request(&idp, ClientAuth::of(CONFIDENTIAL), &code).await;
+    record("token: unknown code", &r);
+    let scope = [("grant_type", "client_credentials"), ("scope", "root")];
+    let r = token_request(&idp, service, &scope).await;
+    record("token: scope beyond the client's", &r);
+    let r = introspect(
+        &idp,
+        ClientAuth::Basic(SERVICE.client_id, "not the secret"),
+        "x",
+    )
+    .await;
+    record("introspection: wrong client secret", &r);
+    let r = userinfo(&idp, "not-a-token").await;
+    record("userinfo: invalid token", &r);
+    insta::assert_json_snapshot!(seen);
+}
