@@ -513,7 +513,7 @@ on_both_backends!(
     behind_caddy_forged_addresses_are_neither_audited_nor_rate_limited_apart: Proxy::caddy,
 );
 
-/// Requests through `proxy` at `port` with `path`: each status.
+/// The status of each request, sent one after another.
 async fn statuses(requests: Vec<reqwest::RequestBuilder>) -> Vec<u16> {
     let mut out = Vec::new();
     for r in requests {
@@ -537,7 +537,7 @@ fn served(server: &support::Server, route: &str) -> usize {
 /// through one process is honoured through all, and a stopped process is passed over without
 /// one failed request.
 async fn nginx_spreads_each_plane_over_its_processes(db: TestDb) {
-    use support::{SERVICE, Server};
+    use support::SERVICE;
     const ROOT: &str = "root@platform.example";
     let store = db.store().await;
     let seed = support::seed(&store).await;
@@ -551,21 +551,7 @@ async fn nginx_spreads_each_plane_over_its_processes(db: TestDb) {
         .unwrap();
     store.close().await;
     let dir = tempfile::tempdir().unwrap();
-    let ports = [free_port(), free_port(), free_port()];
-    let issuer = format!("http://127.0.0.1:{}", ports[0]);
-    let mut auth = Vec::new();
-    for port in ports {
-        let env = [("OPENTRUSTY_ISSUER", issuer.as_str())];
-        let mut server = Server::auth_with(dir.path(), db.url(), port, &env);
-        server.wait_healthy().await;
-        auth.push(server);
-    }
-    let mut admin = Vec::new();
-    for _ in 0..2 {
-        let mut server = Server::admin(dir.path(), db.url(), free_port(), &issuer);
-        server.wait_healthy().await;
-        admin.push(server);
-    }
+    let (mut auth, mut admin) = support::fleet(dir.path(), db.url(), 3, 2).await;
     let auth_ports: Vec<u16> = auth.iter().map(|s| s.port).collect();
     let admin_ports: Vec<u16> = admin.iter().map(|s| s.port).collect();
     let proxy = Proxy::nginx_over(&auth_ports, &admin_ports);

@@ -25,7 +25,7 @@ use opentrusty_store::{Backend, Subject};
 use opentrusty_testkit::TestDb;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{SERVICE, Server, fast_hash, free_port, http};
+use support::{SERVICE, Server, fast_hash, http};
 
 const ROOT: &str = "root@platform.example";
 const ROOT_PASSWORD: &str = "correct horse battery staple";
@@ -74,25 +74,7 @@ async fn start(db: TestDb) -> (Fleet, support::Seed, UserId) {
     store.close().await;
     let dir = tempfile::tempdir().unwrap();
     // One issuer for the whole plane, as behind a load balancer.
-    let first = free_port();
-    let issuer = format!("http://127.0.0.1:{first}");
-    let mut auth = Vec::new();
-    for port in [first, free_port(), free_port()] {
-        let mut server = Server::auth_with(
-            dir.path(),
-            db.url(),
-            port,
-            &[("OPENTRUSTY_ISSUER", issuer.as_str())],
-        );
-        server.wait_healthy().await;
-        auth.push(server);
-    }
-    let mut admin = Vec::new();
-    for _ in 0..2 {
-        let mut server = Server::admin(dir.path(), db.url(), free_port(), &issuer);
-        server.wait_healthy().await;
-        admin.push(server);
-    }
+    let (auth, admin) = support::fleet(dir.path(), db.url(), 3, 2).await;
     let fleet = Fleet {
         auth,
         admin,

@@ -83,7 +83,8 @@ impl GroupCommits {
 /// whether it was committed: that is answered as unavailable (the client retries) rather than
 /// written a second time.
 pub(crate) async fn write<W: GroupWrite>(
-    pool: &WritePool,
+    pool: &PgPool,
+    statement_deadline: Duration,
     group: Option<&GroupCommit<W>>,
     write: W,
 ) -> Result<bool, StoreError> {
@@ -101,7 +102,7 @@ pub(crate) async fn write<W: GroupWrite>(
         }
         None => write,
     };
-    write_alone(pool, &write).await
+    write_alone(&WritePool::new(pool, statement_deadline), &write).await
 }
 
 /// Makes `write` with a statement of its own. Whether it was made.

@@ -578,7 +578,7 @@ impl Store {
             let family_id = write.family_id;
             let group = self.group_commits.as_ref().map(|g| &g.redemptions);
             let flight = self.settlement.send(at.0);
-            match crate::batch::write(&self.write_pool(pool), group, write).await {
+            match crate::batch::write(pool, self.statement_deadline, group, write).await {
                 Ok(true) => return Ok(Redemption::Issued(family_id)),
                 Ok(false) => {}
                 Err(StoreError::InDoubt(_)) => {
@@ -809,7 +809,7 @@ impl Store {
             let write = RotateWrite::new(old, new, access, origin, at);
             let group = self.group_commits.as_ref().map(|g| &g.rotations);
             let flight = self.settlement.send(at);
-            match crate::batch::write(&self.write_pool(pool), group, write).await {
+            match crate::batch::write(pool, self.statement_deadline, group, write).await {
                 Ok(true) => return Ok(Attempt::Done(Rotation::Rotated)),
                 Ok(false) => {}
                 Err(StoreError::InDoubt(_)) => {

@@ -449,11 +449,6 @@ impl Store {
         })
     }
 
-    /// The pool of group-committed writes made by the caller alone, with their deadline.
-    pub(crate) fn write_pool(&self, pool: &sqlx::PgPool) -> batch::WritePool {
-        batch::WritePool::new(pool, self.statement_deadline)
-    }
-
     pub fn backend(&self) -> Backend {
         match self.db {
             Db::Postgres(_) => Backend::Postgres,

@@ -329,7 +329,8 @@ impl Store {
         {
             let group = self.group_commits.as_ref().map(|g| &g.tokens);
             crate::batch::write(
-                &self.write_pool(pool),
+                pool,
+                self.statement_deadline,
                 group,
                 TokenWrite::new(access, origin),
             )
@@ -373,7 +374,7 @@ impl Store {
             crate::Db::Postgres(pool) => {
                 let group = self.group_commits.as_ref().map(|g| &g.client_tokens);
                 let write = ClientTokenWrite::new(access, revision, origin);
-                crate::batch::write(&self.write_pool(pool), group, write).await?
+                crate::batch::write(pool, self.statement_deadline, group, write).await?
             }
             crate::Db::Sqlite(pool) => {
                 let event = client_token_event(access, origin);

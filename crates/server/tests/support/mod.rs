@@ -426,6 +426,33 @@ impl Drop for Server {
     }
 }
 
+/// `auth` auth processes, all with the first one's address as their issuer (as behind one load
+/// balancer), then `admin` admin processes, on `db_url`; each started once the one before it
+/// answers.
+pub async fn fleet(
+    dir: &Path,
+    db_url: &str,
+    auth: usize,
+    admin: usize,
+) -> (Vec<Server>, Vec<Server>) {
+    let ports: Vec<u16> = (0..auth).map(|_| free_port()).collect();
+    let issuer = format!("http://127.0.0.1:{}", ports[0]);
+    let mut auths = Vec::new();
+    for port in ports {
+        let env = [("OPENTRUSTY_ISSUER", issuer.as_str())];
+        let mut server = Server::auth_with(dir, db_url, port, &env);
+        server.wait_healthy().await;
+        auths.push(server);
+    }
+    let mut admins = Vec::new();
+    for _ in 0..admin {
+        let mut server = Server::admin(dir, db_url, free_port(), &issuer);
+        server.wait_healthy().await;
+        admins.push(server);
+    }
+    (auths, admins)
+}
+
 /// A seeded database and the auth plane serving it. Fields drop in order: the server stops
 /// before its database goes away.
 pub struct Idp {
