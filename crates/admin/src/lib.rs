@@ -17,9 +17,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, patch, post};
 use opentrusty_core::secret::MasterKey;
 use opentrusty_store::Store;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use caller::Caller;
 pub use openapi::openapi_json;
@@ -74,147 +76,42 @@ impl AdminState {
     }
 }
 
-/// Every route of the admin plane: method, path and handler. The router, the route table and
-/// the tests that compare it with the OpenAPI document all start here.
-fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
-    use handlers as h;
-    vec![
-        (Method::GET, "/api/v1/openapi.json", get(openapi::serve)),
-        (Method::GET, "/api/v1/auth/me", get(h::me)),
-        (Method::GET, "/api/v1/tenants", get(h::list_tenants)),
-        (Method::POST, "/api/v1/tenants", post(h::create_tenant)),
-        (
-            Method::GET,
-            "/api/v1/tenants/{tenant_id}",
-            get(h::get_tenant),
-        ),
-        (
-            Method::PATCH,
-            "/api/v1/tenants/{tenant_id}",
-            patch(h::update_tenant),
-        ),
-        (
-            Method::DELETE,
-            "/api/v1/tenants/{tenant_id}",
-            delete(h::delete_tenant),
-        ),
-        (
-            Method::GET,
-            "/api/v1/tenants/{tenant_id}/users",
-            get(h::list_users),
-        ),
-        (
-            Method::POST,
-            "/api/v1/tenants/{tenant_id}/users",
-            post(h::create_user),
-        ),
-        (
-            Method::GET,
-            "/api/v1/tenants/{tenant_id}/users/{user_id}",
-            get(h::get_user),
-        ),
-        (
-            Method::PATCH,
-            "/api/v1/tenants/{tenant_id}/users/{user_id}",
-            patch(h::update_user),
-        ),
-        (
-            Method::DELETE,
-            "/api/v1/tenants/{tenant_id}/users/{user_id}",
-            delete(h::delete_user),
-        ),
-        (
-            Method::POST,
-            "/api/v1/tenants/{tenant_id}/users/{user_id}/password-reset",
-            post(h::password_reset),
-        ),
-        (
-            Method::POST,
-            "/api/v1/tenants/{tenant_id}/users/{user_id}/unlock",
-            post(h::unlock_user),
-        ),
-        (
-            Method::POST,
-            "/api/v1/tenants/{tenant_id}/users/{user_id}/roles",
-            post(h::grant_user_role),
-        ),
-        (
-            Method::DELETE,
-            "/api/v1/tenants/{tenant_id}/users/{user_id}/roles/{role}",
-            delete(h::revoke_user_role),
-        ),
-        (
-            Method::GET,
-            "/api/v1/tenants/{tenant_id}/users/{user_id}/sessions",
-            get(h::list_sessions),
-        ),
-        (
-            Method::DELETE,
-            "/api/v1/tenants/{tenant_id}/users/{user_id}/sessions",
-            delete(h::end_sessions),
-        ),
-        (
-            Method::GET,
-            "/api/v1/tenants/{tenant_id}/clients",
-            get(h::list_clients),
-        ),
-        (
-            Method::POST,
-            "/api/v1/tenants/{tenant_id}/clients",
-            post(h::create_client),
-        ),
-        (
-            Method::GET,
-            "/api/v1/tenants/{tenant_id}/clients/{client_id}",
-            get(h::get_client),
-        ),
-        (
-            Method::PATCH,
-            "/api/v1/tenants/{tenant_id}/clients/{client_id}",
-            patch(h::update_client),
-        ),
-        (
-            Method::DELETE,
-            "/api/v1/tenants/{tenant_id}/clients/{client_id}",
-            delete(h::delete_client),
-        ),
-        (
-            Method::POST,
-            "/api/v1/tenants/{tenant_id}/clients/{client_id}/secret",
-            post(h::rotate_client_secret),
-        ),
-        (
-            Method::POST,
-            "/api/v1/tenants/{tenant_id}/clients/{client_id}/roles",
-            post(h::grant_client_role),
-        ),
-        (
-            Method::DELETE,
-            "/api/v1/tenants/{tenant_id}/clients/{client_id}/roles/{role}",
-            delete(h::revoke_client_role),
-        ),
-        (
-            Method::GET,
-            "/api/v1/tenants/{tenant_id}/audit",
-            get(h::tenant_audit),
-        ),
-        (Method::GET, "/api/v1/audit", get(h::platform_audit)),
-        (Method::GET, "/api/v1/keys", get(h::list_keys)),
-        (Method::POST, "/api/v1/keys/rotate", post(h::rotate_keys)),
-    ]
+/// The admin plane as declared: its router and its OpenAPI document, both built from each
+/// handler's `#[utoipa::path]` (the one place a route's method and path are written) and the
+/// `routes!` lines of `handlers::routes`. The route table is read from the document.
+fn declared() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::AdminApi::openapi())
+        .routes(routes!(openapi::serve))
+        .merge(handlers::routes())
+        .split_for_parts()
 }
 
-/// The admin plane's route table: `(method, path)` of every route it serves.
-pub fn route_table() -> Vec<(Method, &'static str)> {
-    endpoints().into_iter().map(|(m, p, _)| (m, p)).collect()
+/// The admin plane's route table: `(method, path)` of every route it serves, as the OpenAPI
+/// document declares them.
+pub fn route_table() -> Vec<(Method, String)> {
+    let mut table = Vec::new();
+    for (path, item) in &openapi::document().paths.paths {
+        for (method, operation) in [
+            (Method::GET, &item.get),
+            (Method::POST, &item.post),
+            (Method::PUT, &item.put),
+            (Method::PATCH, &item.patch),
+            (Method::DELETE, &item.delete),
+            (Method::HEAD, &item.head),
+            (Method::OPTIONS, &item.options),
+            (Method::TRACE, &item.trace),
+        ] {
+            if operation.is_some() {
+                table.push((method, path.clone()));
+            }
+        }
+    }
+    table
 }
 
 /// The admin plane's routes (probes are added by the listener that serves them).
 pub fn router(state: AdminState) -> Router {
-    let mut router = Router::new();
-    for (_, path, handler) in endpoints() {
-        router = router.route(path, handler);
-    }
+    let (router, _) = declared();
     router
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)

@@ -1,5 +1,6 @@
-//! The OpenAPI 3.1 document of the admin API, generated from the handlers' annotations and the
-//! request and response types they use, and served at `/api/v1/openapi.json`.
+//! The OpenAPI 3.1 document of the admin API: its description here, its paths from the routes as
+//! declared (`crate::declared`) with the request and response types they use; served at
+//! `/api/v1/openapi.json`.
 
 use std::sync::OnceLock;
 
@@ -7,8 +8,6 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-
-use crate::handlers;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,38 +19,6 @@ use crate::handlers;
                        with a bearer access token of a service-account client. Errors are RFC 9457 \
                        problem documents.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
-    ),
-    paths(
-        serve,
-        handlers::me,
-        handlers::list_tenants,
-        handlers::create_tenant,
-        handlers::get_tenant,
-        handlers::update_tenant,
-        handlers::delete_tenant,
-        handlers::list_users,
-        handlers::create_user,
-        handlers::get_user,
-        handlers::update_user,
-        handlers::delete_user,
-        handlers::password_reset,
-        handlers::unlock_user,
-        handlers::grant_user_role,
-        handlers::revoke_user_role,
-        handlers::list_sessions,
-        handlers::end_sessions,
-        handlers::list_clients,
-        handlers::create_client,
-        handlers::get_client,
-        handlers::update_client,
-        handlers::delete_client,
-        handlers::rotate_client_secret,
-        handlers::grant_client_role,
-        handlers::revoke_client_role,
-        handlers::tenant_audit,
-        handlers::platform_audit,
-        handlers::list_keys,
-        handlers::rotate_keys,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&SecuritySchemes),
@@ -68,7 +35,7 @@ use crate::handlers;
         (name = "meta", description = "This document"),
     )
 )]
-struct AdminApi;
+pub(crate) struct AdminApi;
 
 struct SecuritySchemes;
 
@@ -96,14 +63,16 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The document, built once from the routes as declared.
+pub(crate) fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| crate::declared().1)
+}
+
 /// The document as JSON text, built once.
 pub fn openapi_json() -> &'static str {
-    static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| {
-        AdminApi::openapi()
-            .to_json()
-            .unwrap_or_else(|_| "{}".to_owned())
-    })
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| document().to_json().unwrap_or_else(|_| "{}".to_owned()))
 }
 
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(()),

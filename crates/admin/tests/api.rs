@@ -1446,7 +1446,8 @@ fn the_openapi_document_is_as_published() {
     insta::assert_json_snapshot!(doc);
 }
 
-/// The OpenAPI document is 3.1, and its operations are exactly the router's routes.
+/// The OpenAPI document is 3.1, its operations are the route table, and each documents its
+/// errors as problem documents.
 #[test]
 fn openapi_document_lists_every_route() {
     let doc: Value = serde_json::from_str(opentrusty_admin::openapi_json()).unwrap();
@@ -1459,12 +1460,16 @@ fn openapi_document_lists_every_route() {
             }
         }
     }
-    let served: BTreeSet<(String, String)> = opentrusty_admin::route_table()
+    let table: BTreeSet<(String, String)> = opentrusty_admin::route_table()
         .into_iter()
-        .map(|(m, p)| (m.to_string(), p.to_owned()))
+        .map(|(m, p)| (m.to_string(), p))
         .collect();
-    assert_eq!(documented, served);
-    // Every operation documents its errors as problem documents.
+    assert_eq!(documented, table);
+    assert_eq!(
+        table.len(),
+        30,
+        "the admin API's routes (a new one needs its matrix rows)"
+    );
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
             if path.ends_with("openapi.json") {
@@ -1479,6 +1484,40 @@ fn openapi_document_lists_every_route() {
     assert!(doc["components"]["securitySchemes"]["session"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+/// The router answers exactly the declared methods of each path: every other method gets 405
+/// with a problem document (the authorization matrix shows each declared one is served).
+#[tokio::test]
+async fn the_router_answers_only_the_declared_methods() {
+    let db = TestDb::sqlite(true).await;
+    let w = World::new(&db).await;
+    let table = opentrusty_admin::route_table();
+    let paths: BTreeSet<&String> = table.iter().map(|(_, p)| p).collect();
+    let mut wrong = Vec::new();
+    for path in paths {
+        let concrete = path
+            .replace("{tenant_id}", &w.a.to_string())
+            .replace("{user_id}", &uuid::Uuid::nil().to_string())
+            .replace("{client_id}", &uuid::Uuid::nil().to_string())
+            .replace("{role}", "tenant_member");
+        for method in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ] {
+            if table.iter().any(|(m, p)| *m == method && p == path) {
+                continue;
+            }
+            let r = w.call(Actor::OwnerA, method.clone(), &concrete, None).await;
+            if r.status != 405 || r.headers["content-type"] != "application/problem+json" {
+                wrong.push(format!("{method} {path}: {} {}", r.status, r.body));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "undeclared methods answered: {wrong:#?}");
 }
 
 /// The document validates against the OpenAPI 3.1 schema (checked by `openapi-spec-validator`).

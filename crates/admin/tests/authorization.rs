@@ -577,6 +577,7 @@ async fn tenant_b_is_invisible_from_tenant_a(db: &TestDb) {
         .collect();
     let mut wrong = Vec::new();
     for (method, path) in opentrusty_admin::route_table() {
+        let path = path.as_str();
         if !path.contains("{tenant_id}") {
             continue;
         }
