@@ -8,7 +8,7 @@ URLs given, so it exercises the reverse proxy too.
 
     deploy/smoke_test.py --auth https://auth.example.com --api https://api.example.com \
         --email admin@example.com [--insecure]
-The administrator's password is read from OPENTRUSTY_SMOKE_PASSWORD.
+The administrator's password is read from OPENTRUSTY_TEST_SMOKE_PASSWORD.
 Exit code 0 when every step succeeded.
 """
 
@@ -89,9 +89,9 @@ def main():
     p.add_argument("--email", required=True)
     p.add_argument("--insecure", action="store_true", help="accept self-signed certificates")
     args = p.parse_args()
-    password = os.environ.get("OPENTRUSTY_SMOKE_PASSWORD")
+    password = os.environ.get("OPENTRUSTY_TEST_SMOKE_PASSWORD")
     if not password:
-        sys.exit("set OPENTRUSTY_SMOKE_PASSWORD to the administrator's password")
+        sys.exit("set OPENTRUSTY_TEST_SMOKE_PASSWORD to the administrator's password")
 
     console = Client(args.insecure)
     s, _, text = console.call("POST", args.api + "/api/v1/auth/login",

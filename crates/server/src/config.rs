@@ -12,12 +12,8 @@ use opentrusty_core::secret::MasterKey;
 use opentrusty_password::{HashParams, PasswordHasher};
 use opentrusty_store::{Backend, ConnectOptions};
 
-use crate::cli::{
-    AdminArgs, AuthArgs, BootstrapArgs, DatabaseArgs, HashingArgs, ModeArg, OpsArgs, ServeOptions,
-};
-
-/// The embedded default: an SQLite file in the working directory.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://opentrusty.db";
+use crate::cli::{Flags, ModeArg};
+use crate::settings::{self as S, Setting, WhenUnset};
 
 /// A setting that cannot be used, named by where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,24 +63,48 @@ struct Given {
     name: String,
 }
 
-fn given(
-    env: &dyn Env,
-    flag: &str,
-    var: &str,
-    cli: &Option<String>,
-) -> Result<Option<Given>, ConfigError> {
-    if let Some(v) = cli {
+/// The value given for `setting`: its flag, else its variable, else nothing.
+fn given(env: &dyn Env, setting: &Setting, flags: &Flags) -> Result<Option<Given>, ConfigError> {
+    if let Some(v) = flags.of(setting) {
         return Ok(Some(Given {
-            value: v.clone(),
-            name: flag.to_owned(),
+            value: v.to_owned(),
+            name: setting.flag_name(),
         }));
     }
-    Ok(env.get(var)?.map(|value| Given {
+    Ok(env.get(setting.var)?.map(|value| Given {
         value,
-        name: var.to_owned(),
+        name: setting.var.to_owned(),
     }))
 }
 
+/// The value of a setting that has one when unset (`WhenUnset::Value`): given, or that one,
+/// read exactly like a given value.
+fn value(env: &dyn Env, setting: &Setting, flags: &Flags) -> Result<Given, ConfigError> {
+    if let Some(g) = given(env, setting, flags)? {
+        return Ok(g);
+    }
+    match setting.when_unset {
+        WhenUnset::Value(v) => Ok(Given {
+            value: v.to_owned(),
+            name: setting.var.to_owned(),
+        }),
+        WhenUnset::Computed(_) | WhenUnset::Nothing(_) => Err(error(setting.var, "is required")),
+    }
+}
+
+/// A number-valued setting with a value when unset, checked by `valid`.
+fn number<T: std::str::FromStr>(
+    env: &dyn Env,
+    setting: &Setting,
+    flags: &Flags,
+    what: &str,
+    valid: impl Fn(&T) -> bool,
+) -> Result<T, ConfigError> {
+    read_number(value(env, setting, flags)?, what, valid)
+}
+
+/// `g` read as a number checked by `valid`, or `default` when nothing was given (for settings
+/// whose value when unset is worked out at start).
 fn parse_number<T: std::str::FromStr>(
     g: Option<Given>,
     default: T,
@@ -93,10 +113,18 @@ fn parse_number<T: std::str::FromStr>(
 ) -> Result<T, ConfigError> {
     match g {
         None => Ok(default),
-        Some(g) => match g.value.trim().parse::<T>() {
-            Ok(v) if valid(&v) => Ok(v),
-            _ => Err(error(&g.name, format!("{:?} is not {what}", g.value))),
-        },
+        Some(g) => read_number(g, what, valid),
+    }
+}
+
+fn read_number<T: std::str::FromStr>(
+    g: Given,
+    what: &str,
+    valid: impl Fn(&T) -> bool,
+) -> Result<T, ConfigError> {
+    match g.value.trim().parse::<T>() {
+        Ok(v) if valid(&v) => Ok(v),
+        _ => Err(error(&g.name, format!("{:?} is not {what}", g.value))),
     }
 }
 
@@ -127,16 +155,16 @@ pub fn mode(env: &dyn Env, arg: Option<ModeArg>) -> Result<Mode, ConfigError> {
             ModeArg::All => Mode::All,
         });
     }
-    match env.get("OPENTRUSTY_MODE")?.as_deref().map(str::trim) {
+    match env.get(S::MODE.var)?.as_deref().map(str::trim) {
         Some("auth") => Ok(Mode::Auth),
         Some("admin") => Ok(Mode::Admin),
         Some("all") => Ok(Mode::All),
         Some(other) => Err(error(
-            "OPENTRUSTY_MODE",
+            S::MODE.var,
             format!("{other:?} is not a mode; use auth, admin or all"),
         )),
         None => Err(error(
-            "OPENTRUSTY_MODE",
+            S::MODE.var,
             "is not set and no mode was given; run `opentrusty serve auth`, `serve admin` or `serve all`",
         )),
     }
@@ -157,20 +185,9 @@ impl DatabaseSettings {
     }
 }
 
-pub fn database(env: &dyn Env, args: &DatabaseArgs) -> Result<DatabaseSettings, ConfigError> {
-    let url = given(
-        env,
-        "--database-url",
-        "OPENTRUSTY_DATABASE_URL",
-        &args.database_url,
-    )?;
-    let (url, name) = match url {
-        Some(g) => (g.value.trim().to_owned(), g.name),
-        None => (
-            DEFAULT_DATABASE_URL.to_owned(),
-            "OPENTRUSTY_DATABASE_URL".to_owned(),
-        ),
-    };
+pub fn database(env: &dyn Env, flags: &Flags) -> Result<DatabaseSettings, ConfigError> {
+    let url = value(env, &S::DATABASE_URL, flags)?;
+    let (url, name) = (url.value.trim().to_owned(), url.name);
     let backend = Backend::of_url(&url).ok_or_else(|| {
         error(
             &name,
@@ -180,26 +197,17 @@ pub fn database(env: &dyn Env, args: &DatabaseArgs) -> Result<DatabaseSettings, 
     if backend == Backend::Sqlite {
         opentrusty_store::sqlite_file(&url).map_err(|e| error(&name, e.to_string()))?;
     }
-    let max = given(
+    let max_connections: u32 = number(
         env,
-        "--db-max-connections",
-        "OPENTRUSTY_DB_MAX_CONNECTIONS",
-        &args.db_max_connections,
+        &S::DB_MAX_CONNECTIONS,
+        flags,
+        "a number of connections from 1 to 1000",
+        |n| (1..=1000).contains(n),
     )?;
-    let max_connections =
-        parse_number(max, 10u32, "a number of connections from 1 to 1000", |n| {
-            (1..=1000).contains(n)
-        })?;
-    let deadline = given(
+    let statement_deadline: u64 = number(
         env,
-        "--db-statement-timeout",
-        "OPENTRUSTY_DB_STATEMENT_TIMEOUT",
-        &args.db_statement_timeout,
-    )?;
-    let default_deadline = opentrusty_store::STATEMENT_DEADLINE.as_secs();
-    let statement_deadline = parse_number(
-        deadline,
-        default_deadline,
+        &S::DB_STATEMENT_TIMEOUT,
+        flags,
         "a number of seconds from 1 to 3600",
         |n| (1..=3600).contains(n),
     )?;
@@ -215,53 +223,29 @@ pub fn database(env: &dyn Env, args: &DatabaseArgs) -> Result<DatabaseSettings, 
 }
 
 /// Argon2id parameters, checked by building a hasher with them.
-pub fn hashing(env: &dyn Env, args: &HashingArgs) -> Result<PasswordHasher, ConfigError> {
-    let d = HashParams::default();
-    let memory = given(
-        env,
-        "--argon2-memory-kib",
-        "OPENTRUSTY_ARGON2_MEMORY_KIB",
-        &args.argon2_memory_kib,
-    )?;
-    let memory_name = memory.as_ref().map(|g| g.name.clone());
+pub fn hashing(env: &dyn Env, flags: &Flags) -> Result<PasswordHasher, ConfigError> {
+    let memory = value(env, &S::ARGON2_MEMORY_KIB, flags)?;
+    let memory_name = memory.name.clone();
     let params = HashParams {
-        memory_kib: parse_number(
-            memory,
-            d.memory_kib,
-            "a memory size in KiB from 8192 to 4194304",
-            |m| (8192..=4_194_304).contains(m),
-        )?,
-        iterations: parse_number(
-            given(
-                env,
-                "--argon2-iterations",
-                "OPENTRUSTY_ARGON2_ITERATIONS",
-                &args.argon2_iterations,
-            )?,
-            d.iterations,
+        memory_kib: read_number(memory, "a memory size in KiB from 8192 to 4194304", |m| {
+            (8192..=4_194_304).contains(m)
+        })?,
+        iterations: number(
+            env,
+            &S::ARGON2_ITERATIONS,
+            flags,
             "a number of passes from 1 to 64",
             |n| (1..=64).contains(n),
         )?,
-        parallelism: parse_number(
-            given(
-                env,
-                "--argon2-parallelism",
-                "OPENTRUSTY_ARGON2_PARALLELISM",
-                &args.argon2_parallelism,
-            )?,
-            d.parallelism,
+        parallelism: number(
+            env,
+            &S::ARGON2_PARALLELISM,
+            flags,
             "a number of lanes from 1 to 16",
             |n| (1..=16).contains(n),
         )?,
     };
-    PasswordHasher::new(params).map_err(|e| {
-        error(
-            memory_name
-                .as_deref()
-                .unwrap_or("OPENTRUSTY_ARGON2_MEMORY_KIB"),
-            e.message,
-        )
-    })
+    PasswordHasher::new(params).map_err(|e| error(&memory_name, e.message))
 }
 
 /// Who `bootstrap` (or `serve` at start) makes the first platform administrator.
@@ -273,24 +257,15 @@ pub struct BootstrapSettings {
 }
 
 /// The bootstrap settings, or `None` when no administrator email is configured.
-pub fn bootstrap(
-    env: &dyn Env,
-    args: &BootstrapArgs,
-) -> Result<Option<BootstrapSettings>, ConfigError> {
-    let Some(email) = given(
-        env,
-        "--email",
-        "OPENTRUSTY_BOOTSTRAP_ADMIN_EMAIL",
-        &args.email,
-    )?
-    else {
+pub fn bootstrap(env: &dyn Env, flags: &Flags) -> Result<Option<BootstrapSettings>, ConfigError> {
+    let Some(email) = given(env, &S::BOOTSTRAP_ADMIN_EMAIL, flags)? else {
         return Ok(None);
     };
     let parsed = Email::parse(&email.value).map_err(|e| error(&email.name, e.message))?;
-    let password = env.get("OPENTRUSTY_BOOTSTRAP_ADMIN_PASSWORD")?;
+    let password = env.get(S::BOOTSTRAP_ADMIN_PASSWORD.var)?;
     if let Some(p) = &password {
         password::check_policy(p, parsed.as_str())
-            .map_err(|e| error("OPENTRUSTY_BOOTSTRAP_ADMIN_PASSWORD", e.message))?;
+            .map_err(|e| error(S::BOOTSTRAP_ADMIN_PASSWORD.var, e.message))?;
     }
     Ok(Some(BootstrapSettings {
         email: parsed,
@@ -362,21 +337,11 @@ fn hostname(g: &Given) -> Result<String, ConfigError> {
     }
 }
 
-fn ops(env: &dyn Env, args: &OpsArgs, public_ports: &[u16]) -> Result<OpsConfig, ConfigError> {
-    let auth_domain = given(
-        env,
-        "--auth-domain",
-        "OPENTRUSTY_AUTH_DOMAIN",
-        &args.auth_domain,
-    )?
-    .map(|g| hostname(&g))
-    .transpose()?;
-    let admin_domain = match given(
-        env,
-        "--admin-domain",
-        "OPENTRUSTY_ADMIN_DOMAIN",
-        &args.admin_domain,
-    )? {
+fn ops(env: &dyn Env, flags: &Flags, public_ports: &[u16]) -> Result<OpsConfig, ConfigError> {
+    let auth_domain = given(env, &S::AUTH_DOMAIN, flags)?
+        .map(|g| hostname(&g))
+        .transpose()?;
+    let admin_domain = match given(env, &S::ADMIN_DOMAIN, flags)? {
         None => None,
         Some(g) => {
             let d = hostname(&g)?;
@@ -386,12 +351,7 @@ fn ops(env: &dyn Env, args: &OpsArgs, public_ports: &[u16]) -> Result<OpsConfig,
             Some(d)
         }
     };
-    let trusted_proxies = match given(
-        env,
-        "--trusted-proxies",
-        "OPENTRUSTY_TRUSTED_PROXIES",
-        &args.trusted_proxies,
-    )? {
+    let trusted_proxies = match given(env, &S::TRUSTED_PROXIES, flags)? {
         None => Default::default(),
         Some(g) => {
             let mut ranges = Vec::new();
@@ -406,31 +366,19 @@ fn ops(env: &dyn Env, args: &OpsArgs, public_ports: &[u16]) -> Result<OpsConfig,
             opentrusty_web::proxy::TrustedProxies::new(ranges)
         }
     };
-    let trusted_proxies = match given(
-        env,
-        "--forwarded-header",
-        "OPENTRUSTY_FORWARDED_HEADER",
-        &args.forwarded_header,
-    )? {
-        None => trusted_proxies,
-        Some(g) => trusted_proxies.with_header(
-            opentrusty_web::proxy::ForwardedHeader::parse(&g.value).ok_or_else(|| {
-                error(
-                    &g.name,
-                    format!(
-                        "{:?} is not x-forwarded-for or forwarded (the header your proxy sets)",
-                        g.value
-                    ),
-                )
-            })?,
-        ),
-    };
-    let metrics_addr = match given(
-        env,
-        "--metrics-addr",
-        "OPENTRUSTY_METRICS_ADDR",
-        &args.metrics_addr,
-    )? {
+    let header = value(env, &S::FORWARDED_HEADER, flags)?;
+    let trusted_proxies = trusted_proxies.with_header(
+        opentrusty_web::proxy::ForwardedHeader::parse(&header.value).ok_or_else(|| {
+            error(
+                &header.name,
+                format!(
+                    "{:?} is not x-forwarded-for or forwarded (the header your proxy sets)",
+                    header.value
+                ),
+            )
+        })?,
+    );
+    let metrics_addr = match given(env, &S::METRICS_ADDR, flags)? {
         None => None,
         Some(g) => {
             let addr: std::net::SocketAddr = g.value.trim().parse().map_err(|_| {
@@ -448,14 +396,10 @@ fn ops(env: &dyn Env, args: &OpsArgs, public_ports: &[u16]) -> Result<OpsConfig,
             Some(addr)
         }
     };
-    let janitor_secs = parse_number(
-        given(
-            env,
-            "--janitor-interval",
-            "OPENTRUSTY_JANITOR_INTERVAL",
-            &args.janitor_interval,
-        )?,
-        300u64,
+    let janitor_secs = number(
+        env,
+        &S::JANITOR_INTERVAL,
+        flags,
         "a number of seconds from 0 (off) to 86400",
         |s| *s <= 86400,
     )?;
@@ -480,47 +424,32 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 /// reserve beside it, or the process would run out of descriptors before it stops accepting.
 fn connection_limits(
     env: &dyn Env,
-    args: &OpsArgs,
+    flags: &Flags,
     open_files: Option<u64>,
     db_pool: u32,
 ) -> Result<crate::connections::ConnectionLimits, ConfigError> {
-    let seconds = |flag: &str, var: &str, cli: &Option<String>, default: u64, max: u64| {
-        parse_number(
-            given(env, flag, var, cli)?,
-            default,
+    let seconds = |setting: &Setting, max: u64| {
+        number(
+            env,
+            setting,
+            flags,
             &format!("a number of seconds from 1 to {max}"),
             |v| (1..=max).contains(v),
         )
         .map(Duration::from_secs)
     };
-    let header_read_timeout = seconds(
-        "--header-read-timeout",
-        "OPENTRUSTY_HEADER_READ_TIMEOUT",
-        &args.header_read_timeout,
-        10,
-        300,
-    )?;
-    let keep_alive_timeout = seconds(
-        "--keep-alive-timeout",
-        "OPENTRUSTY_KEEP_ALIVE_TIMEOUT",
-        &args.keep_alive_timeout,
-        75,
-        3600,
-    )?;
+    let header_read_timeout = seconds(&S::HEADER_READ_TIMEOUT, 300)?;
+    let keep_alive_timeout = seconds(&S::KEEP_ALIVE_TIMEOUT, 3600)?;
     let reserved = RESERVED_DESCRIPTORS + u64::from(db_pool);
     let ceiling = open_files.map(|limit| limit.saturating_sub(reserved));
-    let max = given(
-        env,
-        "--max-connections",
-        "OPENTRUSTY_MAX_CONNECTIONS",
-        &args.max_connections,
-    )?;
+    let max = given(env, &S::MAX_CONNECTIONS, flags)?;
     let max_connections = match (max, ceiling) {
         (None, Some(ceiling)) if ceiling < 16 => {
             return Err(error(
-                "OPENTRUSTY_MAX_CONNECTIONS",
+                S::MAX_CONNECTIONS.var,
                 format!(
-                    "the process may open only {} files (RLIMIT_NOFILE), too few to serve:                      raise the limit (LimitNOFILE= in the systemd unit) to at least {}",
+                    "the process may open only {} files (RLIMIT_NOFILE), too few to serve: \
+                     raise the limit (LimitNOFILE= in the systemd unit) to at least {}",
                     open_files.unwrap_or_default(),
                     reserved + 16
                 ),
@@ -543,7 +472,10 @@ fn connection_limits(
                 return Err(error(
                     &name,
                     format!(
-                        "{n} connections need more descriptors than the process may open                          ({} (RLIMIT_NOFILE), {reserved} of them kept for the database pool and                          the process): set at most {ceiling}, or raise the limit                          (LimitNOFILE= in the systemd unit)",
+                        "{n} connections need more descriptors than the process may open \
+                         ({} (RLIMIT_NOFILE), {reserved} of them kept for the database pool and \
+                         the process): set at most {ceiling}, or raise the limit \
+                         (LimitNOFILE= in the systemd unit)",
                         open_files.unwrap_or_default()
                     ),
                 ));
@@ -578,13 +510,8 @@ impl ServeSettings {
 }
 
 /// The admin plane's settings.
-fn admin(env: &dyn Env, args: &AdminArgs) -> Result<AdminConfig, ConfigError> {
-    let console_origins = match given(
-        env,
-        "--console-origins",
-        "OPENTRUSTY_CONSOLE_ORIGINS",
-        &args.console_origins,
-    )? {
+fn admin(env: &dyn Env, flags: &Flags) -> Result<AdminConfig, ConfigError> {
+    let console_origins = match given(env, &S::CONSOLE_ORIGINS, flags)? {
         None => Vec::new(),
         Some(g) => {
             let mut origins = Vec::new();
@@ -602,14 +529,10 @@ fn admin(env: &dyn Env, args: &AdminArgs) -> Result<AdminConfig, ConfigError> {
             origins
         }
     };
-    let enrollment_ttl_secs = parse_number(
-        given(
-            env,
-            "--enrollment-ttl",
-            "OPENTRUSTY_ENROLLMENT_TTL",
-            &args.enrollment_ttl,
-        )?,
-        72 * 3600,
+    let enrollment_ttl_secs = number(
+        env,
+        &S::ENROLLMENT_TTL,
+        flags,
         "a number of seconds from 300 to 2592000 (30 days)",
         |v| (300..=30 * 86400).contains(v),
     )?;
@@ -635,71 +558,33 @@ fn console_origin(item: &str) -> Option<String> {
     Some(url.origin().ascii_serialization())
 }
 
-fn port(
-    env: &dyn Env,
-    flag: &str,
-    var: &str,
-    cli: &Option<String>,
-    default: u16,
-) -> Result<u16, ConfigError> {
-    parse_number(
-        given(env, flag, var, cli)?,
-        default,
-        "a port number (0-65535)",
-        |_| true,
-    )
+fn port(env: &dyn Env, setting: &Setting, flags: &Flags) -> Result<u16, ConfigError> {
+    number(env, setting, flags, "a port number (0-65535)", |_| true)
 }
 
 pub fn serve(
     env: &dyn Env,
     mode: Mode,
     database: DatabaseSettings,
-    options: &ServeOptions,
+    flags: &Flags,
 ) -> Result<ServeSettings, ConfigError> {
-    let auth_port = port(
-        env,
-        "--auth-port",
-        "OPENTRUSTY_AUTH_PORT",
-        &options.auth_port,
-        8080,
-    )?;
-    let admin_port = port(
-        env,
-        "--admin-port",
-        "OPENTRUSTY_ADMIN_PORT",
-        &options.admin_port,
-        8081,
-    )?;
-    let bind = match given(
-        env,
-        "--bind-address",
-        "OPENTRUSTY_BIND_ADDRESS",
-        &options.bind_address,
-    )? {
-        None => IpAddr::from([0, 0, 0, 0]),
-        Some(g) => g
-            .value
+    let auth_port = port(env, &S::AUTH_PORT, flags)?;
+    let admin_port = port(env, &S::ADMIN_PORT, flags)?;
+    let bind: IpAddr = {
+        let g = value(env, &S::BIND_ADDRESS, flags)?;
+        g.value
             .trim()
             .parse()
-            .map_err(|_| error(&g.name, format!("{:?} is not an IP address", g.value)))?,
+            .map_err(|_| error(&g.name, format!("{:?} is not an IP address", g.value)))?
     };
-    let shutdown_secs = parse_number(
-        given(
-            env,
-            "--shutdown-timeout",
-            "OPENTRUSTY_SHUTDOWN_TIMEOUT",
-            &options.shutdown_timeout,
-        )?,
-        30u64,
+    let shutdown_secs: u64 = number(
+        env,
+        &S::SHUTDOWN_TIMEOUT,
+        flags,
         "a number of seconds from 0 to 3600",
         |s| *s <= 3600,
     )?;
-    let log_format = match given(
-        env,
-        "--log-format",
-        "OPENTRUSTY_LOG_FORMAT",
-        &options.log_format,
-    )? {
+    let log_format = match given(env, &S::LOG_FORMAT, flags)? {
         None if mode == Mode::All => LogFormat::Text,
         None => LogFormat::Json,
         Some(g) => match g.value.trim() {
@@ -708,27 +593,19 @@ pub fn serve(
             other => return Err(error(&g.name, format!("{other:?} is not json or text"))),
         },
     };
-    let log_filter = given(
-        env,
-        "--log-level",
-        "OPENTRUSTY_LOG_LEVEL",
-        &options.log_level,
-    )?;
-    let log_filter = match log_filter {
-        None => "info".to_owned(),
-        Some(g) => {
-            tracing_subscriber::EnvFilter::try_new(g.value.trim())
-                .map_err(|e| error(&g.name, format!("is not a log filter: {e}")))?;
-            g.value.trim().to_owned()
-        }
+    let log_filter = {
+        let g = value(env, &S::LOG_LEVEL, flags)?;
+        tracing_subscriber::EnvFilter::try_new(g.value.trim())
+            .map_err(|e| error(&g.name, format!("is not a log filter: {e}")))?;
+        g.value.trim().to_owned()
     };
-    let secret = secret(env, mode, &database, options.secret_key_file.clone())?;
-    let admin = admin(env, &options.admin)?;
-    let mut auth = auth(env, auth_port, &options.auth)?;
+    let secret = secret(env, mode, &database, flags)?;
+    let admin = admin(env, flags)?;
+    let mut auth = auth(env, auth_port, flags)?;
     auth.console_origins = admin.console_origins.clone();
     let connections = connection_limits(
         env,
-        &options.ops,
+        flags,
         crate::connections::open_files_limit(),
         database.connect.max_connections,
     )?;
@@ -742,14 +619,14 @@ pub fn serve(
         shutdown_timeout: Duration::from_secs(shutdown_secs),
         log_format,
         log_filter,
-        hasher: hashing(env, &options.hashing)?,
-        bootstrap: bootstrap(env, &options.bootstrap)?,
+        hasher: hashing(env, flags)?,
+        bootstrap: bootstrap(env, flags)?,
         database,
         auth,
         admin,
         ops: ops(
             env,
-            &options.ops,
+            flags,
             &match mode {
                 Mode::Auth | Mode::All => vec![auth_port],
                 Mode::Admin => vec![admin_port],
@@ -762,9 +639,9 @@ pub fn serve(
 fn auth(
     env: &dyn Env,
     auth_port: u16,
-    args: &AuthArgs,
+    flags: &Flags,
 ) -> Result<opentrusty_auth::AuthSettings, ConfigError> {
-    let issuer = match given(env, "--issuer", "OPENTRUSTY_ISSUER", &args.issuer)? {
+    let issuer = match given(env, &S::ISSUER, flags)? {
         None => format!("http://localhost:{auth_port}"),
         Some(g) => {
             let value = g.value.trim().trim_end_matches('/').to_owned();
@@ -788,12 +665,7 @@ fn auth(
         }
     };
     let cookie_secure = !issuer.starts_with("http://");
-    let cookie_domain = match given(
-        env,
-        "--cookie-domain",
-        "OPENTRUSTY_COOKIE_DOMAIN",
-        &args.cookie_domain,
-    )? {
+    let cookie_domain = match given(env, &S::COOKIE_DOMAIN, flags)? {
         None => None,
         Some(g) => {
             let d = g.value.trim().trim_start_matches('.').to_ascii_lowercase();
@@ -811,10 +683,11 @@ fn auth(
             Some(d)
         }
     };
-    let seconds = |flag: &str, var: &str, cli: &Option<String>, default: i64, max: i64| {
-        parse_number(
-            given(env, flag, var, cli)?,
-            default,
+    let seconds = |setting: &Setting, max: i64| {
+        number(
+            env,
+            setting,
+            flags,
             &format!("a number of seconds from 1 to {max}"),
             |v| (1..=max).contains(v),
         )
@@ -823,149 +696,68 @@ fn auth(
         issuer,
         cookie_secure,
         cookie_domain,
-        session_idle_secs: seconds(
-            "--session-idle-timeout",
-            "OPENTRUSTY_SESSION_IDLE_TIMEOUT",
-            &args.session_idle_timeout,
-            1800,
-            30 * 86400,
-        )?,
-        session_lifetime_secs: seconds(
-            "--session-lifetime",
-            "OPENTRUSTY_SESSION_LIFETIME",
-            &args.session_lifetime,
-            86400,
-            365 * 86400,
-        )?,
-        code_ttl_secs: seconds(
-            "--auth-code-ttl",
-            "OPENTRUSTY_AUTH_CODE_TTL",
-            &args.auth_code_ttl,
-            60,
-            600,
-        )?,
-        refresh_grace_secs: parse_number(
-            given(
-                env,
-                "--refresh-grace-period",
-                "OPENTRUSTY_REFRESH_GRACE_PERIOD",
-                &args.refresh_grace_period,
-            )?,
-            0,
+        session_idle_secs: seconds(&S::SESSION_IDLE_TIMEOUT, 30 * 86400)?,
+        session_lifetime_secs: seconds(&S::SESSION_LIFETIME, 365 * 86400)?,
+        code_ttl_secs: seconds(&S::AUTH_CODE_TTL, 600)?,
+        refresh_grace_secs: number(
+            env,
+            &S::REFRESH_GRACE_PERIOD,
+            flags,
             "a number of seconds from 0 to 300",
             |v| (0..=300).contains(v),
         )?,
-        access_token_alg: match given(
-            env,
-            "--access-token-alg",
-            "OPENTRUSTY_ACCESS_TOKEN_ALG",
-            &args.access_token_alg,
-        )? {
-            None => opentrusty_oidc::jose::Algorithm::RS256,
-            Some(g) => {
-                opentrusty_oidc::jose::Algorithm::parse(g.value.trim()).ok_or_else(|| {
-                    error(
-                        &g.name,
-                        format!("{:?} is not one of RS256, ES256, EdDSA", g.value),
-                    )
-                })?
-            }
+        access_token_alg: {
+            let g = value(env, &S::ACCESS_TOKEN_ALG, flags)?;
+            opentrusty_oidc::jose::Algorithm::parse(g.value.trim()).ok_or_else(|| {
+                error(
+                    &g.name,
+                    format!("{:?} is not one of RS256, ES256, EdDSA", g.value),
+                )
+            })?
         },
         console_origins: Vec::new(),
         hash_workers: parse_number(
-            given(
-                env,
-                "--argon2-workers",
-                "OPENTRUSTY_ARGON2_WORKERS",
-                &args.argon2_workers,
-            )?,
+            given(env, &S::ARGON2_WORKERS, flags)?,
             std::thread::available_parallelism().map_or(1, |n| n.get()),
             "a number of workers from 1 to 256",
             |v| (1..=256).contains(v),
         )?,
-        hash_queue: parse_number(
-            given(
-                env,
-                "--argon2-queue",
-                "OPENTRUSTY_ARGON2_QUEUE",
-                &args.argon2_queue,
-            )?,
-            64usize,
+        hash_queue: number(
+            env,
+            &S::ARGON2_QUEUE,
+            flags,
             "a number of waiting sign-ins from 0 to 100000",
             |v| *v <= 100_000,
         )?,
         rate_limits: {
-            let defaults = opentrusty_auth::RateLimits::default();
-            let rate = |flag: &str, var: &str, cli: &Option<String>, default| match given(
-                env, flag, var, cli,
-            )? {
-                None => Ok(default),
-                Some(g) => opentrusty_auth::Rate::parse(&g.value).map_err(|e| error(&g.name, e)),
+            let rate = |setting: &Setting| {
+                let g = value(env, setting, flags)?;
+                opentrusty_auth::Rate::parse(&g.value).map_err(|e| error(&g.name, e))
             };
             opentrusty_auth::RateLimits {
-                login: rate(
-                    "--rate-limit-login",
-                    "OPENTRUSTY_RATE_LIMIT_LOGIN",
-                    &args.rate_limit_login,
-                    defaults.login,
-                )?,
-                enroll: rate(
-                    "--rate-limit-enroll",
-                    "OPENTRUSTY_RATE_LIMIT_ENROLL",
-                    &args.rate_limit_enroll,
-                    defaults.enroll,
-                )?,
-                authorize: rate(
-                    "--rate-limit-authorize",
-                    "OPENTRUSTY_RATE_LIMIT_AUTHORIZE",
-                    &args.rate_limit_authorize,
-                    defaults.authorize,
-                )?,
-                token: rate(
-                    "--rate-limit-token",
-                    "OPENTRUSTY_RATE_LIMIT_TOKEN",
-                    &args.rate_limit_token,
-                    defaults.token,
-                )?,
-                ipv6_prefix: parse_number(
-                    given(
-                        env,
-                        "--rate-limit-ipv6-prefix",
-                        "OPENTRUSTY_RATE_LIMIT_IPV6_PREFIX",
-                        &args.rate_limit_ipv6_prefix,
-                    )?,
-                    defaults.ipv6_prefix,
+                login: rate(&S::RATE_LIMIT_LOGIN)?,
+                enroll: rate(&S::RATE_LIMIT_ENROLL)?,
+                authorize: rate(&S::RATE_LIMIT_AUTHORIZE)?,
+                token: rate(&S::RATE_LIMIT_TOKEN)?,
+                ipv6_prefix: number(
+                    env,
+                    &S::RATE_LIMIT_IPV6_PREFIX,
+                    flags,
                     "a prefix length from 32 to 128",
                     |v| (32..=128).contains(v),
                 )?,
             }
         },
         lockout: opentrusty_core::lockout::LockoutPolicy {
-            threshold: parse_number(
-                given(
-                    env,
-                    "--lockout-threshold",
-                    "OPENTRUSTY_LOCKOUT_THRESHOLD",
-                    &args.lockout_threshold,
-                )?,
-                5u32,
+            threshold: number(
+                env,
+                &S::LOCKOUT_THRESHOLD,
+                flags,
                 "a number of failures from 0 (off) to 100",
                 |v| *v <= 100,
             )?,
-            window_secs: seconds(
-                "--lockout-window",
-                "OPENTRUSTY_LOCKOUT_WINDOW",
-                &args.lockout_window,
-                900,
-                86400,
-            )?,
-            duration_secs: seconds(
-                "--lockout-duration",
-                "OPENTRUSTY_LOCKOUT_DURATION",
-                &args.lockout_duration,
-                900,
-                86400,
-            )?,
+            window_secs: seconds(&S::LOCKOUT_WINDOW, 86400)?,
+            duration_secs: seconds(&S::LOCKOUT_DURATION, 86400)?,
         },
     })
 }
@@ -976,15 +768,10 @@ pub fn secret(
     env: &dyn Env,
     mode: Mode,
     database: &DatabaseSettings,
-    secret_key_file: Option<String>,
+    flags: &Flags,
 ) -> Result<SecretSource, ConfigError> {
-    let inline = env.get("OPENTRUSTY_SECRET_KEY")?;
-    let file = given(
-        env,
-        "--secret-key-file",
-        "OPENTRUSTY_SECRET_KEY_FILE",
-        &secret_key_file,
-    )?;
+    let inline = env.get(S::SECRET_KEY.var)?;
+    let file = given(env, &S::SECRET_KEY_FILE, flags)?;
     match (inline, file) {
         (Some(_), Some(f)) => Err(error(
             &f.name,
@@ -993,7 +780,7 @@ pub fn secret(
         // The key itself is never echoed, only what is wrong with it.
         (Some(key), None) => MasterKey::parse(&key)
             .map(SecretSource::Configured)
-            .map_err(|e| error("OPENTRUSTY_SECRET_KEY", e.message)),
+            .map_err(|e| error(S::SECRET_KEY.var, e.message)),
         (None, Some(f)) => {
             let text = std::fs::read_to_string(&f.value)
                 .map_err(|e| error(&f.name, format!("cannot read {:?}: {e}", f.value)))?;
@@ -1006,11 +793,11 @@ pub fn secret(
                 &db_file,
             ))),
             (Mode::All, None) => Err(error(
-                "OPENTRUSTY_SECRET_KEY",
+                S::SECRET_KEY.var,
                 "is required unless `serve all` runs on an SQLite file; generate one with `openssl rand -base64 32`",
             )),
             (m, _) => Err(error(
-                "OPENTRUSTY_SECRET_KEY",
+                S::SECRET_KEY.var,
                 format!(
                     "is required for `serve {}`; generate one with `openssl rand -base64 32`",
                     m.as_str()
@@ -1049,56 +836,8 @@ mod tests {
         MapEnv(pairs.iter().copied().collect())
     }
 
-    fn no_flags() -> ServeOptions {
-        ServeOptions {
-            auth_port: None,
-            admin_port: None,
-            bind_address: None,
-            secret_key_file: None,
-            shutdown_timeout: None,
-            log_format: None,
-            log_level: None,
-            hashing: HashingArgs {
-                argon2_memory_kib: None,
-                argon2_iterations: None,
-                argon2_parallelism: None,
-            },
-            bootstrap: BootstrapArgs { email: None },
-            admin: AdminArgs {
-                console_origins: None,
-                enrollment_ttl: None,
-            },
-            ops: OpsArgs {
-                auth_domain: None,
-                admin_domain: None,
-                trusted_proxies: None,
-                forwarded_header: None,
-                metrics_addr: None,
-                header_read_timeout: None,
-                keep_alive_timeout: None,
-                max_connections: None,
-                janitor_interval: None,
-            },
-            auth: AuthArgs {
-                issuer: None,
-                cookie_domain: None,
-                session_idle_timeout: None,
-                lockout_threshold: None,
-                argon2_workers: None,
-                argon2_queue: None,
-                rate_limit_login: None,
-                rate_limit_enroll: None,
-                rate_limit_authorize: None,
-                rate_limit_token: None,
-                rate_limit_ipv6_prefix: None,
-                lockout_window: None,
-                lockout_duration: None,
-                session_lifetime: None,
-                auth_code_ttl: None,
-                refresh_grace_period: None,
-                access_token_alg: None,
-            },
-        }
+    fn no_flags() -> Flags {
+        Flags::default()
     }
 
     #[test]
@@ -1140,15 +879,7 @@ mod tests {
     }
 
     fn db(e: &MapEnv) -> DatabaseSettings {
-        database(
-            e,
-            &DatabaseArgs {
-                database_url: None,
-                db_max_connections: None,
-                db_statement_timeout: None,
-            },
-        )
-        .unwrap()
+        database(e, &no_flags()).unwrap()
     }
 
     const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -1157,10 +888,15 @@ mod tests {
     fn defaults_need_no_configuration_for_serve_all() {
         let e = env(&[]);
         let s = serve(&e, Mode::All, db(&e), &no_flags()).unwrap();
-        assert_eq!(s.database.url, DEFAULT_DATABASE_URL);
+        assert_eq!(s.database.url, "sqlite://opentrusty.db");
         assert_eq!((s.auth_port, s.admin_port), (8080, 8081));
         assert_eq!(s.log_format, LogFormat::Text);
+        // The table's values when unset are the libraries' own defaults.
         assert_eq!(s.hasher.params(), HashParams::default());
+        assert_eq!(
+            format!("{:?}", s.auth.rate_limits),
+            format!("{:?}", opentrusty_auth::RateLimits::default())
+        );
         match s.secret {
             SecretSource::DevelopmentFile(p) => {
                 assert_eq!(p, PathBuf::from("opentrusty.db.secret-key"))
@@ -1182,30 +918,17 @@ mod tests {
             "{err}"
         );
 
-        let mut flags = no_flags();
-        flags.auth_port = Some("99999".into());
+        let flags = Flags::given(&[(&S::AUTH_PORT, "99999")]);
         let err = serve(&e, Mode::Auth, db(&e), &flags).unwrap_err();
         assert_eq!(err.name, "--auth-port");
 
         let e = env(&[("OPENTRUSTY_DATABASE_URL", "mysql://x")]);
-        let err = database(
-            &e,
-            &DatabaseArgs {
-                database_url: None,
-                db_max_connections: None,
-                db_statement_timeout: None,
-            },
-        )
-        .unwrap_err();
+        let err = database(&e, &no_flags()).unwrap_err();
         assert_eq!(err.name, "OPENTRUSTY_DATABASE_URL");
 
         for bad in ["0", "3601", "1.5", "soon"] {
             let e = env(&[("OPENTRUSTY_DB_STATEMENT_TIMEOUT", bad)]);
-            let args = DatabaseArgs {
-                database_url: None,
-                db_max_connections: None,
-                db_statement_timeout: None,
-            };
+            let args = no_flags();
             let err = database(&e, &args).unwrap_err();
             assert_eq!(err.name, "OPENTRUSTY_DB_STATEMENT_TIMEOUT", "{bad}");
         }
@@ -1262,30 +985,22 @@ mod tests {
             ("OPENTRUSTY_BOOTSTRAP_ADMIN_EMAIL", "root@example.com"),
             ("OPENTRUSTY_BOOTSTRAP_ADMIN_PASSWORD", "short"),
         ]);
-        let err = bootstrap(&e, &BootstrapArgs { email: None }).unwrap_err();
+        let err = bootstrap(&e, &no_flags()).unwrap_err();
         assert_eq!(err.name, "OPENTRUSTY_BOOTSTRAP_ADMIN_PASSWORD");
         assert!(!err.to_string().contains("short\""));
         let e = env(&[("OPENTRUSTY_BOOTSTRAP_ADMIN_EMAIL", "not-an-email")]);
         assert_eq!(
-            bootstrap(&e, &BootstrapArgs { email: None })
-                .unwrap_err()
-                .name,
+            bootstrap(&e, &no_flags()).unwrap_err().name,
             "OPENTRUSTY_BOOTSTRAP_ADMIN_EMAIL"
         );
         let flag = bootstrap(
             &env(&[]),
-            &BootstrapArgs {
-                email: Some("a@example.com".into()),
-            },
+            &Flags::given(&[(&S::BOOTSTRAP_ADMIN_EMAIL, "a@example.com")]),
         )
         .unwrap()
         .unwrap();
         assert_eq!(flag.email.as_str(), "a@example.com");
-        assert!(
-            bootstrap(&env(&[]), &BootstrapArgs { email: None })
-                .unwrap()
-                .is_none()
-        );
+        assert!(bootstrap(&env(&[]), &no_flags()).unwrap().is_none());
     }
 
     #[test]
@@ -1294,11 +1009,7 @@ mod tests {
             ("OPENTRUSTY_ARGON2_MEMORY_KIB", "65536"),
             ("OPENTRUSTY_ARGON2_ITERATIONS", "3"),
         ]);
-        let none = HashingArgs {
-            argon2_memory_kib: None,
-            argon2_iterations: None,
-            argon2_parallelism: None,
-        };
+        let none = no_flags();
         let h = hashing(&e, &none).unwrap();
         assert_eq!((h.params().memory_kib, h.params().iterations), (65536, 3));
         let e = env(&[("OPENTRUSTY_ARGON2_MEMORY_KIB", "12")]);
@@ -1349,8 +1060,7 @@ mod tests {
                 "{err}"
             );
         }
-        let mut flags = no_flags();
-        flags.ops.forwarded_header = Some("X-Real-IP".into());
+        let flags = Flags::given(&[(&S::FORWARDED_HEADER, "X-Real-IP")]);
         let e = env(&[]);
         assert_eq!(
             serve(&e, Mode::All, db(&e), &flags).unwrap_err().name,
@@ -1374,7 +1084,7 @@ mod tests {
 
     #[test]
     fn connection_limits_fit_the_open_files_limit() {
-        let ops = no_flags().ops;
+        let ops = no_flags();
         let limits = |pairs: &[(&'static str, &'static str)], open_files| {
             connection_limits(&env(pairs), &ops, open_files, 10)
         };
@@ -1412,8 +1122,7 @@ mod tests {
         ] {
             assert_eq!(limits(&[(var, bad)], None).unwrap_err().name, var, "{bad}");
         }
-        let mut flags = no_flags().ops;
-        flags.header_read_timeout = Some("x".into());
+        let flags = Flags::given(&[(&S::HEADER_READ_TIMEOUT, "x")]);
         assert_eq!(
             connection_limits(&env(&[]), &flags, None, 10)
                 .unwrap_err()

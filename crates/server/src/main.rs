@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod connections;
 mod serve;
+mod settings;
 
 use std::process::ExitCode;
 
@@ -64,18 +65,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// One line on stderr for each `OPENTRUSTY_*` variable that is no setting (a misspelt one
+/// would otherwise be ignored in silence). Names only: a value may be a secret.
+fn warn_of_unknown_variables() {
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect();
+    for (name, near) in settings::unknown_variables(names.iter().map(String::as_str)) {
+        match near {
+            Some(meant) => eprintln!(
+                "warning: {name} is not a setting of this release and is ignored; did you mean {meant}?"
+            ),
+            None => eprintln!("warning: {name} is not a setting of this release and is ignored"),
+        }
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), Exit> {
     let env = ProcessEnv;
-    let database = config::database(&env, &cli.database)?;
+    warn_of_unknown_variables();
+    let database = config::database(&env, &cli.database.0)?;
     match cli.command {
         Command::Serve(args) => {
             let mode = config::mode(&env, args.mode)?;
-            let settings = config::serve(&env, mode, database, &args.options)?;
+            let settings = config::serve(&env, mode, database, &args.options.0)?;
             init_logging(settings.log_format, &settings.log_filter);
             serve::run(settings).await?;
         }
         Command::Server(options) => {
-            let settings = config::serve(&env, Mode::All, database, &options)?;
+            let settings = config::serve(&env, Mode::All, database, &options.0)?;
             init_logging(settings.log_format, &settings.log_filter);
             serve::run(settings).await?;
         }
@@ -101,23 +119,19 @@ async fn run(cli: Cli) -> Result<(), Exit> {
                         commands::list_keys(&store, &mut std::io::stdout()).await
                     }
                     cli::KeysCommand::Rotate(args) => {
-                        let master_key = match config::secret(
-                            &env,
-                            Mode::All,
-                            &database,
-                            args.secret_key_file.clone(),
-                        )? {
-                            config::SecretSource::Configured(k) => k,
-                            config::SecretSource::DevelopmentFile(p) if p.exists() => {
-                                serve::development_key(&p)?
-                            }
-                            config::SecretSource::DevelopmentFile(_) => {
-                                return Err(Exit::Config(ConfigError {
-                                    name: "OPENTRUSTY_SECRET_KEY".to_owned(),
-                                    problem: "is required to create a signing key".to_owned(),
-                                }));
-                            }
-                        };
+                        let master_key =
+                            match config::secret(&env, Mode::All, &database, &args.key.0)? {
+                                config::SecretSource::Configured(k) => k,
+                                config::SecretSource::DevelopmentFile(p) if p.exists() => {
+                                    serve::development_key(&p)?
+                                }
+                                config::SecretSource::DevelopmentFile(_) => {
+                                    return Err(Exit::Config(ConfigError {
+                                        name: settings::SECRET_KEY.var.to_owned(),
+                                        problem: "is required to create a signing key".to_owned(),
+                                    }));
+                                }
+                            };
                         commands::rotate_keys(
                             &store,
                             &master_key,
@@ -145,14 +159,14 @@ async fn run(cli: Cli) -> Result<(), Exit> {
         }
         Command::Check(args) => {
             let mode = config::mode(&env, args.mode)?;
-            let settings = config::serve(&env, mode, database, &args.options)?;
+            let settings = config::serve(&env, mode, database, &args.options.0)?;
             init_logging(LogFormat::Text, "warn");
             commands::check(&settings, &mut std::io::stdout()).await?;
         }
         Command::Bootstrap(args) => {
-            let hasher = config::hashing(&env, &args.hashing)?;
-            let admin = config::bootstrap(&env, &args.admin)?.ok_or_else(|| ConfigError {
-                name: "OPENTRUSTY_BOOTSTRAP_ADMIN_EMAIL".to_owned(),
+            let hasher = config::hashing(&env, &args.0)?;
+            let admin = config::bootstrap(&env, &args.0)?.ok_or_else(|| ConfigError {
+                name: settings::BOOTSTRAP_ADMIN_EMAIL.var.to_owned(),
                 problem: "is required (or pass --email)".to_owned(),
             })?;
             init_logging(LogFormat::Text, "warn");

@@ -654,6 +654,41 @@ async fn serve_bootstraps_the_first_admin_when_asked() {
     assert!(store.platform_admin_exists().await.unwrap());
 }
 
+/// A misspelt `OPENTRUSTY_*` variable is named in a warning with the setting it meant, its value
+/// never shown, before the command goes on as if it were absent.
+#[test]
+fn an_unknown_variable_is_named_with_the_setting_it_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let misspelt = concat!("OPENTRUSTY_", "ISUER");
+    let out = run(opentrusty(dir.path())
+        .args(["serve", "all"])
+        .env(misspelt, "https://value-never-shown.example")
+        .env("OPENTRUSTY_AUTH_PORT", "abc"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("warning: ")
+            && lines[0].contains(misspelt)
+            && lines[0].contains("did you mean OPENTRUSTY_ISSUER?"),
+        "{err}"
+    );
+    assert!(lines[1].contains("OPENTRUSTY_AUTH_PORT"), "{err}");
+    assert!(!err.contains("value-never-shown"), "{err}");
+    // The test suite's own variables are not settings, and not reported.
+    let out = run(opentrusty(dir.path())
+        .arg("cleanup")
+        .env("OPENTRUSTY_TEST_ANYTHING", "1")
+        .env("OPENTRUSTY_DATABASE_URL", "mysql://db"));
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn help_explains_the_commands() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! A bounded soak: `serve auth` and `serve admin` under mixed traffic (sign-ins with code
 //! exchange, refreshes, introspection, userinfo, admin writes) at 80 % of the capacity measured
-//! a moment before, for `OPENTRUSTY_SOAK_SECS` (default 60) seconds. Every answer must be the
+//! a moment before, for `OPENTRUSTY_TEST_SOAK_SECS` (default 60) seconds. Every answer must be the
 //! expected one, resident memory flat within 10 % between the first and the last 10 seconds,
 //! and the open descriptors (sockets to clients and to the database) must not grow.
 
@@ -197,7 +197,7 @@ fn mean(xs: impl Iterator<Item = u64>) -> f64 {
 }
 
 async fn soak(db: TestDb) {
-    let secs: u64 = std::env::var("OPENTRUSTY_SOAK_SECS")
+    let secs: u64 = std::env::var("OPENTRUSTY_TEST_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60)

@@ -318,12 +318,12 @@ pub fn python_tool(name: &str) -> std::path::PathBuf {
 }
 
 /// Feeds `target` inputs derived from `seeds` by random mutation (bit flips, byte insertions
-/// and deletions, splices of two seeds, runs of interesting bytes) for `OPENTRUSTY_FUZZ_SECS`
+/// and deletions, splices of two seeds, runs of interesting bytes) for `OPENTRUSTY_TEST_FUZZ_SECS`
 /// seconds (default 2, at most 60), deterministically from a fixed start. A panic is reported
 /// with the input that caused it. A lightweight, dependency-free property test for parsers of
 /// untrusted input: they must never panic.
 pub fn fuzz(name: &str, seeds: &[&[u8]], target: impl Fn(&[u8])) -> u64 {
-    let secs = std::env::var("OPENTRUSTY_FUZZ_SECS")
+    let secs = std::env::var("OPENTRUSTY_TEST_FUZZ_SECS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(2)
