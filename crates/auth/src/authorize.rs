@@ -21,6 +21,7 @@ use opentrusty_oidc::redirect::with_params;
 use opentrusty_oidc::scope::Scopes;
 use opentrusty_store::{NewAuthorizationCode, StoreError};
 
+use crate::error::PageError;
 use crate::http::{self, CSRF_COOKIE, SESSION_COOKIE, see_other};
 use crate::sign_in::{self, SignInError};
 use crate::{AuthState, pages};
@@ -83,7 +84,7 @@ fn error_redirect(
 
 /// The database failing mid-flow, reported to the client as `temporarily_unavailable`.
 fn unavailable(state: &AuthState, request: &AuthorizeRequest, e: &StoreError) -> Response {
-    http::store_failure(e);
+    crate::error::report_storage_failure(e);
     error_redirect(
         state,
         &request.redirect_uri,
@@ -92,13 +93,12 @@ fn unavailable(state: &AuthState, request: &AuthorizeRequest, e: &StoreError) ->
     )
 }
 
-fn storage_page(e: &StoreError) -> Response {
-    let (status, _) = http::store_failure(e);
-    pages::error(
-        status,
-        "Something went wrong",
+fn storage_page(e: StoreError) -> Response {
+    PageError::storage(
+        e,
         "The sign-in service could not complete your request. Please try again in a moment.",
     )
+    .into_response()
 }
 
 /// The client named by `client_id` and whether it may be used now (client active, tenant
@@ -145,7 +145,7 @@ async fn authorize(
     let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let (client, usable) = match load_client(state, params.client_id.as_deref()).await {
         Ok(c) => c,
-        Err(e) => return storage_page(&e),
+        Err(e) => return storage_page(e),
     };
     let (client, request) = match checked_request(state, &params, client, usable) {
         Ok(checked) => checked,
@@ -333,7 +333,7 @@ async fn continue_after_sign_in(
                 .await;
             match written {
                 Ok(_) => sign_in.with_cookie(state, code_redirect(state, &request, &code)),
-                Err(e) => storage_page(&e),
+                Err(e) => storage_page(e),
             }
         }
     }
@@ -507,7 +507,7 @@ pub async fn login_page(
     let client = match pending_client(&state, return_to).await {
         Ok(Some(c)) => c,
         Ok(None) => return bad_link(),
-        Err(e) => return storage_page(&e),
+        Err(e) => return storage_page(e),
     };
     let (csrf, fresh) = csrf_value(&headers);
     let heading = branding(&state, &client).await;
@@ -542,7 +542,7 @@ pub async fn login_submit(
     let (client, account) = match found {
         Ok(Some((access, account))) if access.usable => (access.client, account),
         Ok(_) => return bad_link(),
-        Err(e) => return storage_page(&e),
+        Err(e) => return storage_page(e),
     };
     if !csrf_ok(&state, &headers, field("csrf_token")) {
         return pages::error(
@@ -563,7 +563,7 @@ pub async fn login_submit(
     };
     let user = match sign_in::verify(&state, attempt, &origin).await {
         Ok(Some(user)) => user,
-        Err(SignInError::Store(e)) => return storage_page(&e),
+        Err(SignInError::Store(e)) => return storage_page(e),
         Err(SignInError::Saturated) => return busy_page(),
         Ok(None) => {
             let (csrf, fresh) = csrf_value(&headers);
@@ -658,7 +658,7 @@ impl SignIn {
                     .append(header::SET_COOKIE, started.cookie);
                 answer
             }
-            Err(e) => storage_page(&e),
+            Err(e) => storage_page(e),
         }
     }
 
@@ -686,7 +686,7 @@ pub async fn consent_page(
     let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let (client, usable) = match load_client(&state, params.client_id.as_deref()).await {
         Ok(c) => c,
-        Err(e) => return storage_page(&e),
+        Err(e) => return storage_page(e),
     };
     let request = match validate(&params, client.as_ref(), usable) {
         Ok(r) => r,
@@ -698,7 +698,7 @@ pub async fn consent_page(
     match current_session(&state, &headers).await {
         Ok(Some((s, _))) if s.tenant_id == Some(client.tenant_id) => {}
         Ok(_) => return see_other(&format!("{AUTHORIZE_PATH}?{}", encode(&pairs, None))),
-        Err(e) => return storage_page(&e),
+        Err(e) => return storage_page(e),
     }
     let (csrf, fresh) = csrf_value(&headers);
     let scopes: Vec<&str> = request.scopes.iter().collect();
@@ -726,7 +726,7 @@ pub async fn consent_submit(
     let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let (client, usable) = match load_client(&state, params.client_id.as_deref()).await {
         Ok(c) => c,
-        Err(e) => return storage_page(&e),
+        Err(e) => return storage_page(e),
     };
     let request = match validate(&params, client.as_ref(), usable) {
         Ok(r) => r,
@@ -752,7 +752,7 @@ pub async fn consent_submit(
                 encode(&pairs, Some("consent"))
             ));
         }
-        Err(e) => return storage_page(&e),
+        Err(e) => return storage_page(e),
     };
     if field("decision") != Some("approve") {
         return error_redirect(
@@ -768,7 +768,7 @@ pub async fn consent_submit(
         .await
     {
         Ok(p) => p.and_then(|p| Scopes::parse(&p)).unwrap_or_default(),
-        Err(e) => return storage_page(&e),
+        Err(e) => return storage_page(e),
     };
     let origin = http::origin(&headers, peer, Some(Actor::User(session.user_id)));
     let all = previous.union(&request.scopes).to_string();
@@ -777,7 +777,7 @@ pub async fn consent_submit(
         .remember_consent(client.tenant_id, session.user_id, client.id, &all, &origin)
         .await
     {
-        return storage_page(&e);
+        return storage_page(e);
     }
     see_other(&format!(
         "{AUTHORIZE_PATH}?{}",

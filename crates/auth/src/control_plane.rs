@@ -123,7 +123,7 @@ pub async fn login(
     let accounts = match Email::parse(email) {
         Ok(e) => match state.store().control_plane_accounts(e.normalized()).await {
             Ok(a) => a,
-            Err(e) => return crate::token::TokenError::from(e).into_response(),
+            Err(e) => return crate::error::JsonError::from(e).into_response(),
         },
         Err(_) => Vec::new(),
     };
@@ -141,7 +141,7 @@ pub async fn login(
     let hash = match &account {
         Some(u) => match state.store().password_hash(u.id).await {
             Ok(h) => h,
-            Err(e) => return crate::token::TokenError::from(e).into_response(),
+            Err(e) => return crate::error::JsonError::from(e).into_response(),
         },
         None => None,
     };
@@ -156,7 +156,7 @@ pub async fn login(
     let user = match sign_in::verify(&state, attempt, &origin).await {
         Ok(Some(u)) => u,
         Ok(None) => return invalid_credentials(),
-        Err(SignInError::Store(e)) => return crate::token::TokenError::from(e).into_response(),
+        Err(SignInError::Store(e)) => return crate::error::JsonError::from(e).into_response(),
         Err(SignInError::Saturated) => {
             let mut r = no_store_json(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -173,7 +173,7 @@ pub async fn login(
         .await
     {
         Ok(s) => s,
-        Err(e) => return crate::token::TokenError::from(e).into_response(),
+        Err(e) => return crate::error::JsonError::from(e).into_response(),
     };
     let mut r = no_store_json(
         StatusCode::OK,
@@ -200,7 +200,7 @@ pub async fn logout(
             .end_session(&token_digest(&cookie), &origin)
             .await
         {
-            return crate::token::TokenError::from(e).into_response();
+            return crate::error::JsonError::from(e).into_response();
         }
     }
     let mut r = StatusCode::NO_CONTENT.into_response();

@@ -11,7 +11,8 @@ use opentrusty_core::ClientId;
 use serde_json::json;
 
 use crate::AuthState;
-use crate::http::{self, no_store_json};
+use crate::error::JsonError;
+use crate::http::no_store_json;
 
 /// The client a request to a CORS endpoint was made for, set by its handler on the response
 /// once the client is known (authenticated, or the presented token's).
@@ -60,7 +61,7 @@ pub async fn browser_edge(State(state): State<AuthState>, req: Request, next: Ne
         Ok(origins) => origins.contains(&origin),
         Err(e) => {
             // The answer is already made; the browser simply cannot read it.
-            http::store_failure(&e);
+            crate::error::report_storage_failure(&e);
             false
         }
     };
@@ -87,13 +88,7 @@ async fn preflight(state: &AuthState, origin: &str, methods: &'static str) -> Re
                 }),
             );
         }
-        Err(e) => {
-            let (status, _) = http::store_failure(&e);
-            return no_store_json(
-                status,
-                json!({ "error": "temporarily_unavailable", "error_description": "try again later" }),
-            );
-        }
+        Err(e) => return JsonError::from(e).into_response(),
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();

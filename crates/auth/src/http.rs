@@ -1,12 +1,11 @@
 //! HTTP plumbing shared by the auth plane's handlers: cookies, the caller's origin for audit,
-//! form decoding that tolerates nothing odd, and the mapping of failures to responses.
+//! and form decoding that tolerates nothing odd.
 
 use std::net::SocketAddr;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opentrusty_core::audit::{Actor, Origin};
-use opentrusty_store::StoreError;
 
 use crate::AuthState;
 
@@ -62,9 +61,25 @@ pub fn origin(headers: &HeaderMap, peer: SocketAddr, actor: Option<Actor>) -> Or
     }
 }
 
+/// A decoded form or query string: its pairs in order, repeated names kept (for the endpoint to
+/// refuse where a parameter may appear once).
+pub type Form = Vec<(String, String)>;
+
 /// Decodes `application/x-www-form-urlencoded` (or a query string) into pairs.
-pub fn pairs(body: &[u8]) -> Vec<(String, String)> {
+pub fn pairs(body: &[u8]) -> Form {
     url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// A request body decoded as a form: the extractor of the endpoints that take one.
+pub struct FormBody(pub Form);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for FormBody {
+    type Rejection = axum::extract::rejection::BytesRejection;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = axum::body::Bytes::from_request(req, state).await?;
+        Ok(FormBody(pairs(&body)))
+    }
 }
 
 /// The single value of `name`; `Err` when it appears more than once.
@@ -75,18 +90,6 @@ pub fn single<'a>(pairs: &'a [(String, String)], name: &str) -> Result<Option<&'
         return Err(());
     }
     Ok(first.filter(|v| !v.is_empty()))
-}
-
-/// The response for a storage failure: 503 with `Retry-After` when the database is
-/// unavailable, 500 otherwise; never the error text.
-pub fn store_failure(e: &StoreError) -> (StatusCode, &'static str) {
-    if e.is_unavailable() {
-        opentrusty_store::outage::refused(e);
-        (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
-    } else {
-        tracing::error!(error = %e, "storage failure");
-        (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
-    }
 }
 
 /// A JSON response that must never be cached (RFC 6749 §5.1).

@@ -6,6 +6,7 @@
 mod authorize;
 mod control_plane;
 mod cors;
+mod error;
 mod hashing;
 mod http;
 pub mod keys;

@@ -8,13 +8,14 @@ use std::net::SocketAddr;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use opentrusty_core::secret::token_digest;
 use opentrusty_core::session::Session;
 use opentrusty_oidc::redirect::with_params;
 use serde_json::Value;
 
 use crate::authorize::{csrf_ok, csrf_value, current_session, with_csrf_cookie};
+use crate::error::PageError;
 use crate::http::{self, SESSION_COOKIE, see_other};
 use crate::{AuthState, pages};
 
@@ -137,7 +138,7 @@ async fn end_session(state: &AuthState, headers: &HeaderMap, peer: SocketAddr) -
             .end_session(&token_digest(&cookie), &origin)
             .await
         {
-            http::store_failure(&e);
+            crate::error::report_storage_failure(&e);
         }
     }
     http::clear_cookie(state, SESSION_COOKIE, true)
@@ -197,12 +198,11 @@ pub async fn rp_logout(
     let session = match current_session(&state, &headers).await {
         Ok(s) => s.map(|(s, _)| s),
         Err(e) => {
-            let (status, _) = http::store_failure(&e);
-            return pages::error(
-                status,
-                "Something went wrong",
+            return PageError::storage(
+                e,
                 "The sign-out could not be completed. Please try again in a moment.",
-            );
+            )
+            .into_response();
         }
     };
     let confirmed = match (&session, &hint) {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use opentrusty_core::audit::Actor;
 use opentrusty_core::now;
 use opentrusty_core::password::check_policy;
@@ -15,7 +15,8 @@ use opentrusty_core::secret::token_digest;
 
 use crate::AuthState;
 use crate::authorize::{csrf_ok, csrf_value, with_csrf_cookie};
-use crate::http::{self, store_failure};
+use crate::error::PageError;
+use crate::http;
 use crate::pages;
 use crate::sign_in::{self, SignInError};
 
@@ -27,13 +28,8 @@ fn dead_link() -> Response {
     )
 }
 
-fn unavailable(e: &opentrusty_store::StoreError) -> Response {
-    let (status, _) = store_failure(e);
-    pages::error(
-        status,
-        "Something went wrong",
-        "Your password was not changed. Try again in a moment.",
-    )
+fn unavailable(e: opentrusty_store::StoreError) -> Response {
+    PageError::storage(e, "Your password was not changed. Try again in a moment.").into_response()
 }
 
 pub async fn enroll_page(
@@ -52,7 +48,7 @@ pub async fn enroll_page(
     {
         Ok(Some(p)) => p,
         Ok(None) => return dead_link(),
-        Err(e) => return unavailable(&e),
+        Err(e) => return unavailable(e),
     };
     let (csrf, fresh) = csrf_value(&headers);
     let look = crate::authorize::tenant_branding(&state, pending.user.tenant_id).await;
@@ -89,7 +85,7 @@ pub async fn enroll_submit(
     let pending = match state.store().find_enrollment_link(&digest, now()).await {
         Ok(Some(p)) => p,
         Ok(None) => return dead_link(),
-        Err(e) => return unavailable(&e),
+        Err(e) => return unavailable(e),
     };
     let csrf = field("csrf_token").unwrap_or_default();
     let look = crate::authorize::tenant_branding(&state, pending.user.tenant_id).await;
@@ -121,7 +117,7 @@ pub async fn enroll_submit(
     {
         Ok(Some(_)) => pages::enrolled(),
         Ok(None) => dead_link(),
-        Err(e) => unavailable(&e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -146,12 +142,12 @@ async fn signed_in(
     let session = match crate::authorize::current_session(state, headers).await {
         Ok(Some((s, _))) => s,
         Ok(None) => return Err(not_signed_in()),
-        Err(e) => return Err(unavailable(&e)),
+        Err(e) => return Err(unavailable(e)),
     };
     match state.store().get_user_by_id(session.user_id).await {
         Ok(Some(u)) => Ok((session, u)),
         Ok(None) => Err(not_signed_in()),
-        Err(e) => Err(unavailable(&e)),
+        Err(e) => Err(unavailable(e)),
     }
 }
 
@@ -203,7 +199,7 @@ pub async fn change_submit(
     // The current password is checked like a sign-in: it counts towards lockout.
     let stored = match state.store().password_hash(user.id).await {
         Ok(h) => h,
-        Err(e) => return unavailable(&e),
+        Err(e) => return unavailable(e),
     };
     let current = field("current_password").unwrap_or_default();
     let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
@@ -222,7 +218,7 @@ pub async fn change_submit(
                 "The current password is not right. Type it again.",
             );
         }
-        Err(SignInError::Store(e)) => return unavailable(&e),
+        Err(SignInError::Store(e)) => return unavailable(e),
         Err(SignInError::Saturated) => return crate::authorize::busy_page(),
     }
     let Ok(hash) = state.hash_password(password).await else {
@@ -234,6 +230,6 @@ pub async fn change_submit(
         .await
     {
         Ok(()) => pages::password_changed(),
-        Err(e) => unavailable(&e),
+        Err(e) => unavailable(e),
     }
 }

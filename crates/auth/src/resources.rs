@@ -17,8 +17,9 @@ use opentrusty_store::{AccessTokenKey, AccessTokenRecord};
 use serde_json::{Value, json};
 
 use crate::AuthState;
+use crate::error::JsonError;
 use crate::http::{self, no_store_json};
-use crate::token::{TokenError, authenticate_client, authenticate_client_with_access_token};
+use crate::token::{authenticate_client, authenticate_client_with_access_token};
 
 fn public_json(body: String) -> Response {
     let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
@@ -49,7 +50,7 @@ pub async fn jwks(State(state): State<AuthState>) -> Response {
 pub(crate) async fn resolve_access_token(
     state: &AuthState,
     token: &str,
-) -> Result<Option<AccessTokenRecord>, TokenError> {
+) -> Result<Option<AccessTokenRecord>, JsonError> {
     let found = match access_token_key(state, token).await {
         Some(AccessTokenKey::Jti(jti)) => state.store().find_access_token(jti, now()).await?,
         Some(AccessTokenKey::Digest(digest)) => {
@@ -177,7 +178,7 @@ async fn userinfo(state: &AuthState, token: &str) -> Response {
     let (record, user) = match state.store().find_access_token_with_user(key, now()).await {
         Ok(Some((r, user))) if r.active => (r, user),
         Ok(_) => return invalid(),
-        Err(e) => return TokenError::from(e).into_response(),
+        Err(e) => return JsonError::from(e).into_response(),
     };
     let client = Some(record.client_id);
     crate::cors::for_client(userinfo_for(&record, user, &scopes_of(&record)), client)
@@ -245,7 +246,7 @@ async fn revoke_for(
     form: &[(String, String)],
 ) -> Response {
     let Ok(Some(token)) = http::single(form, "token") else {
-        return TokenError::new(
+        return JsonError::new(
             opentrusty_oidc::error::ErrorCode::InvalidRequest,
             "token is required",
         )
@@ -261,7 +262,7 @@ async fn revoke_for(
     };
     let result = async {
         if hint == Some("refresh_token") && try_refresh().await? {
-            return Ok::<(), TokenError>(());
+            return Ok::<(), JsonError>(());
         }
         if let Some(record) = resolve_access_token(state, token).await? {
             if record.client_id == client.id {
@@ -299,7 +300,7 @@ pub async fn introspect(
     let (client, record) =
         match authenticate_client_with_access_token(&state, &headers, &form, key).await {
             Ok((c, _)) if c.token_endpoint_auth_method.is_public() => {
-                return TokenError::new(
+                return JsonError::new(
                     opentrusty_oidc::error::ErrorCode::InvalidClient,
                     "introspection requires client authentication",
                 )
@@ -309,7 +310,7 @@ pub async fn introspect(
             Err(e) => return e.into_response(),
         };
     let Some(token) = token else {
-        return TokenError::new(
+        return JsonError::new(
             opentrusty_oidc::error::ErrorCode::InvalidRequest,
             "token is required",
         )
@@ -376,7 +377,7 @@ pub async fn introspect(
             )
         }
         Ok(_) => inactive(),
-        Err(e) => TokenError::from(e).into_response(),
+        Err(e) => JsonError::from(e).into_response(),
     }
 }
 
@@ -387,7 +388,7 @@ async fn may_introspect(
     state: &AuthState,
     caller: &opentrusty_core::client::OAuthClient,
     token: &AccessTokenRecord,
-) -> Result<bool, TokenError> {
+) -> Result<bool, JsonError> {
     if token.client_id == caller.id {
         return Ok(true);
     }

@@ -62,6 +62,14 @@ impl Origin {
     pub fn actor(&self) -> Actor {
         self.actor.unwrap_or(Actor::Anonymous)
     }
+
+    /// The same request, acting as `actor` (known once the caller is authenticated).
+    pub fn by(self, actor: Actor) -> Self {
+        Self {
+            actor: Some(actor),
+            ..self
+        }
+    }
 }
 
 /// The thing an event is about.

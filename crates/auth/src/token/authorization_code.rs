@@ -1,24 +1,51 @@
 //! The authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.6): a code redeemed once by the
 //! client it was issued to, with its redirect URI and PKCE verifier.
 
-use super::*;
+use opentrusty_core::Timestamp;
+use opentrusty_core::audit::Origin;
+use opentrusty_core::client::{GrantType, OAuthClient};
+use opentrusty_core::pkce::PkceMethod;
+use opentrusty_core::secret::{random_token, token_digest};
+use opentrusty_oidc::error::ErrorCode;
+use opentrusty_oidc::pkce;
+use opentrusty_oidc::scope::Scopes;
+use opentrusty_store::{CodeGrant, NewTokenFamily, Redemption};
 
-pub(super) async fn authorization_code(
+use super::{Issued, grant_user, mint_access_token, mint_id_token, param};
+use crate::AuthState;
+use crate::error::JsonError;
+use crate::http::Form;
+
+/// An authorization code token request.
+pub(super) struct Request {
+    pub code: String,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+}
+
+impl Request {
+    pub(super) fn decode(form: &Form) -> Result<Request, JsonError> {
+        let code = param(form, "code")?.ok_or(JsonError::invalid_request("code is required"))?;
+        Ok(Request {
+            code: code.to_owned(),
+            redirect_uri: param(form, "redirect_uri")?.map(str::to_owned),
+            code_verifier: param(form, "code_verifier")?.map(str::to_owned),
+        })
+    }
+}
+
+/// Redeems the presented code (its digest and grant, read with the client) for `client`, at
+/// `at`.
+pub(super) async fn exchange(
     state: &AuthState,
     client: &OAuthClient,
-    form: &Form,
+    request: Request,
+    presented: Option<([u8; 32], Option<CodeGrant>)>,
     origin: &Origin,
-    presented: Presented,
-) -> Result<Response, TokenError> {
-    let invalid = || TokenError::new(ErrorCode::InvalidGrant, "the authorization code is invalid");
-    let Presented::Code(digest, grant) = presented else {
-        // Missing, or repeated (which is its own error).
-        param(form, "code")?;
-        return Err(TokenError::new(
-            ErrorCode::InvalidRequest,
-            "code is required",
-        ));
-    };
+    at: Timestamp,
+) -> Result<Issued, JsonError> {
+    let invalid = || JsonError::new(ErrorCode::InvalidGrant, "the authorization code is invalid");
+    let (digest, grant) = presented.ok_or_else(invalid)?;
     let mut grant = grant.ok_or_else(invalid)?;
     if grant.used {
         match state.store().revoke_replayed_code(&digest, origin).await? {
@@ -27,32 +54,34 @@ pub(super) async fn authorization_code(
             _ => return Err(invalid()),
         }
     }
-    if grant.client_id != client.id || grant.expires_at <= now() {
+    if grant.client_id != client.id || grant.expires_at <= at {
         return Err(invalid());
     }
     // RFC 6749 §4.1.3: required only if the authorization request carried it, and then
     // identical; when present it must match in any case.
-    match param(form, "redirect_uri")? {
-        Some(given) if given != grant.redirect_uri => {
-            return Err(TokenError::new(
+    match &request.redirect_uri {
+        Some(given) if *given != grant.redirect_uri => {
+            return Err(JsonError::new(
                 ErrorCode::InvalidGrant,
                 "redirect_uri does not match the authorization request",
             ));
         }
         None if grant.redirect_uri_given => {
-            return Err(TokenError::new(
-                ErrorCode::InvalidRequest,
+            return Err(JsonError::invalid_request(
                 "redirect_uri is required: the authorization request carried it",
             ));
         }
         _ => {}
     }
-    let verifier = param(form, "code_verifier")?;
-    match (&grant.code_challenge, grant.code_challenge_method, verifier) {
+    match (
+        &grant.code_challenge,
+        grant.code_challenge_method,
+        request.code_verifier.as_deref(),
+    ) {
         (Some(challenge), Some(PkceMethod::S256), Some(v)) if pkce::verify_s256(v, challenge) => {}
         (None, None, None) => {}
         _ => {
-            return Err(TokenError::new(
+            return Err(JsonError::new(
                 ErrorCode::InvalidGrant,
                 "PKCE verification failed",
             ));
@@ -62,7 +91,7 @@ pub(super) async fn authorization_code(
     let scopes = Scopes::parse(&grant.scope).unwrap_or_default();
     let scope = scopes.to_string();
     let subject = user.id.to_string();
-    let minted = mint_access_token(state, client, &subject, Some(user.id), &scope).await?;
+    let minted = mint_access_token(state, client, &subject, Some(user.id), &scope, at).await?;
     let id_token = if scopes.contains("openid") {
         Some(
             mint_id_token(
@@ -74,13 +103,17 @@ pub(super) async fn authorization_code(
                 grant.auth_time.unix_timestamp(),
                 grant.session_id.map(|s| s.to_string()),
                 &minted.token,
+                at,
             )
             .await?,
         )
     } else {
         None
     };
-    let refresh = allows_grant(client, GrantType::RefreshToken).then(random_token);
+    let refresh = client
+        .grant_types
+        .contains(&GrantType::RefreshToken)
+        .then(random_token);
     // The code's scope holds offline_access only if the user consented to it (or the client is
     // first-party): only then does the family outlive the browser session.
     let family = NewTokenFamily {
@@ -91,7 +124,7 @@ pub(super) async fn authorization_code(
         session_id: grant.session_id,
         scope: scope.clone(),
         auth_time: Some(grant.auth_time),
-        expires_at: now() + time::Duration::seconds(client.refresh_token_ttl_secs),
+        expires_at: at + time::Duration::seconds(client.refresh_token_ttl_secs),
         refresh_digest: refresh.as_deref().map(token_digest),
     };
     match state
@@ -99,7 +132,12 @@ pub(super) async fn authorization_code(
         .redeem_authorization_code(&digest, &minted.record, &family, origin)
         .await?
     {
-        Redemption::Issued(_) => Ok(token_response(&minted, &scope, id_token, refresh)),
+        Redemption::Issued(_) => Ok(Issued {
+            minted,
+            scope,
+            id_token,
+            refresh_token: refresh,
+        }),
         Redemption::Replayed | Redemption::Invalid | Redemption::Restored => Err(invalid()),
     }
 }

@@ -1,271 +1,96 @@
-//! The token endpoint (RFC 6749 §3.2) and client authentication (§2.3), shared with
-//! revocation and introspection. Each grant is a module of its own: its rules, the tokens it
-//! issues and what it records.
+//! The token endpoint (RFC 6749 §3.2). The handler decodes the request, authenticates the
+//! client (`client_auth`), hands the grant's typed request and the time to the grant's module,
+//! and renders what it issued. Adding a grant type: its `GrantType` variant, a module here with
+//! its `Request` and `exchange`, and its arm in [`exchange`].
 
 mod authorization_code;
+mod client_auth;
 mod client_credentials;
 mod refresh_token;
 
-use authorization_code::authorization_code;
-use client_credentials::client_credentials;
-use refresh_token::refresh_token;
+pub(crate) use client_auth::{authenticate_client, authenticate_client_with_access_token};
 
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use opentrusty_core::audit::{Actor, Origin};
-use opentrusty_core::client::{
-    AccessTokenFormat, GrantType, OAuthClient, TokenEndpointAuthMethod, client_secret_matches,
-};
-use opentrusty_core::pkce::PkceMethod;
+use opentrusty_core::client::{AccessTokenFormat, GrantType, OAuthClient};
 use opentrusty_core::secret::{random_token, token_digest};
 use opentrusty_core::user::{User, UserStatus};
-use opentrusty_core::{UserId, now};
+use opentrusty_core::{Timestamp, UserId, now};
 use opentrusty_oidc::claims::{IdTokenClaims, access_token_claims};
 use opentrusty_oidc::error::ErrorCode;
 use opentrusty_oidc::jose;
-use opentrusty_oidc::pkce;
 use opentrusty_oidc::scope::Scopes;
-use opentrusty_store::{
-    AccessTokenKey, AccessTokenRecord, ClientAccess, CodeGrant, Confirmation, NewAccessToken,
-    NewTokenFamily, Redemption, RefreshGrant, Rotation, StoreError,
-};
+use opentrusty_store::{ClientAccess, CodeGrant, NewAccessToken, RefreshGrant};
 use serde_json::{Value, json};
 
 use crate::AuthState;
-use crate::http::{self, no_store_json};
+use crate::error::JsonError;
+use crate::http::{self, Form, FormBody, no_store_json};
+use client_auth::ClaimedClient;
 
-/// An error answered by the token, revocation or introspection endpoint.
-#[derive(Debug)]
-pub struct TokenError {
-    pub code: ErrorCode,
-    pub description: &'static str,
-    pub status: StatusCode,
+/// The single value of `name`, or `invalid_request` when it is repeated.
+fn param<'a>(form: &'a Form, name: &str) -> Result<Option<&'a str>, JsonError> {
+    http::single(form, name).map_err(|()| JsonError::repeated())
 }
 
-impl TokenError {
-    pub fn new(code: ErrorCode, description: &'static str) -> Self {
-        let status = match code {
-            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Self {
-            code,
-            description,
-            status,
-        }
-    }
-
-    fn invalid_client() -> Self {
-        Self::new(ErrorCode::InvalidClient, "client authentication failed")
-    }
+/// What a grant issued, for the handler to render (RFC 6749 §5.1).
+struct Issued {
+    minted: Minted,
+    scope: String,
+    id_token: Option<String>,
+    refresh_token: Option<String>,
 }
 
-impl From<StoreError> for TokenError {
-    fn from(e: StoreError) -> Self {
-        let (status, _) = http::store_failure(&e);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            Self::new(ErrorCode::TemporarilyUnavailable, "try again later")
-        } else {
-            Self::new(ErrorCode::ServerError, "the request could not be completed")
-        }
-    }
-}
-
-impl From<crate::keys::KeyError> for TokenError {
-    fn from(e: crate::keys::KeyError) -> Self {
-        e.report();
-        Self::new(
-            ErrorCode::TemporarilyUnavailable,
-            "signing keys are unavailable",
-        )
-    }
-}
-
-impl IntoResponse for TokenError {
-    fn into_response(self) -> Response {
-        let mut r = no_store_json(
-            self.status,
-            json!({ "error": self.code.as_str(), "error_description": self.description }),
-        );
-        if self.code == ErrorCode::InvalidClient {
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"opentrusty\""),
-            );
-        }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        r
-    }
-}
-
-type Form = Vec<(String, String)>;
-
-fn param<'a>(form: &'a Form, name: &str) -> Result<Option<&'a str>, TokenError> {
-    http::single(form, name)
-        .map_err(|()| TokenError::new(ErrorCode::InvalidRequest, "a parameter was repeated"))
-}
-
-fn form_urldecode(s: &str) -> Option<String> {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-}
-
-/// The client id and secret of an HTTP Basic `Authorization` value; `None` if it is anything
-/// else. RFC 6749 §2.3.1: both parts are form-encoded before Base64.
-pub(crate) fn basic_credentials(value: &str) -> Option<(String, String)> {
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    Some((form_urldecode(id)?, form_urldecode(secret)?))
-}
-
-/// The client a request names and the proof it offers, before anything is looked up.
-struct ClaimedClient {
-    id: String,
-    secret: Option<String>,
-    method: TokenEndpointAuthMethod,
-}
-
-/// Reads the client's credentials from the request (HTTP Basic, or `client_id` and
-/// `client_secret` in the body; public clients send `client_id` alone).
-fn claimed_client(headers: &HeaderMap, form: &Form) -> Result<ClaimedClient, TokenError> {
-    let basic = match headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(value) => Some(basic_credentials(value).ok_or_else(TokenError::invalid_client)?),
-        None => None,
-    };
-    let body_id = param(form, "client_id")?;
-    let body_secret = param(form, "client_secret")?;
-    match (basic, body_id, body_secret) {
-        (Some(_), _, Some(_)) => Err(TokenError::new(
-            ErrorCode::InvalidRequest,
-            "use one client authentication method",
-        )),
-        (Some((id, secret)), body, None) => {
-            if body.is_some_and(|b| b != id) {
-                return Err(TokenError::invalid_client());
-            }
-            Ok(ClaimedClient {
-                id,
-                secret: Some(secret),
-                method: TokenEndpointAuthMethod::ClientSecretBasic,
-            })
-        }
-        (None, Some(id), Some(secret)) => Ok(ClaimedClient {
-            id: id.to_owned(),
-            secret: Some(secret.to_owned()),
-            method: TokenEndpointAuthMethod::ClientSecretPost,
-        }),
-        (None, Some(id), None) => Ok(ClaimedClient {
-            id: id.to_owned(),
-            secret: None,
-            method: TokenEndpointAuthMethod::None,
-        }),
-        (None, None, _) => Err(TokenError::invalid_client()),
-    }
-}
-
-/// Checks the claim against the client as stored: live and usable, registered for this
-/// authentication method, and the secret matching.
-fn verify_client(
-    claimed: &ClaimedClient,
-    access: Option<ClientAccess>,
-) -> Result<OAuthClient, TokenError> {
-    let access = access.ok_or_else(TokenError::invalid_client)?;
-    check_client(claimed, &access)?;
-    Ok(access.client)
-}
-
-/// [`verify_client`] on a client that was found.
-fn check_client(claimed: &ClaimedClient, access: &ClientAccess) -> Result<(), TokenError> {
-    if !access.usable || access.client.token_endpoint_auth_method != claimed.method {
-        return Err(TokenError::invalid_client());
-    }
-    if let Some(secret) = &claimed.secret
-        && !access
-            .secret_hash
-            .as_deref()
-            .is_some_and(|h| client_secret_matches(secret, h))
-    {
-        return Err(TokenError::invalid_client());
-    }
-    Ok(())
-}
-
-/// Authenticates the calling client by the method it is registered with. Public clients
-/// identify themselves with `client_id` alone.
-pub(crate) async fn authenticate_client(
-    state: &AuthState,
-    headers: &HeaderMap,
-    form: &Form,
-) -> Result<OAuthClient, TokenError> {
-    authenticate_client_with_access_token(state, headers, form, None)
-        .await
-        .map(|(client, _)| client)
-}
-
-/// [`authenticate_client`], reading the access token `key` names (if any) in the same round
-/// trip; the token is returned whoever it was issued to.
-pub(crate) async fn authenticate_client_with_access_token(
-    state: &AuthState,
-    headers: &HeaderMap,
-    form: &Form,
-    key: Option<AccessTokenKey>,
-) -> Result<(OAuthClient, Option<AccessTokenRecord>), TokenError> {
-    let claimed = claimed_client(headers, form)?;
-    let store = state.store();
-    let (access, token) = match key {
-        Some(key) => store
-            .find_client_with_access_token(&claimed.id, key, now())
-            .await?
-            .map_or((None, None), |(access, token)| (Some(access), token)),
-        None => (store.find_client_for_request(&claimed.id).await?, None),
-    };
-    Ok((verify_client(&claimed, access)?, token))
-}
-
-/// The code or refresh token a token request presents, read in the same round trip as its
-/// client (`Nothing` when the parameter is missing or repeated, or for client_credentials).
+/// The code or refresh token a request presents, read in the same round trip as its client:
+/// its digest and its grant (`None` when no such code or token exists).
 enum Presented {
     Nothing,
     Code([u8; 32], Option<CodeGrant>),
     Refresh([u8; 32], Option<RefreshGrant>),
 }
 
-/// Looks up the client and what the request presents for `grant_type`, in one round trip.
+impl Presented {
+    fn code(self) -> Option<([u8; 32], Option<CodeGrant>)> {
+        match self {
+            Presented::Code(digest, grant) => Some((digest, grant)),
+            _ => None,
+        }
+    }
+
+    fn refresh(self) -> Option<([u8; 32], Option<RefreshGrant>)> {
+        match self {
+            Presented::Refresh(digest, grant) => Some((digest, grant)),
+            _ => None,
+        }
+    }
+}
+
+/// What a request presents to be looked up with its client: a code's or a refresh token's
+/// digest.
+enum Lookup {
+    Code([u8; 32]),
+    Refresh([u8; 32]),
+}
+
+/// Looks up the client and what the request presents, in one round trip.
 async fn client_and_presented(
     state: &AuthState,
     claimed: &ClaimedClient,
-    grant_type: GrantType,
-    form: &Form,
-) -> Result<(Option<ClientAccess>, Presented), TokenError> {
-    let presented = |name| http::single(form, name).ok().flatten().map(token_digest);
+    lookup: Option<Lookup>,
+) -> Result<(Option<ClientAccess>, Presented), JsonError> {
     let store = state.store();
-    Ok(match grant_type {
-        GrantType::AuthorizationCode if let Some(digest) = presented("code") => {
+    Ok(match lookup {
+        Some(Lookup::Code(digest)) => {
             match store.find_client_with_code(&claimed.id, &digest).await? {
                 Some((access, grant)) => (Some(access), Presented::Code(digest, grant)),
                 None => (None, Presented::Nothing),
             }
         }
-        GrantType::RefreshToken if let Some(digest) = presented("refresh_token") => {
+        Some(Lookup::Refresh(digest)) => {
             match store
                 .find_client_with_refresh_token(&claimed.id, &digest)
                 .await?
@@ -274,42 +99,38 @@ async fn client_and_presented(
                 None => (None, Presented::Nothing),
             }
         }
-        _ => (
+        None => (
             store.find_client_for_request(&claimed.id).await?,
             Presented::Nothing,
         ),
     })
 }
 
-/// The `scope` parameter when given (it must stay within `ceiling`), else `ceiling` itself.
+/// The scope asked for when given (it must stay within `ceiling`), else `ceiling` itself.
 fn requested_scope(
-    form: &Form,
+    asked: Option<&str>,
     ceiling: Scopes,
     too_wide: &'static str,
-) -> Result<Scopes, TokenError> {
-    let Some(asked) = param(form, "scope")? else {
+) -> Result<Scopes, JsonError> {
+    let Some(asked) = asked else {
         return Ok(ceiling);
     };
-    let asked = Scopes::parse(asked).ok_or(TokenError::new(
+    let asked = Scopes::parse(asked).ok_or(JsonError::new(
         ErrorCode::InvalidScope,
         "the scope is malformed",
     ))?;
     if !asked.is_subset(&ceiling) {
-        return Err(TokenError::new(ErrorCode::InvalidScope, too_wide));
+        return Err(JsonError::new(ErrorCode::InvalidScope, too_wide));
     }
     Ok(asked)
 }
 
-fn allows_grant(client: &OAuthClient, grant: GrantType) -> bool {
-    client.grant_types.contains(&grant)
-}
-
 /// `unauthorized_client` unless the client is registered for `grant`.
-fn require_grant(client: &OAuthClient, grant: GrantType) -> Result<(), TokenError> {
-    if allows_grant(client, grant) {
+fn require_grant(client: &OAuthClient, grant: GrantType) -> Result<(), JsonError> {
+    if client.grant_types.contains(&grant) {
         Ok(())
     } else {
-        Err(TokenError::new(
+        Err(JsonError::new(
             ErrorCode::UnauthorizedClient,
             "the client may not use this grant type",
         ))
@@ -329,9 +150,9 @@ async fn mint_access_token(
     subject: &str,
     user: Option<UserId>,
     scope: &str,
-) -> Result<Minted, TokenError> {
+    iat: Timestamp,
+) -> Result<Minted, JsonError> {
     let jti = uuid::Uuid::now_v7();
-    let iat = now();
     let expires_in = client.access_token_ttl_secs;
     let exp = iat + time::Duration::seconds(expires_in);
     let (token, digest) = match client.access_token_format {
@@ -351,7 +172,7 @@ async fn mint_access_token(
                 .await?;
             let token = key
                 .sign(Some("at+jwt"), &claims)
-                .map_err(|_| TokenError::new(ErrorCode::ServerError, "signing failed"))?;
+                .map_err(|_| JsonError::new(ErrorCode::ServerError, "signing failed"))?;
             // Recorded for JWTs too, so a plane without keys (admin) can resolve a bearer token
             // by its digest alone.
             let digest = token_digest(&token);
@@ -388,10 +209,11 @@ async fn mint_id_token(
     auth_time: i64,
     session: Option<String>,
     access_token: &str,
-) -> Result<String, TokenError> {
+    at: Timestamp,
+) -> Result<String, JsonError> {
     let alg = client.id_token_signed_response_alg;
     let key = state.keys().signer(alg).await?;
-    let iat = now().unix_timestamp();
+    let iat = at.unix_timestamp();
     let at_hash = jose::half_hash(alg, access_token);
     let subject = user.id.to_string();
     let claims = IdTokenClaims {
@@ -408,34 +230,29 @@ async fn mint_id_token(
         scopes,
     };
     key.sign(Some("JWT"), &claims.to_json())
-        .map_err(|_| TokenError::new(ErrorCode::ServerError, "signing failed"))
+        .map_err(|_| JsonError::new(ErrorCode::ServerError, "signing failed"))
 }
 
 /// The user a grant speaks for (read with the grant), if still allowed to get tokens for
 /// `client`.
-fn grant_user(client: &OAuthClient, user: Option<User>) -> Result<User, TokenError> {
+fn grant_user(client: &OAuthClient, user: Option<User>) -> Result<User, JsonError> {
     user.filter(|u| u.status == UserStatus::Active && u.tenant_id == Some(client.tenant_id))
-        .ok_or(TokenError::new(
+        .ok_or(JsonError::new(
             ErrorCode::InvalidGrant,
             "the user can no longer sign in",
         ))
 }
 
-fn token_response(
-    minted: &Minted,
-    scope: &str,
-    id_token: Option<String>,
-    refresh: Option<String>,
-) -> Response {
+fn token_response(issued: Issued) -> Response {
     let mut body = serde_json::Map::new();
-    body.insert("access_token".into(), json!(minted.token));
+    body.insert("access_token".into(), json!(issued.minted.token));
     body.insert("token_type".into(), json!("Bearer"));
-    body.insert("expires_in".into(), json!(minted.expires_in));
-    body.insert("scope".into(), json!(scope));
-    if let Some(t) = id_token {
+    body.insert("expires_in".into(), json!(issued.minted.expires_in));
+    body.insert("scope".into(), json!(issued.scope));
+    if let Some(t) = issued.id_token {
         body.insert("id_token".into(), Value::String(t));
     }
-    if let Some(r) = refresh {
+    if let Some(r) = issued.refresh_token {
         body.insert("refresh_token".into(), Value::String(r));
     }
     no_store_json(StatusCode::OK, Value::Object(body))
@@ -445,82 +262,89 @@ pub async fn token(
     State(state): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    FormBody(form): FormBody,
 ) -> Response {
-    let form = http::pairs(&body);
     let mut client = None;
-    let response = match token_inner(&state, &headers, peer, &form, &mut client).await {
-        Ok(r) => {
-            // Only the supported grant types get this far: a fixed label vocabulary.
-            if let Ok(Some(grant)) = http::single(&form, "grant_type") {
-                opentrusty_web::metrics::count(
-                    "opentrusty_tokens_issued_total",
-                    &[("grant", grant)],
-                );
-            }
-            r
+    let origin = http::origin(&headers, peer, None);
+    let response = match exchange(&state, &headers, &form, origin, &mut client, now()).await {
+        Ok((grant, issued)) => {
+            opentrusty_web::metrics::count(
+                "opentrusty_tokens_issued_total",
+                &[("grant", grant.as_str())],
+            );
+            token_response(issued)
         }
         Err(e) => e.into_response(),
     };
     crate::cors::for_client(response, client)
 }
 
-/// Answers a token request; `client` learns the client once it is authenticated, so that a
-/// browser-based client can read the answer, errors included.
-async fn token_inner(
+/// Decides a token request at `at`: the grant type, the client's claim, then the grant's own
+/// request and rules. `authenticated` learns the client once it is authenticated, so that a
+/// browser-based client can read the answer, errors included. `origin` is the caller's,
+/// without an actor yet.
+async fn exchange(
     state: &AuthState,
     headers: &HeaderMap,
-    peer: SocketAddr,
     form: &Form,
+    origin: Origin,
     authenticated: &mut Option<opentrusty_core::ClientId>,
-) -> Result<Response, TokenError> {
-    let grant_type = param(form, "grant_type")?.ok_or(TokenError::new(
-        ErrorCode::InvalidRequest,
-        "grant_type is required",
-    ))?;
-    let grant_type = GrantType::parse(grant_type).ok_or(TokenError::new(
+    at: Timestamp,
+) -> Result<(GrantType, Issued), JsonError> {
+    let grant_type =
+        param(form, "grant_type")?.ok_or(JsonError::invalid_request("grant_type is required"))?;
+    let grant_type = GrantType::parse(grant_type).ok_or(JsonError::new(
         ErrorCode::UnsupportedGrantType,
         "the grant type is not supported",
     ))?;
-    let claimed = claimed_client(headers, form)?;
-    if grant_type == GrantType::ClientCredentials {
-        return client_credentials(state, &claimed, form, headers, peer).await;
-    }
-    let (access, presented) = client_and_presented(state, &claimed, grant_type, form).await?;
-    let client = verify_client(&claimed, access)?;
-    *authenticated = Some(client.id);
-    require_grant(&client, grant_type)?;
-    let origin = http::origin(headers, peer, Some(Actor::Client(client.id)));
-    // Client credentials were answered above.
-    if grant_type == GrantType::AuthorizationCode {
-        authorization_code(state, &client, form, &origin, presented).await
-    } else {
-        refresh_token(state, &client, form, &origin, presented).await
-    }
+    let claimed = ClaimedClient::decode(headers, form)?;
+    let issued = match grant_type {
+        GrantType::ClientCredentials => {
+            let request = client_credentials::Request::decode(form)?;
+            client_credentials::exchange(state, &claimed, request, origin, at).await?
+        }
+        // The grant's request is decoded first, to look up its code with the client, but its
+        // faults are answered only once the client is authenticated.
+        GrantType::AuthorizationCode => {
+            let request = authorization_code::Request::decode(form);
+            let lookup = request
+                .as_ref()
+                .ok()
+                .map(|r| Lookup::Code(token_digest(&r.code)));
+            let (client, presented) =
+                authenticate(state, &claimed, grant_type, lookup, authenticated).await?;
+            let request = request?;
+            let origin = origin.by(Actor::Client(client.id));
+            authorization_code::exchange(state, &client, request, presented.code(), &origin, at)
+                .await?
+        }
+        GrantType::RefreshToken => {
+            let request = refresh_token::Request::decode(form);
+            let lookup =
+                (request.as_ref().ok()).map(|r| Lookup::Refresh(token_digest(&r.refresh_token)));
+            let (client, presented) =
+                authenticate(state, &claimed, grant_type, lookup, authenticated).await?;
+            let request = request?;
+            let origin = origin.by(Actor::Client(client.id));
+            refresh_token::exchange(state, &client, request, presented.refresh(), &origin, at)
+                .await?
+        }
+    };
+    Ok((grant_type, issued))
 }
 
-#[cfg(test)]
-mod fuzz_tests {
-    use super::*;
-
-    /// The Basic credentials parser and the form decoder take raw client input: no panic.
-    #[test]
-    fn basic_credentials_and_forms_never_panic() {
-        let runs = opentrusty_testkit::fuzz(
-            "basic+form",
-            &[
-                b"Basic YWNtZS13ZWI6c2VjcmV0",
-                b"Basic JUZGJTAwOiUyNQ==",
-                b"grant_type=authorization_code&code=abc&redirect_uri=https%3A%2F%2Fa.example",
-            ],
-            |b| {
-                let text = String::from_utf8_lossy(b);
-                let _ = basic_credentials(&text);
-                let pairs = http::pairs(b);
-                let _ = http::single(&pairs, "grant_type");
-                let _ = form_urldecode(&text);
-            },
-        );
-        eprintln!("basic+form: {runs} inputs");
-    }
+/// The client of a grant that presents a code or a refresh token, authenticated and registered
+/// for `grant_type`, with what the request presents (read in the same round trip).
+async fn authenticate(
+    state: &AuthState,
+    claimed: &ClaimedClient,
+    grant_type: GrantType,
+    lookup: Option<Lookup>,
+    authenticated: &mut Option<opentrusty_core::ClientId>,
+) -> Result<(OAuthClient, Presented), JsonError> {
+    let (access, presented) = client_and_presented(state, claimed, lookup).await?;
+    let client = claimed.verify(access)?;
+    *authenticated = Some(client.id);
+    require_grant(&client, grant_type)?;
+    Ok((client, presented))
 }

@@ -1,31 +1,56 @@
 //! The refresh token grant (RFC 6749 §6): a refresh token rotated once, its family revoked on
 //! reuse, the scope narrowed only.
 
-use super::*;
+use opentrusty_core::Timestamp;
+use opentrusty_core::audit::Origin;
+use opentrusty_core::client::OAuthClient;
+use opentrusty_core::secret::{random_token, token_digest};
+use opentrusty_oidc::error::ErrorCode;
+use opentrusty_oidc::scope::Scopes;
+use opentrusty_store::{RefreshGrant, Rotation};
 
-pub(super) async fn refresh_token(
+use super::{Issued, grant_user, mint_access_token, mint_id_token, param, requested_scope};
+use crate::AuthState;
+use crate::error::JsonError;
+use crate::http::Form;
+
+/// A refresh token request.
+pub(super) struct Request {
+    pub refresh_token: String,
+    /// The narrower scope asked for, as written.
+    pub scope: Option<String>,
+}
+
+impl Request {
+    pub(super) fn decode(form: &Form) -> Result<Request, JsonError> {
+        let refresh_token = param(form, "refresh_token")?
+            .ok_or(JsonError::invalid_request("refresh_token is required"))?;
+        Ok(Request {
+            refresh_token: refresh_token.to_owned(),
+            scope: param(form, "scope")?.map(str::to_owned),
+        })
+    }
+}
+
+/// Rotates the presented refresh token (its digest and grant, read with the client) for
+/// `client`, at `at`.
+pub(super) async fn exchange(
     state: &AuthState,
     client: &OAuthClient,
-    form: &Form,
+    request: Request,
+    presented: Option<([u8; 32], Option<RefreshGrant>)>,
     origin: &Origin,
-    presented: Presented,
-) -> Result<Response, TokenError> {
-    let invalid = || TokenError::new(ErrorCode::InvalidGrant, "the refresh token is invalid");
-    let Presented::Refresh(digest, grant) = presented else {
-        param(form, "refresh_token")?;
-        return Err(TokenError::new(
-            ErrorCode::InvalidRequest,
-            "refresh_token is required",
-        ));
-    };
+    at: Timestamp,
+) -> Result<Issued, JsonError> {
+    let invalid = || JsonError::new(ErrorCode::InvalidGrant, "the refresh token is invalid");
+    let (digest, grant) = presented.ok_or_else(invalid)?;
     let mut grant = grant.ok_or_else(invalid)?;
-    let at = now();
     if grant.client_id != client.id || grant.family_revoked || grant.expires_at <= at {
         return Err(invalid());
     }
     // Without offline access the family belongs to its browser session and ends with it.
     if !grant.session_allows(at, state.settings().session_idle_secs) {
-        return Err(TokenError::new(
+        return Err(JsonError::new(
             ErrorCode::InvalidGrant,
             "the sign-in this refresh token belongs to has ended",
         ));
@@ -35,14 +60,25 @@ pub(super) async fn refresh_token(
     let granted = Scopes::parse(&grant.scope)
         .unwrap_or_default()
         .intersection(&Scopes::from_list(&client.allowed_scopes));
-    let scopes = requested_scope(form, granted, "a refresh cannot widen the granted scope")?;
+    let scopes = requested_scope(
+        request.scope.as_deref(),
+        granted,
+        "a refresh cannot widen the granted scope",
+    )?;
     if grant.user_id.is_none() {
         return Err(invalid());
     }
     let user = grant_user(client, grant.user.take())?;
     let scope = scopes.to_string();
-    let minted =
-        mint_access_token(state, client, &user.id.to_string(), Some(user.id), &scope).await?;
+    let minted = mint_access_token(
+        state,
+        client,
+        &user.id.to_string(),
+        Some(user.id),
+        &scope,
+        at,
+    )
+    .await?;
     let id_token = if scopes.contains("openid") {
         Some(
             mint_id_token(
@@ -54,6 +90,7 @@ pub(super) async fn refresh_token(
                 grant.auth_time.map_or(0, |t| t.unix_timestamp()),
                 grant.session_id.map(|s| s.to_string()),
                 &minted.token,
+                at,
             )
             .await?,
         )
@@ -81,7 +118,12 @@ pub(super) async fn refresh_token(
         )
         .await?
     {
-        Rotation::Rotated => Ok(token_response(&minted, &scope, id_token, Some(next))),
+        Rotation::Rotated => Ok(Issued {
+            minted,
+            scope,
+            id_token,
+            refresh_token: Some(next),
+        }),
         Rotation::Reused | Rotation::Invalid => Err(invalid()),
     }
 }
