@@ -1,5 +1,6 @@
-//! The front channel: the authorization endpoint, the sign-in page and the consent page. The
-//! pending authorization request travels as its own query string (in `return_to` and in the
+//! The authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2) and where a valid request
+//! goes next: the sign-in page (`login`), the consent page (`consent`) or back to the client
+//! with a code. The pending request travels as its own query string (in `return_to` and in the
 //! consent form) and is validated again in full at every step, so nothing a browser carries
 //! between steps is trusted.
 
@@ -11,9 +12,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opentrusty_core::audit::Actor;
 use opentrusty_core::client::OAuthClient;
-use opentrusty_core::email::Email;
-use opentrusty_core::secret::{constant_time_eq, random_token, token_digest};
-use opentrusty_core::session::{NewSession, Session};
+use opentrusty_core::secret::{random_token, token_digest};
+use opentrusty_core::session::Session;
 use opentrusty_core::{Timestamp, UserId, now};
 use opentrusty_oidc::authorize::{AuthorizeParams, AuthorizeRequest, Rejection, validate};
 use opentrusty_oidc::error::{ErrorCode, OAuthError};
@@ -21,12 +21,12 @@ use opentrusty_oidc::redirect::with_params;
 use opentrusty_oidc::scope::Scopes;
 use opentrusty_store::{NewAuthorizationCode, StoreError};
 
+use crate::browser_session::{SignIn, current_session};
 use crate::error::PageError;
-use crate::http::{self, CSRF_COOKIE, SESSION_COOKIE, see_other};
-use crate::sign_in::{self, SignInError};
+use crate::http::{self, see_other};
 use crate::{AuthState, pages};
 
-const AUTHORIZE_PATH: &str = "/oauth2/authorize";
+pub(crate) const AUTHORIZE_PATH: &str = "/oauth2/authorize";
 
 pub async fn authorize_get(
     State(state): State<AuthState>,
@@ -48,7 +48,7 @@ pub async fn authorize_post(
 }
 
 /// Re-encodes request pairs, dropping `prompt=<drop>` (a prompt the user has just satisfied).
-fn encode(pairs: &[(String, String)], drop_prompt: Option<&str>) -> String {
+pub(crate) fn encode(pairs: &[(String, String)], drop_prompt: Option<&str>) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         if k == "prompt"
@@ -65,7 +65,7 @@ fn encode(pairs: &[(String, String)], drop_prompt: Option<&str>) -> String {
     ser.finish()
 }
 
-fn error_redirect(
+pub(crate) fn error_redirect(
     state: &AuthState,
     redirect_uri: &str,
     st: Option<&str>,
@@ -93,7 +93,7 @@ fn unavailable(state: &AuthState, request: &AuthorizeRequest, e: &StoreError) ->
     )
 }
 
-fn storage_page(e: StoreError) -> Response {
+pub(crate) fn storage_page(e: StoreError) -> Response {
     PageError::storage(
         e,
         "The sign-in service could not complete your request. Please try again in a moment.",
@@ -103,7 +103,7 @@ fn storage_page(e: StoreError) -> Response {
 
 /// The client named by `client_id` and whether it may be used now (client active, tenant
 /// active).
-async fn load_client(
+pub(crate) async fn load_client(
     state: &AuthState,
     client_id: Option<&str>,
 ) -> Result<(Option<OAuthClient>, bool), StoreError> {
@@ -114,22 +114,6 @@ async fn load_client(
         Some(access) => (Some(access.client), access.usable),
         None => (None, false),
     })
-}
-
-/// The browser's session if it is valid now, with its cookie digest.
-pub(crate) async fn current_session(
-    state: &AuthState,
-    headers: &HeaderMap,
-) -> Result<Option<(Session, [u8; 32])>, StoreError> {
-    let Some(cookie) = http::cookie(headers, SESSION_COOKIE) else {
-        return Ok(None);
-    };
-    let digest = token_digest(&cookie);
-    let session = state
-        .store()
-        .authenticate_session(&digest, now(), state.settings().session_idle_secs)
-        .await?;
-    Ok(session.map(|s| (s, digest)))
 }
 
 fn too_old(auth_time: Timestamp, max_age: Option<i64>) -> bool {
@@ -297,7 +281,7 @@ async fn next_step<S>(
 /// client is `client`) as the endpoint would on the browser's next request, sparing the
 /// browser that redirect and the server a second look-up of the client and the session. When
 /// the answer is a code, the session and the code are written together.
-async fn continue_after_sign_in(
+pub(crate) async fn continue_after_sign_in(
     state: &AuthState,
     return_to: &str,
     client: OAuthClient,
@@ -397,7 +381,7 @@ fn code_redirect(state: &AuthState, request: &AuthorizeRequest, code: &str) -> R
 
 /// The client of a pending authorization request named by a `return_to` path. Only
 /// same-origin paths to the authorization endpoint are accepted.
-async fn pending_client(
+pub(crate) async fn pending_client(
     state: &AuthState,
     return_to: &str,
 ) -> Result<Option<OAuthClient>, StoreError> {
@@ -412,7 +396,7 @@ async fn pending_client(
 
 /// The `client_id` of the pending authorization request a `return_to` path names, if it is a
 /// same-origin path to the authorization endpoint.
-fn pending_client_id(return_to: &str) -> Option<String> {
+pub(crate) fn pending_client_id(return_to: &str) -> Option<String> {
     let query = return_to
         .strip_prefix(AUTHORIZE_PATH)
         .and_then(|r| r.strip_prefix('?'))?;
@@ -424,365 +408,6 @@ fn pending_client_id(return_to: &str) -> Option<String> {
         .ok()
         .flatten()
         .map(str::to_owned)
-}
-
-/// The CSRF cookie value to use: the browser's if it has a sane one, else a new one (which
-/// the response must set).
-pub(crate) fn csrf_value(headers: &HeaderMap) -> (String, bool) {
-    match http::cookie(headers, CSRF_COOKIE) {
-        Some(v) if v.len() == 43 => (v, false),
-        _ => (random_token(), true),
-    }
-}
-
-pub(crate) fn with_csrf_cookie(
-    state: &AuthState,
-    mut response: Response,
-    csrf: &str,
-    fresh: bool,
-) -> Response {
-    if fresh {
-        response.headers_mut().append(
-            header::SET_COOKIE,
-            http::set_cookie(state, CSRF_COOKIE, csrf, None, false),
-        );
-    }
-    response
-}
-
-/// Whether a form post carries the CSRF cookie's value and, if the browser says where it
-/// comes from, comes from our own origin.
-pub(crate) fn csrf_ok(state: &AuthState, headers: &HeaderMap, submitted: Option<&str>) -> bool {
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-        && origin != "null"
-        && origin != state.issuer_origin()
-    {
-        return false;
-    }
-    match (http::cookie(headers, CSRF_COOKIE), submitted) {
-        (Some(c), Some(s)) => constant_time_eq(c.as_bytes(), s.as_bytes()),
-        _ => false,
-    }
-}
-
-async fn branding(state: &AuthState, client: &OAuthClient) -> pages::Branding {
-    tenant_branding(state, Some(client.tenant_id)).await
-}
-
-/// How tenant `tenant`'s pages look (plain when there is none or it cannot be read).
-pub(crate) async fn tenant_branding(
-    state: &AuthState,
-    tenant: Option<opentrusty_core::TenantId>,
-) -> pages::Branding {
-    let Some(tenant) = tenant else {
-        return pages::Branding::default();
-    };
-    match state.store().get_tenant(tenant).await {
-        Ok(Some(t)) => pages::Branding {
-            name: Some(t.display_name.unwrap_or(t.name)),
-            logo_url: t.logo_url,
-            accent_color: t.accent_color,
-        },
-        _ => pages::Branding::default(),
-    }
-}
-
-fn bad_link() -> Response {
-    pages::error(
-        StatusCode::BAD_REQUEST,
-        "This sign-in link is not valid",
-        "The page was opened without the application request it belongs to.",
-    )
-}
-
-pub async fn login_page(
-    State(state): State<AuthState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let pairs = http::pairs(query.unwrap_or_default().as_bytes());
-    let Ok(Some(return_to)) = http::single(&pairs, "return_to") else {
-        return bad_link();
-    };
-    let client = match pending_client(&state, return_to).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return bad_link(),
-        Err(e) => return storage_page(e),
-    };
-    let (csrf, fresh) = csrf_value(&headers);
-    let heading = branding(&state, &client).await;
-    let page = pages::login(StatusCode::OK, &csrf, return_to, &heading, None, "");
-    with_csrf_cookie(&state, page, &csrf, fresh)
-}
-
-pub async fn login_submit(
-    State(state): State<AuthState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = http::pairs(&body);
-    let field = |n: &str| http::single(&form, n).ok().flatten();
-    let Some(return_to) = field("return_to") else {
-        return bad_link();
-    };
-    let Some(client_id) = pending_client_id(return_to) else {
-        return bad_link();
-    };
-    let (email, password) = (
-        field("email").unwrap_or(""),
-        field("password").unwrap_or(""),
-    );
-    // The client and the account in one look-up; an email that cannot be one matches nobody.
-    let normalized = Email::parse(email).ok();
-    let found = state
-        .store()
-        .find_client_with_sign_in(&client_id, normalized.as_ref().map(Email::normalized))
-        .await;
-    let (client, account) = match found {
-        Ok(Some((access, account))) if access.usable => (access.client, account),
-        Ok(_) => return bad_link(),
-        Err(e) => return storage_page(e),
-    };
-    if !csrf_ok(&state, &headers, field("csrf_token")) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Your sign-in form expired",
-            "Reload the sign-in page and try again.",
-        );
-    }
-    let origin = http::origin(&headers, peer, None);
-    let tenant = client.tenant_id;
-    let (user, hash) = account.map_or((None, None), |(user, hash)| (Some(user), hash));
-    let attempt = sign_in::Attempt {
-        tenant: Some(tenant),
-        user,
-        hash,
-        password,
-        refusal: "invalid_credentials",
-    };
-    let user = match sign_in::verify(&state, attempt, &origin).await {
-        Ok(Some(user)) => user,
-        Err(SignInError::Store(e)) => return storage_page(e),
-        Err(SignInError::Saturated) => return busy_page(),
-        Ok(None) => {
-            let (csrf, fresh) = csrf_value(&headers);
-            let heading = branding(&state, &client).await;
-            let page = pages::login(
-                StatusCode::UNAUTHORIZED,
-                &csrf,
-                return_to,
-                &heading,
-                Some("Invalid email or password. Check both and try again."),
-                email,
-            );
-            return with_csrf_cookie(&state, page, &csrf, fresh);
-        }
-    };
-    let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
-    let sign_in = SignIn::new(&state, &headers, &user, origin);
-    continue_after_sign_in(&state, return_to, client, sign_in).await
-}
-
-/// The page for a sign-in refused because too many are being checked at once.
-pub(crate) fn busy_page() -> Response {
-    let mut r = pages::error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Too many sign-ins right now",
-        "Please try again in a few seconds.",
-    );
-    r.headers_mut().insert(
-        header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("2"),
-    );
-    r
-}
-
-/// A session just written: its cookie and the digest that identifies it.
-pub(crate) struct StartedSession {
-    pub cookie: axum::http::HeaderValue,
-    pub digest: [u8; 32],
-}
-
-/// A successful sign-in whose session is not written yet: the cookie value, the session to
-/// store (replacing the browser's previous one) and the origin its audit rows name.
-pub(crate) struct SignIn {
-    token: String,
-    new: NewSession,
-    replacing: Option<[u8; 32]>,
-    origin: opentrusty_core::audit::Origin,
-}
-
-impl SignIn {
-    pub(crate) fn new(
-        state: &AuthState,
-        headers: &HeaderMap,
-        user: &opentrusty_core::user::User,
-        origin: opentrusty_core::audit::Origin,
-    ) -> Self {
-        let token = random_token();
-        let new = NewSession {
-            user_id: user.id,
-            tenant_id: user.tenant_id,
-            token_digest: token_digest(&token),
-            expires_at: now() + time::Duration::seconds(state.settings().session_lifetime_secs),
-            ip: origin.ip.clone(),
-            user_agent: origin.user_agent.clone(),
-        };
-        Self {
-            token,
-            new,
-            replacing: http::cookie(headers, SESSION_COOKIE).map(|c| token_digest(&c)),
-            origin,
-        }
-    }
-
-    /// Writes the session alone.
-    pub(crate) async fn start(self, state: &AuthState) -> Result<StartedSession, StoreError> {
-        state
-            .store()
-            .create_session(&self.new, self.replacing.as_ref(), &self.origin)
-            .await?;
-        Ok(StartedSession {
-            cookie: self.cookie(state),
-            digest: self.new.token_digest,
-        })
-    }
-
-    /// Writes the session alone and answers `answer` with its cookie.
-    async fn answer(self, state: &AuthState, mut answer: Response) -> Response {
-        match self.start(state).await {
-            Ok(started) => {
-                answer
-                    .headers_mut()
-                    .append(header::SET_COOKIE, started.cookie);
-                answer
-            }
-            Err(e) => storage_page(e),
-        }
-    }
-
-    /// `answer` with the cookie of this session (written by the caller).
-    fn with_cookie(&self, state: &AuthState, mut answer: Response) -> Response {
-        answer
-            .headers_mut()
-            .append(header::SET_COOKIE, self.cookie(state));
-        answer
-    }
-
-    fn cookie(&self, state: &AuthState) -> axum::http::HeaderValue {
-        let lifetime = state.settings().session_lifetime_secs;
-        http::set_cookie(state, SESSION_COOKIE, &self.token, Some(lifetime), true)
-    }
-}
-
-pub async fn consent_page(
-    State(state): State<AuthState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let query = query.unwrap_or_default();
-    let pairs = http::pairs(query.as_bytes());
-    let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let (client, usable) = match load_client(&state, params.client_id.as_deref()).await {
-        Ok(c) => c,
-        Err(e) => return storage_page(e),
-    };
-    let request = match validate(&params, client.as_ref(), usable) {
-        Ok(r) => r,
-        Err(_) => return bad_link(),
-    };
-    let Some(client) = client else {
-        return bad_link();
-    };
-    match current_session(&state, &headers).await {
-        Ok(Some((s, _))) if s.tenant_id == Some(client.tenant_id) => {}
-        Ok(_) => return see_other(&format!("{AUTHORIZE_PATH}?{}", encode(&pairs, None))),
-        Err(e) => return storage_page(e),
-    }
-    let (csrf, fresh) = csrf_value(&headers);
-    let scopes: Vec<&str> = request.scopes.iter().collect();
-    let look = branding(&state, &client).await;
-    let page = pages::consent(&csrf, &encode(&pairs, None), &client.name, &scopes, &look);
-    with_csrf_cookie(&state, page, &csrf, fresh)
-}
-
-pub async fn consent_submit(
-    State(state): State<AuthState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = http::pairs(&body);
-    let field = |n: &str| http::single(&form, n).ok().flatten();
-    if !csrf_ok(&state, &headers, field("csrf_token")) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Your consent form expired",
-            "Go back to the application and start again.",
-        );
-    }
-    let pairs = http::pairs(field("request").unwrap_or("").as_bytes());
-    let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let (client, usable) = match load_client(&state, params.client_id.as_deref()).await {
-        Ok(c) => c,
-        Err(e) => return storage_page(e),
-    };
-    let request = match validate(&params, client.as_ref(), usable) {
-        Ok(r) => r,
-        Err(Rejection::Page(m)) => {
-            return pages::error(StatusCode::BAD_REQUEST, "This sign-in link is not valid", m);
-        }
-        Err(Rejection::Redirect {
-            redirect_uri,
-            state: st,
-            error,
-        }) => {
-            return error_redirect(&state, &redirect_uri, st.as_deref(), &error);
-        }
-    };
-    let Some(client) = client else {
-        return bad_link();
-    };
-    let session = match current_session(&state, &headers).await {
-        Ok(Some((s, _))) if s.tenant_id == Some(client.tenant_id) => s,
-        Ok(_) => {
-            return see_other(&format!(
-                "{AUTHORIZE_PATH}?{}",
-                encode(&pairs, Some("consent"))
-            ));
-        }
-        Err(e) => return storage_page(e),
-    };
-    if field("decision") != Some("approve") {
-        return error_redirect(
-            &state,
-            &request.redirect_uri,
-            request.state.as_deref(),
-            &OAuthError::new(ErrorCode::AccessDenied, "the user denied the request"),
-        );
-    }
-    let previous = match state
-        .store()
-        .consented_scopes(session.user_id, client.id)
-        .await
-    {
-        Ok(p) => p.and_then(|p| Scopes::parse(&p)).unwrap_or_default(),
-        Err(e) => return storage_page(e),
-    };
-    let origin = http::origin(&headers, peer, Some(Actor::User(session.user_id)));
-    let all = previous.union(&request.scopes).to_string();
-    if let Err(e) = state
-        .store()
-        .remember_consent(client.tenant_id, session.user_id, client.id, &all, &origin)
-        .await
-    {
-        return storage_page(e);
-    }
-    see_other(&format!(
-        "{AUTHORIZE_PATH}?{}",
-        encode(&pairs, Some("consent"))
-    ))
 }
 
 impl IntoResponse for crate::keys::KeyError {

@@ -14,7 +14,7 @@ use opentrusty_core::secret::{session_csrf_token, token_digest};
 use serde_json::{Value, json};
 
 use crate::AuthState;
-use crate::authorize::SignIn;
+use crate::browser_session::SignIn;
 use crate::http::{self, SESSION_COOKIE, no_store_json};
 use crate::sign_in::{self, SignInError};
 

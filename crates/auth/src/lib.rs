@@ -4,13 +4,17 @@
 //! Handlers are thin: parse, call the store and the protocol crate, render.
 
 mod authorize;
+mod browser_session;
+mod consent;
 mod control_plane;
 mod cors;
+mod csrf;
 mod error;
 mod hashing;
 mod http;
 pub mod keys;
 mod limits;
+mod login;
 mod logout;
 mod pages;
 mod passwords;
@@ -138,7 +142,7 @@ impl AuthState {
 }
 
 /// Every route of the auth plane: method, path and handler. The router and the route table
-/// (compared with a checked-in list by the server's tests) both come from here.
+/// (recorded in the server's route snapshots) both come from here.
 fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AuthState>)> {
     use authorize as az;
     vec![
@@ -151,10 +155,10 @@ fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AuthState>)> {
         (Method::GET, "/.well-known/jwks.json", get(resources::jwks)),
         (Method::GET, "/oauth2/authorize", get(az::authorize_get)),
         (Method::POST, "/oauth2/authorize", post(az::authorize_post)),
-        (Method::GET, "/login", get(az::login_page)),
-        (Method::POST, "/login", post(az::login_submit)),
-        (Method::GET, "/consent", get(az::consent_page)),
-        (Method::POST, "/consent", post(az::consent_submit)),
+        (Method::GET, "/login", get(login::login_page)),
+        (Method::POST, "/login", post(login::login_submit)),
+        (Method::GET, "/consent", get(consent::consent_page)),
+        (Method::POST, "/consent", post(consent::consent_submit)),
         (Method::POST, "/oauth2/token", post(token::token)),
         (
             Method::GET,

@@ -14,7 +14,8 @@ use opentrusty_core::session::Session;
 use opentrusty_oidc::redirect::with_params;
 use serde_json::Value;
 
-use crate::authorize::{csrf_ok, csrf_value, current_session, with_csrf_cookie};
+use crate::browser_session::current_session;
+use crate::csrf::{csrf_ok, csrf_value, with_csrf_cookie};
 use crate::error::PageError;
 use crate::http::{self, SESSION_COOKIE, see_other};
 use crate::{AuthState, pages};

@@ -14,7 +14,7 @@ use opentrusty_core::password::check_policy;
 use opentrusty_core::secret::token_digest;
 
 use crate::AuthState;
-use crate::authorize::{csrf_ok, csrf_value, with_csrf_cookie};
+use crate::csrf::{csrf_ok, csrf_value, with_csrf_cookie};
 use crate::error::PageError;
 use crate::http;
 use crate::pages;
@@ -51,7 +51,7 @@ pub async fn enroll_page(
         Err(e) => return unavailable(e),
     };
     let (csrf, fresh) = csrf_value(&headers);
-    let look = crate::authorize::tenant_branding(&state, pending.user.tenant_id).await;
+    let look = crate::login::tenant_branding(&state, pending.user.tenant_id).await;
     let page = pages::enroll(
         StatusCode::OK,
         &csrf,
@@ -88,7 +88,7 @@ pub async fn enroll_submit(
         Err(e) => return unavailable(e),
     };
     let csrf = field("csrf_token").unwrap_or_default();
-    let look = crate::authorize::tenant_branding(&state, pending.user.tenant_id).await;
+    let look = crate::login::tenant_branding(&state, pending.user.tenant_id).await;
     let again = |message: &str| {
         pages::enroll(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -107,7 +107,7 @@ pub async fn enroll_submit(
         return again(&format!("The password {}.", e.message));
     }
     let Ok(hash) = state.hash_password(password).await else {
-        return crate::authorize::busy_page();
+        return crate::login::busy_page();
     };
     let origin = http::origin(&headers, peer, Some(Actor::User(pending.user.id)));
     match state
@@ -139,7 +139,7 @@ async fn signed_in(
             "Open an application that uses this account and sign in, then come back here.",
         )
     };
-    let session = match crate::authorize::current_session(state, headers).await {
+    let session = match crate::browser_session::current_session(state, headers).await {
         Ok(Some((s, _))) => s,
         Ok(None) => return Err(not_signed_in()),
         Err(e) => return Err(unavailable(e)),
@@ -219,10 +219,10 @@ pub async fn change_submit(
             );
         }
         Err(SignInError::Store(e)) => return unavailable(e),
-        Err(SignInError::Saturated) => return crate::authorize::busy_page(),
+        Err(SignInError::Saturated) => return crate::login::busy_page(),
     }
     let Ok(hash) = state.hash_password(password).await else {
-        return crate::authorize::busy_page();
+        return crate::login::busy_page();
     };
     match state
         .store()
