@@ -25,12 +25,23 @@ fn storage_status(e: &StoreError) -> StatusCode {
 }
 
 /// An error a JSON endpoint answers: `{"error", "error_description"}` with the status its code
-/// implies, `WWW-Authenticate` for a failed client authentication, `Retry-After` with 503.
+/// implies, `WWW-Authenticate` for a failed client authentication or bearer token (RFC 6750
+/// §3), `Retry-After` with 503.
 #[derive(Debug)]
 pub struct JsonError {
     pub code: ErrorCode,
     pub description: &'static str,
     pub status: StatusCode,
+    challenge: Challenge,
+}
+
+/// The `WWW-Authenticate` challenge an error carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Challenge {
+    /// Basic for `invalid_client`, none otherwise.
+    ByCode,
+    /// A protected resource's: Bearer, naming the error when a token was presented.
+    Bearer { names_error: bool },
 }
 
 impl JsonError {
@@ -45,6 +56,32 @@ impl JsonError {
             code,
             description,
             status,
+            challenge: Challenge::ByCode,
+        }
+    }
+
+    /// A protected resource's refusal (RFC 6750 §3.1): `invalid_request` (400),
+    /// `invalid_token` (401) or `insufficient_scope` (403).
+    pub fn bearer(code: ErrorCode, description: &'static str) -> Self {
+        let status = match code {
+            ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self {
+            challenge: Challenge::Bearer { names_error: true },
+            status,
+            ..Self::new(code, description)
+        }
+    }
+
+    /// A protected resource asked for without any token (RFC 6750 §3.1: the challenge names no
+    /// error).
+    pub fn bearer_required(description: &'static str) -> Self {
+        Self {
+            challenge: Challenge::Bearer { names_error: false },
+            status: StatusCode::UNAUTHORIZED,
+            ..Self::new(ErrorCode::InvalidRequest, description)
         }
     }
 
@@ -88,11 +125,28 @@ impl IntoResponse for JsonError {
             self.status,
             json!({ "error": self.code.as_str(), "error_description": self.description }),
         );
-        if self.code == ErrorCode::InvalidClient {
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"opentrusty\""),
-            );
+        match self.challenge {
+            Challenge::ByCode if self.code == ErrorCode::InvalidClient => {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"opentrusty\""),
+                );
+            }
+            Challenge::ByCode => {}
+            Challenge::Bearer { names_error } => {
+                let challenge = if names_error {
+                    format!(
+                        "Bearer realm=\"opentrusty\", error=\"{}\", error_description=\"{}\"",
+                        self.code.as_str(),
+                        self.description
+                    )
+                } else {
+                    "Bearer realm=\"opentrusty\"".to_owned()
+                };
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut()

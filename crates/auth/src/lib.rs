@@ -1,7 +1,7 @@
 //! The authentication plane's HTTP surface: everything end users and relying parties talk to
 //! (OpenID Connect protocol endpoints, sign-in, consent and sign-out pages, the console's
 //! control-plane login). It is the only plane that verifies credentials and signs tokens.
-//! Handlers are thin: parse, call the store and the protocol crate, render.
+//! Handlers decode, call one flow, render; `error.rs` holds the two error types answers come from.
 
 mod authorize;
 mod browser_session;
@@ -9,18 +9,22 @@ mod consent;
 mod control_plane;
 mod cors;
 mod csrf;
+mod discovery;
 mod error;
 mod hashing;
 mod http;
+mod introspection;
 pub mod keys;
 mod limits;
 mod login;
 mod logout;
 mod pages;
 mod passwords;
-mod resources;
+mod presented_token;
+mod revocation;
 mod sign_in;
 mod token;
+mod userinfo;
 
 use std::sync::Arc;
 
@@ -149,10 +153,10 @@ fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AuthState>)> {
         (
             Method::GET,
             "/.well-known/openid-configuration",
-            get(resources::discovery),
+            get(discovery::discovery),
         ),
-        (Method::GET, "/jwks.json", get(resources::jwks)),
-        (Method::GET, "/.well-known/jwks.json", get(resources::jwks)),
+        (Method::GET, "/jwks.json", get(discovery::jwks)),
+        (Method::GET, "/.well-known/jwks.json", get(discovery::jwks)),
         (Method::GET, "/oauth2/authorize", get(az::authorize_get)),
         (Method::POST, "/oauth2/authorize", post(az::authorize_post)),
         (Method::GET, "/login", get(login::login_page)),
@@ -160,21 +164,17 @@ fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AuthState>)> {
         (Method::GET, "/consent", get(consent::consent_page)),
         (Method::POST, "/consent", post(consent::consent_submit)),
         (Method::POST, "/oauth2/token", post(token::token)),
-        (
-            Method::GET,
-            "/oauth2/userinfo",
-            get(resources::userinfo_get),
-        ),
+        (Method::GET, "/oauth2/userinfo", get(userinfo::userinfo_get)),
         (
             Method::POST,
             "/oauth2/userinfo",
-            post(resources::userinfo_post),
+            post(userinfo::userinfo_post),
         ),
-        (Method::POST, "/oauth2/revoke", post(resources::revoke)),
+        (Method::POST, "/oauth2/revoke", post(revocation::revoke)),
         (
             Method::POST,
             "/oauth2/introspect",
-            post(resources::introspect),
+            post(introspection::introspect),
         ),
         (Method::GET, "/logout", get(logout::logout_page)),
         (Method::POST, "/logout", post(logout::logout_submit)),
