@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -13,7 +12,7 @@ use opentrusty_oidc::scope::Scopes;
 
 use crate::authorize::{AUTHORIZE_PATH, encode, error_redirect, load_client, storage_page};
 use crate::browser_session::current_session;
-use crate::csrf::{csrf_ok, csrf_value, with_csrf_cookie};
+use crate::csrf::{CsrfForm, FormPage, csrf_value, with_csrf_cookie};
 use crate::http::{self, see_other};
 use crate::login::{bad_link, branding};
 use crate::{AuthState, pages};
@@ -49,21 +48,21 @@ pub async fn consent_page(
     with_csrf_cookie(&state, page, &csrf, fresh)
 }
 
+/// The consent page's form.
+pub(crate) struct ConsentPage;
+
+impl FormPage for ConsentPage {
+    const EXPIRED_TITLE: &'static str = "Your consent form expired";
+    const EXPIRED_MESSAGE: &'static str = "Go back to the application and start again.";
+}
+
 pub async fn consent_submit(
     State(state): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    CsrfForm(form, _): CsrfForm<ConsentPage>,
 ) -> Response {
-    let form = http::pairs(&body);
     let field = |n: &str| http::single(&form, n).ok().flatten();
-    if !csrf_ok(&state, &headers, field("csrf_token")) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Your consent form expired",
-            "Go back to the application and start again.",
-        );
-    }
     let pairs = http::pairs(field("request").unwrap_or("").as_bytes());
     let params = AuthorizeParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let (client, usable) = match load_client(&state, params.client_id.as_deref()).await {

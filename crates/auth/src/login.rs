@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
@@ -13,7 +12,7 @@ use opentrusty_core::email::Email;
 
 use crate::authorize::{continue_after_sign_in, pending_client, pending_client_id, storage_page};
 use crate::browser_session::SignIn;
-use crate::csrf::{csrf_ok, csrf_value, with_csrf_cookie};
+use crate::csrf::{CsrfForm, FormPage, csrf_value, with_csrf_cookie};
 use crate::http;
 use crate::sign_in::{self, SignInError};
 use crate::{AuthState, pages};
@@ -68,13 +67,20 @@ pub async fn login_page(
     with_csrf_cookie(&state, page, &csrf, fresh)
 }
 
+/// The sign-in page's form.
+pub(crate) struct LoginPage;
+
+impl FormPage for LoginPage {
+    const EXPIRED_TITLE: &'static str = "Your sign-in form expired";
+    const EXPIRED_MESSAGE: &'static str = "Reload the sign-in page and try again.";
+}
+
 pub async fn login_submit(
     State(state): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    CsrfForm(form, _): CsrfForm<LoginPage>,
 ) -> Response {
-    let form = http::pairs(&body);
     let field = |n: &str| http::single(&form, n).ok().flatten();
     let Some(return_to) = field("return_to") else {
         return bad_link();
@@ -97,13 +103,6 @@ pub async fn login_submit(
         Ok(_) => return bad_link(),
         Err(e) => return storage_page(e),
     };
-    if !csrf_ok(&state, &headers, field("csrf_token")) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Your sign-in form expired",
-            "Reload the sign-in page and try again.",
-        );
-    }
     let origin = http::origin(&headers, peer, None);
     let tenant = client.tenant_id;
     let (user, hash) = account.map_or((None, None), |(user, hash)| (Some(user), hash));

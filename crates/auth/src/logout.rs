@@ -5,9 +5,8 @@
 
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use opentrusty_core::secret::token_digest;
 use opentrusty_core::session::Session;
@@ -15,7 +14,7 @@ use opentrusty_oidc::redirect::with_params;
 use serde_json::Value;
 
 use crate::browser_session::current_session;
-use crate::csrf::{csrf_ok, csrf_value, with_csrf_cookie};
+use crate::csrf::{CsrfForm, FormPage, csrf_value, with_csrf_cookie};
 use crate::error::PageError;
 use crate::http::{self, SESSION_COOKIE, see_other};
 use crate::{AuthState, pages};
@@ -164,24 +163,20 @@ async fn sign_out(
 
 /// The confirmation form: the user chose to sign out (of the session this browser holds now),
 /// and the logout request it carries decides where the browser goes next.
+/// The sign-out confirmation's form.
+pub(crate) struct LogoutPage;
+
+impl FormPage for LogoutPage {
+    const EXPIRED_TITLE: &'static str = "Your sign-out form expired";
+    const EXPIRED_MESSAGE: &'static str = "Reload the page and try again.";
+}
+
 pub async fn logout_submit(
     State(state): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    CsrfForm(form, _): CsrfForm<LogoutPage>,
 ) -> Response {
-    let form = http::pairs(&body);
-    if !csrf_ok(
-        &state,
-        &headers,
-        http::single(&form, "csrf_token").ok().flatten(),
-    ) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Your sign-out form expired",
-            "Reload the page and try again.",
-        );
-    }
     let params = LogoutParams::from_pairs(&form);
     let hint = verified_hint(&state, &params).await;
     sign_out(&state, &headers, peer, &params, hint.as_ref()).await

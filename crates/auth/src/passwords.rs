@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +13,7 @@ use opentrusty_core::password::check_policy;
 use opentrusty_core::secret::token_digest;
 
 use crate::AuthState;
-use crate::csrf::{csrf_ok, csrf_value, with_csrf_cookie};
+use crate::csrf::{CsrfForm, FormPage, csrf_value, with_csrf_cookie};
 use crate::error::PageError;
 use crate::http;
 use crate::pages;
@@ -63,24 +62,32 @@ pub async fn enroll_page(
     with_csrf_cookie(&state, page, &csrf, fresh)
 }
 
+/// The enrollment page's form.
+pub(crate) struct EnrollPage;
+
+impl FormPage for EnrollPage {
+    const EXPIRED_TITLE: &'static str = "This form expired";
+    const EXPIRED_MESSAGE: &'static str = "Open the link again and set your password.";
+}
+
+/// The password change page's form.
+pub(crate) struct ChangePasswordPage;
+
+impl FormPage for ChangePasswordPage {
+    const EXPIRED_TITLE: &'static str = "This form expired";
+    const EXPIRED_MESSAGE: &'static str = "Open the page again and change your password.";
+}
+
 pub async fn enroll_submit(
     State(state): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    CsrfForm(form, _): CsrfForm<EnrollPage>,
 ) -> Response {
-    let form = http::pairs(&body);
     let field = |n: &str| http::single(&form, n).ok().flatten();
     let Some(token) = field("token") else {
         return dead_link();
     };
-    if !csrf_ok(&state, &headers, field("csrf_token")) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "This form expired",
-            "Open the link again and set your password.",
-        );
-    }
     let digest = token_digest(token);
     let pending = match state.store().find_enrollment_link(&digest, now()).await {
         Ok(Some(p)) => p,
@@ -165,21 +172,13 @@ pub async fn change_submit(
     State(state): State<AuthState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    CsrfForm(form, _): CsrfForm<ChangePasswordPage>,
 ) -> Response {
     let (session, user) = match signed_in(&state, &headers).await {
         Ok(v) => v,
         Err(page) => return page,
     };
-    let form = http::pairs(&body);
     let field = |n: &str| http::single(&form, n).ok().flatten();
-    if !csrf_ok(&state, &headers, field("csrf_token")) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "This form expired",
-            "Open the page again and change your password.",
-        );
-    }
     let csrf = field("csrf_token").unwrap_or_default();
     let again =
         |status, message: &str| pages::change_password(status, csrf, &user.email, Some(message));

@@ -961,6 +961,36 @@ async fn login_refuses_a_return_to_that_is_not_an_authorize_path_of_a_known_clie
     assert!(r.location().is_none());
 }
 
+/// Every page's form refuses a post without the CSRF cookie's value, before it looks at
+/// anything else: the page's "form expired" answer, 403, no cookie set and no redirect.
+#[tokio::test]
+async fn every_form_refuses_a_post_without_its_csrf_proof() {
+    let idp = Idp::sqlite().await;
+    let browser = Browser::new(&idp);
+    for (path, expired) in [
+        ("/login", "Your sign-in form expired"),
+        ("/consent", "Your consent form expired"),
+        ("/logout", "Your sign-out form expired"),
+        ("/enroll", "This form expired"),
+        ("/password", "This form expired"),
+    ] {
+        for csrf in [None, Some("forged-csrf-token-value")] {
+            let mut form = vec![
+                ("return_to", "/oauth2/authorize?client_id=x"),
+                ("token", "t"),
+            ];
+            if let Some(c) = csrf {
+                form.push(("csrf_token", c));
+            }
+            let r = browser.post(&idp.url(path), &form).await;
+            assert_eq!(r.status, 403, "{path} {csrf:?}: {}", r.body);
+            assert!(r.body.contains(expired), "{path}: {}", r.body);
+            assert!(r.location().is_none(), "{path}");
+            assert!(r.set_cookies().is_empty(), "{path}: {:?}", r.set_cookies());
+        }
+    }
+}
+
 #[tokio::test]
 async fn login_refuses_a_csrf_token_that_does_not_match_the_cookie() {
     let idp = Idp::sqlite().await;
