@@ -495,6 +495,7 @@ impl Tx {
 impl Store {
     /// The code with this digest, used or not (expired ones included: the caller decides),
     /// with its user.
+    #[cfg(feature = "test-support")]
     pub async fn find_authorization_code(
         &self,
         code_digest: &[u8; 32],
@@ -515,7 +516,7 @@ impl Store {
     }
 
     /// The live client with public id `client_id` and, when it exists, the code with this
-    /// digest as [`Store::find_authorization_code`] reads it: a code exchange's reads in one
+    /// digest as `Store::find_authorization_code` reads it: a code exchange's reads in one
     /// round trip. The code is read whoever it was issued to; the caller checks.
     pub async fn find_client_with_code(
         &self,
@@ -693,6 +694,7 @@ impl Store {
     }
 
     /// The refresh token with this digest, its family and the family's user.
+    #[cfg(feature = "test-support")]
     pub async fn find_refresh_token(
         &self,
         digest: &[u8; 32],
@@ -703,7 +705,7 @@ impl Store {
             .map(|(grant, _)| grant))
     }
 
-    /// [`Store::find_refresh_token`] with the public id of the token's client while that client
+    /// `Store::find_refresh_token` with the public id of the token's client while that client
     /// is live (`None` once deleted), in one round trip: what introspection answers.
     pub async fn find_refresh_token_with_client(
         &self,
@@ -735,7 +737,7 @@ impl Store {
     }
 
     /// The live client with public id `client_id` and, when it exists, the refresh token with
-    /// this digest as [`Store::find_refresh_token`] reads it, in one round trip.
+    /// this digest as `Store::find_refresh_token` reads it, in one round trip.
     pub async fn find_client_with_refresh_token(
         &self,
         client_id: &str,

@@ -49,9 +49,9 @@ pub use grants::{
 };
 pub use janitor::Swept;
 pub use keys::{NewSigningKey, StoredKey};
-pub use migrate::{
-    AppliedMigration, Lock, LockKind, MIGRATIONS, Migration, MigrationStatus, schema_fingerprint,
-};
+#[cfg(feature = "test-support")]
+pub use migrate::schema_fingerprint;
+pub use migrate::{AppliedMigration, Lock, LockKind, MIGRATIONS, Migration, MigrationStatus};
 pub use rbac::Subject;
 pub use settlement::{PUBLISH_EVERY as SETTLEMENT_PUBLISH_EVERY, WRITER_GONE_AFTER};
 pub use tokens::{Confirmation, NewAccessToken, NewAuthorizationCode, NewTokenFamily};

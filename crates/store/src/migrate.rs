@@ -207,6 +207,7 @@ impl Migration {
 
 /// A digest of every embedded migration in both dialects: equal fingerprints mean equal schemas.
 /// Test harnesses key their migrated template databases on it.
+#[cfg(feature = "test-support")]
 pub fn schema_fingerprint() -> String {
     let all: String = MIGRATIONS
         .iter()

@@ -396,6 +396,7 @@ impl Store {
     }
 
     /// The seeded role → permission table, as `(role, permission)` names, sorted.
+    #[cfg(feature = "test-support")]
     pub async fn role_permission_table(&self) -> Result<Vec<(String, String)>, StoreError> {
         Ok(on_pool!(self, |pool| sqlx::query_as(
             "SELECT role_name, permission_name FROM role_permissions \
@@ -406,6 +407,7 @@ impl Store {
     }
 
     /// Every permission name in the database, sorted.
+    #[cfg(feature = "test-support")]
     pub async fn permission_names(&self) -> Result<Vec<String>, StoreError> {
         Ok(on_pool!(self, |pool| sqlx::query_scalar(
             "SELECT name FROM permissions ORDER BY name"

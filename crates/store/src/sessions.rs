@@ -335,6 +335,7 @@ impl Store {
     }
 
     /// The session a cookie digest names, if it has not expired at `at`.
+    #[cfg(feature = "test-support")]
     pub async fn find_session(
         &self,
         token_digest: &[u8; 32],

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::batch::{ClientTokenWrite, TokenWrite};
 use crate::rows::DbTime;
-use crate::{Store, StoreError, Tx, on_pool, on_tx};
+use crate::{Store, StoreError, Tx, on_tx};
 
 /// An authorization code to store, bound to everything the token request must match.
 #[derive(Debug, Clone)]
@@ -407,6 +407,7 @@ impl Store {
 
     /// Whether the access token `jti` is usable at `at`: recorded, unexpired, not revoked, its
     /// family (if any) not revoked, its client and tenant not deleted.
+    #[cfg(feature = "test-support")]
     pub async fn access_token_active(&self, jti: Uuid, at: Timestamp) -> Result<bool, StoreError> {
         Ok(self
             .find_access_token(jti, at)
@@ -415,11 +416,12 @@ impl Store {
     }
 
     /// Whether a refresh-token family is revoked; `None` if there is no such family.
+    #[cfg(feature = "test-support")]
     pub async fn token_family_revoked(
         &self,
         id: TokenFamilyId,
     ) -> Result<Option<bool>, StoreError> {
-        let revoked: Option<Option<DbTime>> = on_pool!(self, |pool| sqlx::query_scalar(
+        let revoked: Option<Option<DbTime>> = crate::on_pool!(self, |pool| sqlx::query_scalar(
             "SELECT revoked_at FROM token_families WHERE id = $1"
         )
         .bind(id.0)
@@ -429,12 +431,13 @@ impl Store {
     }
 
     /// Whether an unredeemed, unexpired authorization code with this digest exists.
+    #[cfg(feature = "test-support")]
     pub async fn authorization_code_pending(
         &self,
         code_digest: &[u8; 32],
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let found: Option<i32> = on_pool!(self, |pool| sqlx::query_scalar(
+        let found: Option<i32> = crate::on_pool!(self, |pool| sqlx::query_scalar(
             "SELECT 1 FROM authorization_codes \
              WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2"
         )

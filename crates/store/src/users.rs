@@ -176,6 +176,7 @@ impl Store {
 
     /// What a password sign-in needs in one round trip: the live user of `tenant` (or, when
     /// `None`, the platform operator) with this normalised email, and their password hash.
+    #[cfg(feature = "test-support")]
     pub async fn find_user_for_sign_in(
         &self,
         tenant: Option<TenantId>,
@@ -220,7 +221,7 @@ impl Store {
     /// A sign-in form's reads in one round trip: the live client with public id `client_id`
     /// (as [`Store::find_client_for_request`] reads it) and, when `email_normalized` is given,
     /// the live user of the client's tenant with that email and their password hash (as
-    /// [`Store::find_user_for_sign_in`] reads them).
+    /// `Store::find_user_for_sign_in` reads them).
     pub async fn find_client_with_sign_in(
         &self,
         client_id: &str,
