@@ -11,7 +11,7 @@ use opentrusty_oidc::pkce;
 use opentrusty_oidc::scope::Scopes;
 use opentrusty_store::{CodeGrant, NewTokenFamily, Redemption};
 
-use super::{Issued, grant_user, mint_access_token, mint_id_token, param};
+use super::{Issued, SignInContext, grant_user, mint_user_tokens, param};
 use crate::AuthState;
 use crate::error::JsonError;
 use crate::http::Form;
@@ -90,26 +90,12 @@ pub(super) async fn exchange(
     let user = grant_user(client, grant.user.take())?;
     let scopes = Scopes::parse(&grant.scope).unwrap_or_default();
     let scope = scopes.to_string();
-    let subject = user.id.to_string();
-    let minted = mint_access_token(state, client, &subject, Some(user.id), &scope, at).await?;
-    let id_token = if scopes.contains("openid") {
-        Some(
-            mint_id_token(
-                state,
-                client,
-                &user,
-                &scopes,
-                grant.nonce.as_deref(),
-                grant.auth_time.unix_timestamp(),
-                grant.session_id.map(|s| s.to_string()),
-                &minted.token,
-                at,
-            )
-            .await?,
-        )
-    } else {
-        None
+    let sign_in = SignInContext {
+        nonce: grant.nonce.as_deref(),
+        auth_time: grant.auth_time.unix_timestamp(),
+        session: grant.session_id,
     };
+    let (minted, id_token) = mint_user_tokens(state, client, &user, &scopes, sign_in, at).await?;
     let refresh = client
         .grant_types
         .contains(&GrantType::RefreshToken)

@@ -233,6 +233,48 @@ async fn mint_id_token(
         .map_err(|_| JsonError::new(ErrorCode::ServerError, "signing failed"))
 }
 
+/// The sign-in an ID token speaks of: the request's nonce, when the user signed in, and the
+/// browser session (`sid`).
+struct SignInContext<'a> {
+    nonce: Option<&'a str>,
+    auth_time: i64,
+    session: Option<opentrusty_core::SessionId>,
+}
+
+/// The access token for `user` with `scopes`, and the ID token beside it when `openid` was
+/// granted.
+async fn mint_user_tokens(
+    state: &AuthState,
+    client: &OAuthClient,
+    user: &User,
+    scopes: &Scopes,
+    sign_in: SignInContext<'_>,
+    at: Timestamp,
+) -> Result<(Minted, Option<String>), JsonError> {
+    let scope = scopes.to_string();
+    let subject = user.id.to_string();
+    let minted = mint_access_token(state, client, &subject, Some(user.id), &scope, at).await?;
+    let id_token = if scopes.contains("openid") {
+        Some(
+            mint_id_token(
+                state,
+                client,
+                user,
+                scopes,
+                sign_in.nonce,
+                sign_in.auth_time,
+                sign_in.session.map(|s| s.to_string()),
+                &minted.token,
+                at,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    Ok((minted, id_token))
+}
+
 /// The user a grant speaks for (read with the grant), if still allowed to get tokens for
 /// `client`.
 fn grant_user(client: &OAuthClient, user: Option<User>) -> Result<User, JsonError> {

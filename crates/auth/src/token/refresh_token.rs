@@ -9,7 +9,7 @@ use opentrusty_oidc::error::ErrorCode;
 use opentrusty_oidc::scope::Scopes;
 use opentrusty_store::{RefreshGrant, Rotation};
 
-use super::{Issued, grant_user, mint_access_token, mint_id_token, param, requested_scope};
+use super::{Issued, SignInContext, grant_user, mint_user_tokens, param, requested_scope};
 use crate::AuthState;
 use crate::error::JsonError;
 use crate::http::Form;
@@ -70,33 +70,12 @@ pub(super) async fn exchange(
     }
     let user = grant_user(client, grant.user.take())?;
     let scope = scopes.to_string();
-    let minted = mint_access_token(
-        state,
-        client,
-        &user.id.to_string(),
-        Some(user.id),
-        &scope,
-        at,
-    )
-    .await?;
-    let id_token = if scopes.contains("openid") {
-        Some(
-            mint_id_token(
-                state,
-                client,
-                &user,
-                &scopes,
-                None,
-                grant.auth_time.map_or(0, |t| t.unix_timestamp()),
-                grant.session_id.map(|s| s.to_string()),
-                &minted.token,
-                at,
-            )
-            .await?,
-        )
-    } else {
-        None
+    let sign_in = SignInContext {
+        nonce: None,
+        auth_time: grant.auth_time.map_or(0, |t| t.unix_timestamp()),
+        session: grant.session_id,
     };
+    let (minted, id_token) = mint_user_tokens(state, client, &user, &scopes, sign_in, at).await?;
     let next = random_token();
     if !grant.offline
         && let (Some(session), Some((_, last_seen_at))) = (grant.session_id, grant.session)
