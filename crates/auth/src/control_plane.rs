@@ -15,21 +15,60 @@ use serde_json::{Value, json};
 
 use crate::AuthState;
 use crate::browser_session::SignIn;
+use crate::error::JsonError;
 use crate::http::{self, SESSION_COOKIE, no_store_json};
 use crate::sign_in::{self, SignInError};
 
-fn bad_request(description: &str) -> Response {
-    no_store_json(
-        StatusCode::BAD_REQUEST,
-        json!({ "error": "invalid_request", "error_description": description }),
-    )
+/// Why the console's sign-in refuses a request.
+enum Refusal {
+    /// Not `application/json`.
+    NotJson,
+    Malformed(&'static str),
+    /// A wrong password, an unknown email, a locked or ambiguous account: one answer for all.
+    InvalidCredentials,
+    /// Too many sign-ins are being checked at once.
+    Busy,
+    Failed(JsonError),
 }
 
-fn invalid_credentials() -> Response {
-    no_store_json(
-        StatusCode::UNAUTHORIZED,
-        json!({ "error": "invalid_credentials", "error_description": "invalid email or password" }),
-    )
+impl From<opentrusty_store::StoreError> for Refusal {
+    fn from(e: opentrusty_store::StoreError) -> Self {
+        Refusal::Failed(JsonError::from(e))
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, error, description) = match self {
+            Refusal::NotJson => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "send the body as application/json",
+            ),
+            Refusal::Malformed(description) => {
+                (StatusCode::BAD_REQUEST, "invalid_request", description)
+            }
+            Refusal::InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "invalid email or password",
+            ),
+            Refusal::Busy => {
+                let mut r = no_store_json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": "temporarily_unavailable", "error_description": "too many sign-ins right now; retry shortly" }),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                return r;
+            }
+            Refusal::Failed(e) => return e.into_response(),
+        };
+        no_store_json(
+            status,
+            json!({ "error": error, "error_description": description }),
+        )
+    }
 }
 
 /// Browser rules of the console's sign-in and sign-out: a request whose `Origin` is neither the
@@ -86,45 +125,62 @@ pub async fn console_edge(State(state): State<AuthState>, req: Request, next: Ne
     r
 }
 
-pub async fn login(
-    State(state): State<AuthState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    // A JSON content type cannot be sent cross-site without a CORS preflight, which only the
-    // console's origins pass: no login CSRF through a form posting text/plain.
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return no_store_json(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            json!({ "error": "invalid_request", "error_description": "send the body as application/json" }),
-        );
+/// What the console's sign-in posts.
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+impl Credentials {
+    /// The email and password of a JSON body, with no tenant: the account names it.
+    fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Credentials, Refusal> {
+        // A JSON content type cannot be sent cross-site without a CORS preflight, which only the
+        // console's origins pass: no login CSRF through a form posting text/plain.
+        let is_json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(Refusal::NotJson);
+        }
+        if headers.contains_key("x-tenant-id") {
+            return Err(Refusal::Malformed(
+                "the tenant is derived from the account; do not send X-Tenant-ID",
+            ));
+        }
+        let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+            return Err(Refusal::Malformed(
+                "the body must be a JSON object with email and password",
+            ));
+        };
+        if fields.contains_key("tenant_id") {
+            return Err(Refusal::Malformed(
+                "the tenant is derived from the account; do not send tenant_id",
+            ));
+        }
+        match (
+            fields.get("email").and_then(Value::as_str),
+            fields.get("password").and_then(Value::as_str),
+        ) {
+            (Some(email), Some(password)) => Ok(Credentials {
+                email: email.to_owned(),
+                password: password.to_owned(),
+            }),
+            _ => Err(Refusal::Malformed("email and password are required")),
+        }
     }
-    if headers.contains_key("x-tenant-id") {
-        return bad_request("the tenant is derived from the account; do not send X-Tenant-ID");
-    }
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
-        return bad_request("the body must be a JSON object with email and password");
-    };
-    if fields.contains_key("tenant_id") {
-        return bad_request("the tenant is derived from the account; do not send tenant_id");
-    }
-    let (Some(email), Some(password)) = (
-        fields.get("email").and_then(Value::as_str),
-        fields.get("password").and_then(Value::as_str),
-    ) else {
-        return bad_request("email and password are required");
-    };
-    let accounts = match Email::parse(email) {
-        Ok(e) => match state.store().control_plane_accounts(e.normalized()).await {
-            Ok(a) => a,
-            Err(e) => return crate::error::JsonError::from(e).into_response(),
-        },
+}
+
+/// The account `credentials` sign in to, checked by `sign_in::verify`: the one user holding a
+/// control-plane role under that email (several, or none, is a refusal like a wrong password).
+async fn verify(
+    state: &AuthState,
+    credentials: &Credentials,
+    origin: &opentrusty_core::audit::Origin,
+) -> Result<opentrusty_core::user::User, Refusal> {
+    let accounts = match Email::parse(&credentials.email) {
+        Ok(e) => state.store().control_plane_accounts(e.normalized()).await?,
         Err(_) => Vec::new(),
     };
     if accounts.len() > 1 {
@@ -139,33 +195,37 @@ pub async fn login(
         None
     };
     let hash = match &account {
-        Some(u) => match state.store().password_hash(u.id).await {
-            Ok(h) => h,
-            Err(e) => return crate::error::JsonError::from(e).into_response(),
-        },
+        Some(u) => state.store().password_hash(u.id).await?,
         None => None,
     };
     let attempt = sign_in::Attempt {
         tenant: account.as_ref().and_then(|u| u.tenant_id),
         user: account,
         hash,
-        password,
+        password: &credentials.password,
         refusal: "invalid_credentials",
     };
-    let origin = http::origin(&headers, peer, None);
-    let user = match sign_in::verify(&state, attempt, &origin).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return invalid_credentials(),
-        Err(SignInError::Store(e)) => return crate::error::JsonError::from(e).into_response(),
-        Err(SignInError::Saturated) => {
-            let mut r = no_store_json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({ "error": "temporarily_unavailable", "error_description": "too many sign-ins right now; retry shortly" }),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-            return r;
-        }
+    match sign_in::verify(state, attempt, origin).await {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(Refusal::InvalidCredentials),
+        Err(SignInError::Store(e)) => Err(e.into()),
+        Err(SignInError::Saturated) => Err(Refusal::Busy),
+    }
+}
+
+pub async fn login(
+    State(state): State<AuthState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let credentials = match Credentials::decode(&headers, &body) {
+        Ok(c) => c,
+        Err(refused) => return refused.into_response(),
+    };
+    let user = match verify(&state, &credentials, &http::origin(&headers, peer, None)).await {
+        Ok(u) => u,
+        Err(refused) => return refused.into_response(),
     };
     let origin = http::origin(&headers, peer, Some(Actor::User(user.id)));
     let started = match SignIn::new(&state, &headers, &user, origin)
@@ -173,7 +233,7 @@ pub async fn login(
         .await
     {
         Ok(s) => s,
-        Err(e) => return crate::error::JsonError::from(e).into_response(),
+        Err(e) => return JsonError::from(e).into_response(),
     };
     let mut r = no_store_json(
         StatusCode::OK,
@@ -200,7 +260,7 @@ pub async fn logout(
             .end_session(&token_digest(&cookie), &origin)
             .await
         {
-            return crate::error::JsonError::from(e).into_response();
+            return JsonError::from(e).into_response();
         }
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
