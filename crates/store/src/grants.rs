@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use crate::ClientAccess;
 use crate::clients::{ClientAccessRow, client_access_select};
-use crate::grant_writes::{RedeemWrite, RotateWrite};
+use crate::postgres::grant_writes::{RedeemWrite, RotateWrite};
+use crate::postgres::settlement::{Replay, Spend};
 use crate::rows::{ByName, DbTime};
-use crate::settlement::{Replay, Spend};
 use crate::tokens::{NewAccessToken, NewTokenFamily};
 use crate::users::UserRow;
 use crate::{Store, StoreError, Tx, on_pool, on_tx};
@@ -579,7 +579,7 @@ impl Store {
             let family_id = write.family_id;
             let group = self.group_commits.as_ref().map(|g| &g.redemptions);
             let flight = self.settlement.send(at.0);
-            match crate::batch::write(pool, self.statement_deadline, group, write).await {
+            match crate::postgres::batch::write(pool, self.statement_deadline, group, write).await {
                 Ok(true) => return Ok(Redemption::Issued(family_id)),
                 Ok(false) => {}
                 Err(StoreError::InDoubt(_)) => {
@@ -811,7 +811,7 @@ impl Store {
             let write = RotateWrite::new(old, new, access, origin, at);
             let group = self.group_commits.as_ref().map(|g| &g.rotations);
             let flight = self.settlement.send(at);
-            match crate::batch::write(pool, self.statement_deadline, group, write).await {
+            match crate::postgres::batch::write(pool, self.statement_deadline, group, write).await {
                 Ok(true) => return Ok(Attempt::Done(Rotation::Rotated)),
                 Ok(false) => {}
                 Err(StoreError::InDoubt(_)) => {

@@ -4,7 +4,6 @@
 //! Every operation that changes state writes its audit event in the same transaction.
 
 mod audit;
-mod batch;
 mod bootstrap;
 mod callers;
 mod changes;
@@ -14,16 +13,15 @@ mod clients;
 mod consents;
 mod enrollment;
 mod error;
-mod grant_writes;
 mod grants;
 mod janitor;
 mod keys;
 mod migrate;
 pub mod outage;
+mod postgres;
 mod rbac;
 mod rows;
 mod sessions;
-mod settlement;
 mod tenants;
 mod tokens;
 mod users;
@@ -52,8 +50,8 @@ pub use keys::{NewSigningKey, StoredKey};
 #[cfg(feature = "test-support")]
 pub use migrate::schema_fingerprint;
 pub use migrate::{AppliedMigration, Lock, LockKind, MIGRATIONS, Migration, MigrationStatus};
+pub use postgres::settlement::{PUBLISH_EVERY as SETTLEMENT_PUBLISH_EVERY, WRITER_GONE_AFTER};
 pub use rbac::Subject;
-pub use settlement::{PUBLISH_EVERY as SETTLEMENT_PUBLISH_EVERY, WRITER_GONE_AFTER};
 pub use tokens::{Confirmation, NewAccessToken, NewAuthorizationCode, NewTokenFamily};
 pub use users::UserFilter;
 
@@ -121,7 +119,7 @@ enum Db {
 pub struct Store {
     db: Db,
     /// PostgreSQL only: the group commits of issued tokens and grant writes (`batch.rs`).
-    group_commits: Option<Arc<batch::GroupCommits>>,
+    group_commits: Option<Arc<postgres::batch::GroupCommits>>,
     /// PostgreSQL only: shared client look-ups (`client_reads.rs`).
     client_reader: Option<Arc<client_reads::ClientReader>>,
     /// Clients remembered for client-credentials issuance (`client_cache.rs`).
@@ -129,7 +127,7 @@ pub struct Store {
     /// SQLite only: whose turn it is to write in this process (`SqliteTx::begin`).
     sqlite_writers: Arc<tokio::sync::Mutex<()>>,
     /// This process's grant writes in flight and in doubt (`settlement.rs`).
-    settlement: Arc<settlement::Settlement>,
+    settlement: Arc<postgres::settlement::Settlement>,
     /// Changes to what processes keep copies of (`changes.rs`).
     changes: Arc<changes::Changes>,
     /// [`ConnectOptions::statement_deadline`].
@@ -432,7 +430,7 @@ impl Store {
         };
         let (group_commits, client_reader) = match &db {
             Db::Postgres(pool) => (
-                Some(batch::GroupCommits::start(pool, deadline)),
+                Some(postgres::batch::GroupCommits::start(pool, deadline)),
                 Some(client_reads::ClientReader::start(pool.clone(), deadline)),
             ),
             Db::Sqlite(_) => (None, None),
@@ -443,7 +441,7 @@ impl Store {
             client_reader,
             remembered_clients: Arc::default(),
             sqlite_writers: Arc::default(),
-            settlement: settlement::Settlement::new(),
+            settlement: postgres::settlement::Settlement::new(),
             changes: Arc::default(),
             statement_deadline: deadline,
         })

@@ -9,7 +9,7 @@ use opentrusty_core::{ClientId, SessionId, TenantId, Timestamp, UserId, now};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::batch::{ClientTokenWrite, TokenWrite};
+use crate::postgres::batch::{ClientTokenWrite, TokenWrite};
 use crate::rows::DbTime;
 use crate::{Store, StoreError, Tx, on_tx};
 
@@ -328,7 +328,7 @@ impl Store {
             && let crate::Db::Postgres(pool) = &self.db
         {
             let group = self.group_commits.as_ref().map(|g| &g.tokens);
-            crate::batch::write(
+            crate::postgres::batch::write(
                 pool,
                 self.statement_deadline,
                 group,
@@ -374,7 +374,7 @@ impl Store {
             crate::Db::Postgres(pool) => {
                 let group = self.group_commits.as_ref().map(|g| &g.client_tokens);
                 let write = ClientTokenWrite::new(access, revision, origin);
-                crate::batch::write(pool, self.statement_deadline, group, write).await?
+                crate::postgres::batch::write(pool, self.statement_deadline, group, write).await?
             }
             crate::Db::Sqlite(pool) => {
                 let event = client_token_event(access, origin);

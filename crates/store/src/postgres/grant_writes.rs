@@ -8,7 +8,7 @@ use opentrusty_core::audit::{AuditEvent, Origin, action};
 use opentrusty_core::ids::TokenFamilyId;
 
 use crate::StoreError;
-use crate::batch::{
+use crate::postgres::batch::{
     GroupWrite, SharedColumns, WritePool, access_arrays, audit_arrays, first_column,
 };
 use crate::tokens::{NewAccessToken, NewTokenFamily, issue_event};

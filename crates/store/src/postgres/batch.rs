@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::grant_writes::{RedeemWrite, RotateWrite};
+use crate::postgres::grant_writes::{RedeemWrite, RotateWrite};
 use crate::tokens::{NewAccessToken, PgQuery, client_token_event, issue_event};
 
 /// Most writes one statement makes; more waiting callers go into the next batch.
