@@ -12,14 +12,12 @@
 
 mod support;
 
-use opentrusty_core::audit::Origin;
-use opentrusty_core::email::Email;
 use opentrusty_testkit::TestDb;
 use reqwest::Method;
 use serde_json::json;
 use support::{
     ALICE, Browser, CALLBACK, CONFIDENTIAL, Idp, PASSWORD, Reply, SIGNED_OUT, Server, code_params,
-    exchange_code, fast_hash, free_port, http, inputs, pkce,
+    exchange_code, free_port, http, inputs, pkce,
 };
 
 const ROOT: &str = "root@platform.example";
@@ -43,14 +41,7 @@ const COOKIE_FORMS: &[&str] = &["/login", "/consent", "/password", "/enroll", "/
 
 async fn start(db: TestDb) -> (Idp, Server) {
     let idp = Idp::start(db).await;
-    idp.store
-        .bootstrap_platform_admin(
-            &Email::parse(ROOT).unwrap(),
-            &fast_hash(PASSWORD),
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    support::bootstrap_platform_admin(&idp.store, ROOT, PASSWORD).await;
     let mut admin = Server::admin(idp.dir.path(), idp.db.url(), free_port(), &idp.issuer());
     admin.wait_healthy().await;
     (idp, admin)

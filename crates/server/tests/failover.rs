@@ -500,13 +500,8 @@ async fn token(
     client: TestClient,
     form: &[(&str, &str)],
 ) -> (Option<(u16, bool)>, Value) {
-    let mut req = http().post(format!("{base}/oauth2/token"));
-    let mut form = form.to_vec();
-    match client.secret {
-        Some(s) => req = req.basic_auth(client.client_id, Some(s)),
-        None => form.push(("client_id", client.client_id)),
-    }
-    let (status, body, _) = send(req.form(&form)).await;
+    let (status, body, _) =
+        send(support::token_request_to(base, client, form).timeout(Duration::from_secs(20))).await;
     (status, body)
 }
 
@@ -967,14 +962,7 @@ async fn a_patroni_failover_and_switchover_lose_nothing_acknowledged() {
         .unwrap();
     store.migrate().await.unwrap();
     let seed = support::seed(&store).await;
-    store
-        .bootstrap_platform_admin(
-            &opentrusty_core::email::Email::parse(ROOT).unwrap(),
-            &support::fast_hash(PASSWORD),
-            &opentrusty_core::audit::Origin::system(),
-        )
-        .await
-        .unwrap();
+    support::bootstrap_platform_admin(&store, ROOT, PASSWORD).await;
     store.close().await;
 
     let dir = tempfile::tempdir().unwrap();

@@ -193,23 +193,14 @@ async fn relay(client: TcpStream, server: TcpStream, state: Arc<Mutex<ProxyState
     to_client.abort();
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
 /// A token request to `base` as `client`: status, `Retry-After`, body.
 async fn token(
     base: &str,
     client: TestClient,
     form: &[(&str, &str)],
 ) -> (u16, Option<String>, Value) {
-    let r = http()
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth(client.client_id, client.secret)
-        .form(form)
+    let r = support::token_request_to(base, client, form)
+        .timeout(Duration::from_secs(30))
         .send()
         .await
         .unwrap();

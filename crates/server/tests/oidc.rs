@@ -30,7 +30,6 @@ use openidconnect::{
     TokenIntrospectionResponse as _, TokenResponse as _,
 };
 use opentrusty_core::audit::Origin;
-use opentrusty_core::email::Email;
 use opentrusty_core::rbac::{Role, Scope as RbacScope};
 use opentrusty_core::user::NewUser;
 use opentrusty_store::{Backend, BootstrapOutcome, Subject};
@@ -1798,15 +1797,7 @@ async fn control_plane_login(browser: &Browser, idp: &Idp, body: Value) -> Reply
 const OPERATOR: &str = "ops@platform.example";
 
 async fn bootstrap_operator(idp: &Idp) {
-    let outcome = idp
-        .store
-        .bootstrap_platform_admin(
-            &Email::parse(OPERATOR).unwrap(),
-            &fast_hash(PASSWORD),
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    let outcome = support::bootstrap_platform_admin(&idp.store, OPERATOR, PASSWORD).await;
     assert!(matches!(outcome, BootstrapOutcome::Created(_)));
 }
 

@@ -14,7 +14,6 @@
 mod support;
 
 use opentrusty_core::audit::Origin;
-use opentrusty_core::email::Email;
 use opentrusty_testkit::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -32,14 +31,7 @@ struct Planes {
 
 async fn start(db: TestDb) -> Planes {
     let store = db.store().await;
-    store
-        .bootstrap_platform_admin(
-            &Email::parse(ROOT).unwrap(),
-            &fast_hash(ROOT_PASSWORD),
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    support::bootstrap_platform_admin(&store, ROOT, ROOT_PASSWORD).await;
     store.close().await;
     let dir = tempfile::tempdir().unwrap();
     let mut auth = Server::auth(dir.path(), db.url(), free_port());

@@ -541,14 +541,7 @@ async fn nginx_spreads_each_plane_over_its_processes(db: TestDb) {
     const ROOT: &str = "root@platform.example";
     let store = db.store().await;
     let seed = support::seed(&store).await;
-    store
-        .bootstrap_platform_admin(
-            &opentrusty_core::email::Email::parse(ROOT).unwrap(),
-            &support::fast_hash(support::PASSWORD),
-            &opentrusty_core::audit::Origin::system(),
-        )
-        .await
-        .unwrap();
+    support::bootstrap_platform_admin(&store, ROOT, support::PASSWORD).await;
     store.close().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut auth, mut admin) = support::fleet(dir.path(), db.url(), 3, 2).await;

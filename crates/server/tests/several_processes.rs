@@ -17,7 +17,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use opentrusty_core::audit::Origin;
-use opentrusty_core::email::Email;
 use opentrusty_core::ids::UserId;
 use opentrusty_core::rbac::{Role, Scope};
 use opentrusty_core::user::NewUser;
@@ -46,14 +45,7 @@ async fn start(db: TestDb) -> (Fleet, support::Seed, UserId) {
     let backend = store.backend();
     let seed = support::seed(&store).await;
     let origin = Origin::system();
-    store
-        .bootstrap_platform_admin(
-            &Email::parse(ROOT).unwrap(),
-            &fast_hash(ROOT_PASSWORD),
-            &origin,
-        )
-        .await
-        .unwrap();
+    support::bootstrap_platform_admin(&store, ROOT, ROOT_PASSWORD).await;
     let locked = store
         .create_user(
             &NewUser::new(Some(seed.tenant_a), LOCKED, None, None).unwrap(),

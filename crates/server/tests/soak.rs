@@ -17,13 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use opentrusty_core::audit::Origin;
-use opentrusty_core::email::Email;
 use opentrusty_testkit::TestDb;
 use serde_json::{Value, json};
 use support::{
-    ALICE, Browser, FIRST_PARTY, Idp, PASSWORD, Server, code_params, exchange_code, fast_hash,
-    free_port, http, introspect, pkce, refresh, userinfo,
+    ALICE, Browser, FIRST_PARTY, Idp, PASSWORD, Server, code_params, exchange_code, free_port,
+    http, introspect, pkce, refresh, userinfo,
 };
 
 const ROOT: &str = "root@platform.example";
@@ -203,14 +201,7 @@ async fn soak(db: TestDb) {
         .unwrap_or(60)
         .max(20);
     let idp = Idp::start_with(db, &[("OPENTRUSTY_LOG_LEVEL", "warn")]).await;
-    idp.store
-        .bootstrap_platform_admin(
-            &Email::parse(ROOT).unwrap(),
-            &fast_hash(PASSWORD),
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    support::bootstrap_platform_admin(&idp.store, ROOT, PASSWORD).await;
     let mut admin = Server::start(
         idp.dir.path(),
         "admin",

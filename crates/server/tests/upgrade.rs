@@ -20,14 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use opentrusty_core::audit::Origin;
-use opentrusty_core::email::Email;
 use opentrusty_testkit::TestDb;
 use reqwest::Url;
 use serde_json::{Value, json};
 use support::{
-    ALICE, Browser, FIRST_PARTY, PASSWORD, SERVICE, Server, TestClient, code_params, fast_hash,
-    free_port, http, pkce,
+    ALICE, Browser, FIRST_PARTY, PASSWORD, SERVICE, Server, TestClient, code_params, free_port,
+    http, pkce,
 };
 
 const ROOT: &str = "root@platform.example";
@@ -161,13 +159,10 @@ impl Fleet {
 }
 
 async fn token(base: &str, client: TestClient, form: &[(&str, &str)]) -> (u16, Value) {
-    let mut req = http().post(format!("{base}/oauth2/token"));
-    let mut form = form.to_vec();
-    match client.secret {
-        Some(s) => req = req.basic_auth(client.client_id, Some(s)),
-        None => form.push(("client_id", client.client_id)),
-    }
-    let r = req.form(&form).send().await.unwrap();
+    let r = support::token_request_to(base, client, form)
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -312,14 +307,7 @@ async fn a_rolling_upgrade_loses_nothing(db: TestDb) {
     // The fixtures are written by the current store: only tables both releases share.
     let store = db.store().await;
     let seed = support::seed(&store).await;
-    store
-        .bootstrap_platform_admin(
-            &Email::parse(ROOT).unwrap(),
-            &fast_hash(PASSWORD),
-            &Origin::system(),
-        )
-        .await
-        .unwrap();
+    support::bootstrap_platform_admin(&store, ROOT, PASSWORD).await;
     store.close().await;
     // One issuer for the plane, as behind a load balancer: the first process's address.
     let port = free_port();

@@ -104,6 +104,31 @@ pub fn fast_hash(password: &str) -> String {
     .hash(password)
 }
 
+/// Makes `email` the platform administrator, signing in with `password` (hashed quickly).
+pub async fn bootstrap_platform_admin(
+    store: &Store,
+    email: &str,
+    password: &str,
+) -> opentrusty_store::BootstrapOutcome {
+    store
+        .bootstrap_platform_admin(
+            &opentrusty_core::email::Email::parse(email).unwrap(),
+            &fast_hash(password),
+            &Origin::system(),
+        )
+        .await
+        .unwrap()
+}
+
+/// A token request to `base` as `client`.
+pub fn token_request_to(
+    base: &str,
+    client: TestClient,
+    form: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    client_post(format!("{base}/oauth2/token"), ClientAuth::of(client), form)
+}
+
 fn new_client(tenant: TenantId, c: TestClient) -> NewClient {
     let method = if c.secret.is_some() {
         TokenEndpointAuthMethod::ClientSecretBasic
@@ -822,13 +847,22 @@ pub async fn post_form(
     auth: ClientAuth<'_>,
     form: &[(&str, &str)],
 ) -> Reply {
+    Reply::read(client_post(idp.url(path), auth, form).send().await.unwrap()).await
+}
+
+/// A form post to `url` as `auth`: HTTP Basic, or `client_id` in the form for a public client.
+pub fn client_post(
+    url: String,
+    auth: ClientAuth<'_>,
+    form: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
     let mut form: Vec<(&str, &str)> = form.to_vec();
-    let mut req = http().post(idp.url(path));
+    let mut req = http().post(url);
     match auth {
         ClientAuth::Basic(id, secret) => req = req.basic_auth(id, Some(secret)),
         ClientAuth::Public(id) => form.push(("client_id", id)),
     }
-    Reply::read(req.form(&form).send().await.unwrap()).await
+    req.form(&form)
 }
 
 pub async fn token_request(idp: &Idp, auth: ClientAuth<'_>, form: &[(&str, &str)]) -> Reply {
