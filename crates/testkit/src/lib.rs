@@ -1,8 +1,11 @@
-//! Test support: throwaway databases. SQLite databases are files in a temporary directory.
-//! PostgreSQL databases are created per test from a template migrated once per schema version
-//! (keyed by the migrations' fingerprint), on the server named by `OPENTRUSTY_TEST_DATABASE_URL`,
-//! and dropped when the test ends. With the variable set and the server unreachable, tests
-//! panic: a PostgreSQL run never silently turns into an SQLite-only run.
+//! Test support: throwaway databases, and the seeded world most tests share (`world`). SQLite
+//! databases are files in a temporary directory. PostgreSQL databases are created per test from
+//! a template migrated once per schema version (keyed by the migrations' fingerprint), on the
+//! server named by `OPENTRUSTY_TEST_DATABASE_URL`, and dropped when the test ends. With the
+//! variable set and the server unreachable, tests panic: a PostgreSQL run never silently turns
+//! into an SQLite-only run.
+
+pub mod world;
 
 use std::time::Duration;
 
