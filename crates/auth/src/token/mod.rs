@@ -7,6 +7,8 @@ mod authorization_code;
 mod client_auth;
 mod client_credentials;
 mod refresh_token;
+#[cfg(test)]
+mod test_world;
 
 pub(crate) use client_auth::{authenticate_client, authenticate_client_with_access_token};
 

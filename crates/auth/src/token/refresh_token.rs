@@ -106,3 +106,177 @@ pub(super) async fn exchange(
         Rotation::Reused | Rotation::Invalid => Err(invalid()),
     }
 }
+
+/// The grant's rules decided in process, on a real store, with the time given.
+#[cfg(test)]
+mod tests {
+    use opentrusty_core::secret::token_digest;
+    use opentrusty_oidc::error::ErrorCode;
+    use opentrusty_testkit::TestDb;
+    use opentrusty_testkit::world::{CALLBACK, OPAQUE};
+
+    use super::*;
+    use crate::token::authorization_code;
+    use crate::token::test_world::{VERIFIER, issued_code, state};
+
+    fn request(token: &str, scope: Option<&str>) -> Request {
+        Request {
+            refresh_token: token.to_owned(),
+            scope: scope.map(str::to_owned),
+        }
+    }
+
+    /// The grant as the token endpoint reads it for `token`.
+    async fn presented(state: &AuthState, token: &str) -> Option<([u8; 32], Option<RefreshGrant>)> {
+        let digest = token_digest(token);
+        let (_, grant) = state
+            .store()
+            .find_client_with_refresh_token(OPAQUE.client_id, &digest)
+            .await
+            .unwrap()
+            .unwrap();
+        Some((digest, grant))
+    }
+
+    async fn a_refresh_token_is_rotated_once_narrowed_only_and_not_past_its_family(db: &TestDb) {
+        let state = state(db.store().await);
+        let start = opentrusty_core::now();
+        let (digest, grant, client) = issued_code(&state, "profile offline_access", start).await;
+        let origin = Origin::system();
+        let code_request = authorization_code::Request {
+            code: "the-code".to_owned(),
+            redirect_uri: Some(CALLBACK.to_owned()),
+            code_verifier: Some(VERIFIER.to_owned()),
+        };
+        let first = authorization_code::exchange(
+            &state,
+            &client,
+            code_request,
+            Some((digest, grant)),
+            &origin,
+            start,
+        )
+        .await
+        .unwrap()
+        .refresh_token
+        .unwrap();
+        let refused = |r: Result<Issued, JsonError>| match r {
+            Ok(_) => panic!("issued"),
+            Err(e) => (e.code, e.description),
+        };
+        let at = start + time::Duration::seconds(10);
+
+        // A scope the grant does not hold is refused; the token stays usable.
+        let r = exchange(
+            &state,
+            &client,
+            request(&first, Some("profile email")),
+            presented(&state, &first).await,
+            &origin,
+            at,
+        )
+        .await;
+        assert_eq!(
+            refused(r),
+            (
+                ErrorCode::InvalidScope,
+                "a refresh cannot widen the granted scope"
+            )
+        );
+
+        // A narrower one is granted, with the next refresh token.
+        let issued = exchange(
+            &state,
+            &client,
+            request(&first, Some("profile")),
+            presented(&state, &first).await,
+            &origin,
+            at,
+        )
+        .await
+        .unwrap();
+        assert_eq!(issued.scope, "profile");
+        let second = issued.refresh_token.unwrap();
+        assert_ne!(second, first);
+
+        // The first token again: reuse, refused (and its family revoked).
+        let r = exchange(
+            &state,
+            &client,
+            request(&first, None),
+            presented(&state, &first).await,
+            &origin,
+            at,
+        )
+        .await;
+        assert_eq!(refused(r).0, ErrorCode::InvalidGrant);
+        let r = exchange(
+            &state,
+            &client,
+            request(&second, None),
+            presented(&state, &second).await,
+            &origin,
+            at,
+        )
+        .await;
+        assert_eq!(
+            refused(r).0,
+            ErrorCode::InvalidGrant,
+            "the reuse revoked the whole family"
+        );
+    }
+
+    async fn a_refresh_token_ends_with_its_family(db: &TestDb) {
+        let state = state(db.store().await);
+        let start = opentrusty_core::now();
+        let (digest, grant, client) = issued_code(&state, "profile offline_access", start).await;
+        let origin = Origin::system();
+        let code_request = authorization_code::Request {
+            code: "the-code".to_owned(),
+            redirect_uri: Some(CALLBACK.to_owned()),
+            code_verifier: Some(VERIFIER.to_owned()),
+        };
+        let token = authorization_code::exchange(
+            &state,
+            &client,
+            code_request,
+            Some((digest, grant)),
+            &origin,
+            start,
+        )
+        .await
+        .unwrap()
+        .refresh_token
+        .unwrap();
+        // At the family's end, decided by the time given.
+        let end = start + time::Duration::seconds(client.refresh_token_ttl_secs);
+        let r = exchange(
+            &state,
+            &client,
+            request(&token, None),
+            presented(&state, &token).await,
+            &origin,
+            end,
+        )
+        .await;
+        assert!(matches!(r, Err(e) if e.code == ErrorCode::InvalidGrant));
+        // A moment before it, the same token is still good.
+        let before = end - time::Duration::seconds(1);
+        let issued = exchange(
+            &state,
+            &client,
+            request(&token, None),
+            presented(&state, &token).await,
+            &origin,
+            before,
+        )
+        .await
+        .unwrap();
+        assert_eq!(issued.scope, "offline_access profile");
+    }
+
+    opentrusty_testkit::each_backend!(
+        a_refresh_token_is_rotated_once_narrowed_only_and_not_past_its_family,
+        a_refresh_token_ends_with_its_family,
+    );
+}
