@@ -22,6 +22,7 @@ mod postgres;
 mod rbac;
 mod rows;
 mod sessions;
+mod sql;
 mod tenants;
 mod tokens;
 mod users;

@@ -6,7 +6,7 @@
 //! a moment ago) fails only its own request.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use opentrusty_core::audit::{AuditEvent, Origin, action};
@@ -145,28 +145,60 @@ async fn commit<W: GroupWrite>(pool: WritePool, batch: Vec<Pending<W>>) {
     }
 }
 
-/// The audit rows of a statement's writes as arrays, typed for `UNNEST(..)`: always bound first,
-/// as `$1`–`$12`, in the order of `audit_columns!` ([`SharedColumns`]).
+/// The audit rows of a statement's writes as arrays, typed for `UNNEST(..)`, in the order of
+/// `audit_columns!` ([`SharedColumns`] binds them).
 macro_rules! audit_arrays {
     () => {
-        "$1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::uuid[], $6::text[], \
-         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[]"
+        ":event_id::uuid[], :event_at::timestamptz[], :event_tenant::uuid[], \
+         :actor_kind::text[], :actor_id::uuid[], :action::text[], :target_kind::text[], \
+         :target_id::text[], :ip::text[], :user_agent::text[], :request_id::text[], \
+         :metadata::jsonb[]"
     };
 }
 pub(crate) use audit_arrays;
 
-/// The access tokens of a statement's writes as arrays, typed for `UNNEST(..)`: always bound as
-/// `$13`–`$19` (jti, token_hash, tenant_id, client_id, user_id, scope, expires_at).
+/// The access tokens of a statement's writes as arrays, typed for `UNNEST(..)` (jti,
+/// token_hash, tenant_id, client_id, user_id, scope, expires_at; [`SharedColumns`] binds them).
 macro_rules! access_arrays {
     () => {
-        "$13::uuid[], $14::bytea[], $15::uuid[], $16::uuid[], $17::uuid[], $18::text[], \
-         $19::timestamptz[]"
+        ":token_jti::uuid[], :token_hash::bytea[], :token_tenant::uuid[], \
+         :token_client::uuid[], :token_user::uuid[], :token_scope::text[], \
+         :token_expires::timestamptz[]"
     };
 }
 pub(crate) use access_arrays;
 
+/// The parameters [`SharedColumns::query`] binds, in its order: every group-commit statement
+/// lists them first, then its own.
+pub(crate) const SHARED_PARAMETERS: [&str; 19] = [
+    "event_id",
+    "event_at",
+    "event_tenant",
+    "actor_kind",
+    "actor_id",
+    "action",
+    "target_kind",
+    "target_id",
+    "ip",
+    "user_agent",
+    "request_id",
+    "metadata",
+    "token_jti",
+    "token_hash",
+    "token_tenant",
+    "token_client",
+    "token_user",
+    "token_scope",
+    "token_expires",
+];
+
+/// A group-commit statement: [`SHARED_PARAMETERS`], then `own`, numbered in that order.
+pub(crate) fn group_statement(own: &[&str], template: &str) -> String {
+    crate::sql::statement(&[&SHARED_PARAMETERS[..], own].concat(), template)
+}
+
 /// What every group-commit statement writes for each of its writes, an audit row and an access
-/// token, as arrays: the first nineteen parameters (`audit_arrays!`, `access_arrays!`).
+/// token, as arrays: the [`SHARED_PARAMETERS`] (`audit_arrays!`, `access_arrays!`).
 #[derive(Default)]
 pub(crate) struct SharedColumns<'a> {
     id: Vec<Uuid>,
@@ -227,7 +259,7 @@ impl<'a> SharedColumns<'a> {
         self.expires.push(access.expires_at);
     }
 
-    /// `sql` with these columns bound as `$1`–`$19`; the statement's own parameters follow.
+    /// `sql` with these columns bound as its [`SHARED_PARAMETERS`]; its own parameters follow.
     pub(crate) fn query(self, sql: &'static str) -> PgQuery<'a> {
         sqlx::query(sql)
             .bind(self.id)
@@ -313,30 +345,36 @@ impl TokenWrite {
     }
 }
 
+/// The statement of [`TokenWrite::write_all`].
+pub(crate) static TOKEN_WRITES: LazyLock<String> = LazyLock::new(|| {
+    group_statement(
+        &["created_at"],
+        concat!(
+            "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+         user_id, scope, expires_at, created_at) \
+         SELECT jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, \
+         created_at FROM UNNEST(",
+            access_arrays!(),
+            ", :created_at::timestamptz[]) \
+         AS n (jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, \
+         created_at) RETURNING jti), \
+         audit AS (INSERT INTO audit_events (",
+            crate::audit::audit_columns!(),
+            ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 FROM UNNEST(",
+            audit_arrays!(),
+            ", :token_jti::uuid[]) AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, \
+         jti) WHERE e.jti IN (SELECT jti FROM token)) \
+         SELECT jti FROM token"
+        ),
+    )
+});
+
 impl GroupWrite for TokenWrite {
     /// The tokens, then their audit rows.
     async fn write_all(pool: &WritePool, batch: &[&TokenWrite]) -> Result<Vec<bool>, StoreError> {
         let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
         let created: Vec<Timestamp> = batch.iter().map(|w| w.created_at).collect();
-        let q = shared
-            .query(concat!(
-                "WITH token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-                 user_id, scope, expires_at, created_at) \
-                 SELECT jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, \
-                 created_at FROM UNNEST(",
-                access_arrays!(),
-                ", $20::timestamptz[]) \
-                 AS n (jti, token_hash, tenant_id, client_id, user_id, scope, expires_at, \
-                 created_at) RETURNING jti), \
-                 audit AS (INSERT INTO audit_events (",
-                crate::audit::audit_columns!(),
-                ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 FROM UNNEST(",
-                audit_arrays!(),
-                ", $13::uuid[]) AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, jti) \
-                 WHERE e.jti IN (SELECT jti FROM token)) \
-                 SELECT jti FROM token"
-            ))
-            .bind(created);
+        let q = shared.query(&TOKEN_WRITES).bind(created);
         let written: Vec<Uuid> = first_column(q, pool).await?;
         Ok(batch
             .iter()
@@ -366,6 +404,28 @@ impl ClientTokenWrite {
     }
 }
 
+/// The statement of [`ClientTokenWrite::write_all`].
+pub(crate) static CLIENT_TOKEN_WRITES: LazyLock<String> = LazyLock::new(|| {
+    group_statement(
+        &["revision"],
+        concat!(
+            "INSERT INTO audit_events (",
+            crate::audit::audit_columns!(),
+            ", token_hash, token_expires_at) \
+         SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, token_hash, \
+         expires_at FROM UNNEST(",
+            audit_arrays!(),
+            ", ",
+            access_arrays!(),
+            ", :revision::int8[]) AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, jti, \
+         token_hash, tenant_id, client_id, user_id, scope, expires_at, revision) \
+         WHERE ",
+            crate::tokens::client_at_revision!("e.client_id", "e.tenant_id", "e.revision"),
+            " RETURNING id"
+        ),
+    )
+});
+
 impl GroupWrite for ClientTokenWrite {
     /// The audit rows, each with its token's digest and expiry, of the clients still as decided.
     async fn write_all(
@@ -374,23 +434,7 @@ impl GroupWrite for ClientTokenWrite {
     ) -> Result<Vec<bool>, StoreError> {
         let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
         let revision: Vec<i64> = batch.iter().map(|w| w.revision).collect();
-        let q = shared
-            .query(concat!(
-                "INSERT INTO audit_events (",
-                crate::audit::audit_columns!(),
-                ", token_hash, token_expires_at) \
-                 SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, token_hash, \
-                 expires_at FROM UNNEST(",
-                audit_arrays!(),
-                ", ",
-                access_arrays!(),
-                ", $20::int8[]) AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, jti, \
-                 token_hash, tenant_id, client_id, user_id, scope, expires_at, revision) \
-                 WHERE ",
-                crate::tokens::client_at_revision!("e.client_id", "e.tenant_id", "e.revision"),
-                " RETURNING id"
-            ))
-            .bind(revision);
+        let q = shared.query(&CLIENT_TOKEN_WRITES).bind(revision);
         // The audit row's id is the token's jti (`client_token_event`).
         let written: Vec<Uuid> = first_column(q, pool).await?;
         Ok(batch

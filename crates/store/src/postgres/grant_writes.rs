@@ -3,6 +3,8 @@
 //! yet claimed, the refresh token not yet spent); a row whose condition failed is reported back
 //! and its caller decides alone what it means (`grants.rs`: replay and reuse detection).
 
+use std::sync::LazyLock;
+
 use opentrusty_core::Timestamp;
 use opentrusty_core::audit::{AuditEvent, Origin, action};
 use opentrusty_core::ids::TokenFamilyId;
@@ -10,6 +12,7 @@ use opentrusty_core::ids::TokenFamilyId;
 use crate::StoreError;
 use crate::postgres::batch::{
     GroupWrite, SharedColumns, WritePool, access_arrays, audit_arrays, first_column,
+    group_statement,
 };
 use crate::tokens::{NewAccessToken, NewTokenFamily, issue_event};
 
@@ -47,6 +50,64 @@ impl RedeemWrite {
     }
 }
 
+/// The statement of [`RedeemWrite::write_all`].
+static REDEMPTIONS: LazyLock<String> = LazyLock::new(|| {
+    group_statement(
+        &[
+            "code_hash",
+            "family_id",
+            "family_tenant",
+            "family_client",
+            "family_user",
+            "family_session",
+            "family_scope",
+            "family_auth_time",
+            "family_expires",
+            "refresh_hash",
+            "at",
+            "offline",
+        ],
+        concat!(
+            "WITH n AS (SELECT * FROM UNNEST(:code_hash::bytea[], :family_id::uuid[], \
+         :family_tenant::uuid[], :family_client::uuid[], :family_user::uuid[], \
+         :family_session::uuid[], :family_scope::text[], :family_auth_time::timestamptz[], \
+         :family_expires::timestamptz[], :refresh_hash::bytea[], :at::timestamptz[], \
+         :offline::bool[]) AS n (code_hash, \
+         family_id, tenant_id, client_id, user_id, session_id, scope, auth_time, \
+         expires_at, refresh_hash, at, offline)), \
+         claimed AS (UPDATE authorization_codes a SET used_at = n.at, \
+         family_id = n.family_id FROM n WHERE a.code_hash = n.code_hash \
+         AND a.used_at IS NULL AND a.expires_at > n.at RETURNING n.family_id), \
+         family AS (INSERT INTO token_families (id, tenant_id, client_id, user_id, \
+         session_id, scope, auth_time, created_at, expires_at, offline) \
+         SELECT n.family_id, n.tenant_id, n.client_id, n.user_id, n.session_id, \
+         n.scope, n.auth_time, n.at, n.expires_at, n.offline \
+         FROM n JOIN claimed USING (family_id) \
+         RETURNING id), \
+         first_refresh AS (INSERT INTO refresh_tokens (token_hash, family_id, \
+         created_at, expires_at) SELECT n.refresh_hash, n.family_id, n.at, n.expires_at \
+         FROM n JOIN family ON family.id = n.family_id \
+         WHERE n.refresh_hash IS NOT NULL), \
+         token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+         user_id, family_id, scope, created_at, expires_at) \
+         SELECT t.jti, t.token_hash, t.tenant_id, t.client_id, t.user_id, t.family_id, \
+         t.scope, t.at, t.expires_at FROM UNNEST(",
+            access_arrays!(),
+            ", :family_id::uuid[], :at::timestamptz[]) AS t (jti, token_hash, tenant_id, client_id, \
+         user_id, scope, expires_at, family_id, at) \
+         JOIN family ON family.id = t.family_id), \
+         trail AS (INSERT INTO audit_events (",
+            crate::audit::audit_columns!(),
+            ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 FROM UNNEST(",
+            audit_arrays!(),
+            ", :family_id::uuid[]) \
+         AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, family_id) \
+         JOIN family ON family.id = e.family_id) \
+         SELECT id FROM family"
+        ),
+    )
+});
+
 impl GroupWrite for RedeemWrite {
     /// Claims every code still pending, and for each claimed one creates its family (with the
     /// first refresh token, if any), the access token and the audit row. Two writes of one code
@@ -55,42 +116,7 @@ impl GroupWrite for RedeemWrite {
         let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
         let families: Vec<&NewTokenFamily> = batch.iter().map(|w| &w.family).collect();
         let q = shared
-            .query(concat!(
-                "WITH n AS (SELECT * FROM UNNEST($20::bytea[], $21::uuid[], $22::uuid[], \
-                 $23::uuid[], $24::uuid[], $25::uuid[], $26::text[], $27::timestamptz[], \
-                 $28::timestamptz[], $29::bytea[], $30::timestamptz[], $31::bool[]) AS n (code_hash, \
-                 family_id, tenant_id, client_id, user_id, session_id, scope, auth_time, \
-                 expires_at, refresh_hash, at, offline)), \
-                 claimed AS (UPDATE authorization_codes a SET used_at = n.at, \
-                 family_id = n.family_id FROM n WHERE a.code_hash = n.code_hash \
-                 AND a.used_at IS NULL AND a.expires_at > n.at RETURNING n.family_id), \
-                 family AS (INSERT INTO token_families (id, tenant_id, client_id, user_id, \
-                 session_id, scope, auth_time, created_at, expires_at, offline) \
-                 SELECT n.family_id, n.tenant_id, n.client_id, n.user_id, n.session_id, \
-                 n.scope, n.auth_time, n.at, n.expires_at, n.offline \
-                 FROM n JOIN claimed USING (family_id) \
-                 RETURNING id), \
-                 first_refresh AS (INSERT INTO refresh_tokens (token_hash, family_id, \
-                 created_at, expires_at) SELECT n.refresh_hash, n.family_id, n.at, n.expires_at \
-                 FROM n JOIN family ON family.id = n.family_id \
-                 WHERE n.refresh_hash IS NOT NULL), \
-                 token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-                 user_id, family_id, scope, created_at, expires_at) \
-                 SELECT t.jti, t.token_hash, t.tenant_id, t.client_id, t.user_id, t.family_id, \
-                 t.scope, t.at, t.expires_at FROM UNNEST(",
-                access_arrays!(),
-                ", $21::uuid[], $30::timestamptz[]) AS t (jti, token_hash, tenant_id, client_id, \
-                 user_id, scope, expires_at, family_id, at) \
-                 JOIN family ON family.id = t.family_id), \
-                 trail AS (INSERT INTO audit_events (",
-                crate::audit::audit_columns!(),
-                ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 FROM UNNEST(",
-                audit_arrays!(),
-                ", $21::uuid[]) \
-                 AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, family_id) \
-                 JOIN family ON family.id = e.family_id) \
-                 SELECT id FROM family"
-            ))
+            .query(&REDEMPTIONS)
             .bind(
                 batch
                     .iter()
@@ -163,6 +189,43 @@ impl RotateWrite {
     }
 }
 
+/// The statement of [`RotateWrite::write_all`].
+static ROTATIONS: LazyLock<String> = LazyLock::new(|| {
+    group_statement(
+        &["old_hash", "new_hash", "at"],
+        concat!(
+            "WITH n AS (SELECT * FROM UNNEST(:old_hash::bytea[], :new_hash::bytea[], \
+         :at::timestamptz[]) \
+         WITH ORDINALITY AS n (old_hash, new_hash, at, ord)), \
+         spent AS (UPDATE refresh_tokens r SET rotated_at = n.at FROM n \
+         WHERE r.token_hash = n.old_hash AND r.rotated_at IS NULL \
+           AND r.expires_at > n.at \
+           AND EXISTS (SELECT 1 FROM token_families f \
+                  WHERE f.id = r.family_id AND f.revoked_at IS NULL) \
+         RETURNING r.family_id, n.ord), \
+         family AS (SELECT f.id, f.expires_at, spent.ord FROM token_families f \
+         JOIN spent ON spent.family_id = f.id), \
+         successor AS (INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
+         expires_at) SELECT n.new_hash, family.id, n.at, family.expires_at \
+         FROM n JOIN family USING (ord)), \
+         token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
+         user_id, family_id, scope, created_at, expires_at) \
+         SELECT t.jti, t.token_hash, t.tenant_id, t.client_id, t.user_id, family.id, \
+         t.scope, t.at, t.expires_at FROM UNNEST(",
+            access_arrays!(),
+            ", :at::timestamptz[]) WITH ORDINALITY AS t (jti, token_hash, tenant_id, \
+         client_id, user_id, scope, expires_at, at, ord) JOIN family USING (ord)), \
+         trail AS (INSERT INTO audit_events (",
+            crate::audit::audit_columns!(),
+            ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 FROM UNNEST(",
+            audit_arrays!(),
+            ") WITH ORDINALITY AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, ord) \
+         JOIN family USING (ord)) \
+         SELECT ord FROM family"
+        ),
+    )
+});
+
 impl GroupWrite for RotateWrite {
     /// Spends every live, unexpired token of a live family, and for each spent one records its
     /// successor (expiring with the family), the access token and the audit row. Rows are
@@ -171,35 +234,7 @@ impl GroupWrite for RotateWrite {
     async fn write_all(pool: &WritePool, batch: &[&RotateWrite]) -> Result<Vec<bool>, StoreError> {
         let shared: SharedColumns = batch.iter().map(|w| (&w.event, &w.access)).collect();
         let q = shared
-            .query(concat!(
-                "WITH n AS (SELECT * FROM UNNEST($20::bytea[], $21::bytea[], $22::timestamptz[]) \
-                 WITH ORDINALITY AS n (old_hash, new_hash, at, ord)), \
-                 spent AS (UPDATE refresh_tokens r SET rotated_at = n.at FROM n \
-                 WHERE r.token_hash = n.old_hash AND r.rotated_at IS NULL \
-                   AND r.expires_at > n.at \
-                   AND EXISTS (SELECT 1 FROM token_families f \
-                          WHERE f.id = r.family_id AND f.revoked_at IS NULL) \
-                 RETURNING r.family_id, n.ord), \
-                 family AS (SELECT f.id, f.expires_at, spent.ord FROM token_families f \
-                 JOIN spent ON spent.family_id = f.id), \
-                 successor AS (INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
-                 expires_at) SELECT n.new_hash, family.id, n.at, family.expires_at \
-                 FROM n JOIN family USING (ord)), \
-                 token AS (INSERT INTO access_tokens (jti, token_hash, tenant_id, client_id, \
-                 user_id, family_id, scope, created_at, expires_at) \
-                 SELECT t.jti, t.token_hash, t.tenant_id, t.client_id, t.user_id, family.id, \
-                 t.scope, t.at, t.expires_at FROM UNNEST(",
-                access_arrays!(),
-                ", $22::timestamptz[]) WITH ORDINALITY AS t (jti, token_hash, tenant_id, \
-                 client_id, user_id, scope, expires_at, at, ord) JOIN family USING (ord)), \
-                 trail AS (INSERT INTO audit_events (",
-                crate::audit::audit_columns!(),
-                ") SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 FROM UNNEST(",
-                audit_arrays!(),
-                ") WITH ORDINALITY AS e (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, ord) \
-                 JOIN family USING (ord)) \
-                 SELECT ord FROM family"
-            ))
+            .query(&ROTATIONS)
             .bind(batch.iter().map(|w| w.old.to_vec()).collect::<Vec<_>>())
             .bind(batch.iter().map(|w| w.new.to_vec()).collect::<Vec<_>>())
             .bind(batch.iter().map(|w| w.at).collect::<Vec<_>>());
@@ -207,5 +242,35 @@ impl GroupWrite for RotateWrite {
         Ok((1..=batch.len() as i64)
             .map(|ord| rotated.contains(&ord))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every group-commit statement numbers all its parameters (none unlisted, none unused),
+    /// and its placeholders run from `$1` to its last without a gap.
+    #[test]
+    fn every_group_statement_is_numbered() {
+        for (name, sql, parameters) in [
+            ("token writes", &*crate::postgres::batch::TOKEN_WRITES, 20),
+            (
+                "client token writes",
+                &*crate::postgres::batch::CLIENT_TOKEN_WRITES,
+                20,
+            ),
+            ("redemptions", &*REDEMPTIONS, 31),
+            ("rotations", &*ROTATIONS, 22),
+        ] {
+            assert!(!sql.starts_with("--"), "{name}: {sql}");
+            for n in 1..=parameters {
+                assert!(sql.contains(&format!("${n}:")), "{name} lacks ${n}");
+            }
+            assert!(
+                !sql.contains(&format!("${}", parameters + 1)),
+                "{name} has more than {parameters}"
+            );
+        }
     }
 }
