@@ -82,6 +82,40 @@ macro_rules! audit_columns {
 }
 pub(crate) use audit_columns;
 
+/// The columns of [`audit_columns!`], as parameter names: `{prefix}_{column}`.
+const AUDIT_PARAMETERS: [&str; 12] = [
+    "id",
+    "occurred_at",
+    "tenant_id",
+    "actor_kind",
+    "actor_id",
+    "action",
+    "target_kind",
+    "target_id",
+    "ip",
+    "user_agent",
+    "request_id",
+    "metadata",
+];
+
+/// The names of an audit row's twelve parameters, `{prefix}_{column}`, in the order of
+/// [`audit_columns!`] and [`bind_audit!`] (for [`crate::sql::numbered`]).
+pub(crate) fn audit_parameters(prefix: &str) -> Vec<String> {
+    AUDIT_PARAMETERS
+        .iter()
+        .map(|c| format!("{prefix}_{c}"))
+        .collect()
+}
+
+/// `(:{prefix}_id, …)`: the values of an audit row named by [`audit_parameters`].
+pub(crate) fn audit_values(prefix: &str) -> String {
+    let names: Vec<String> = audit_parameters(prefix)
+        .iter()
+        .map(|n| format!(":{n}"))
+        .collect();
+    format!("({})", names.join(", "))
+}
+
 /// Binds `$event` (an `&AuditEvent`) as the twelve parameters after those already bound to
 /// `$q`, in the order of [`audit_columns!`], on either backend.
 macro_rules! bind_audit {

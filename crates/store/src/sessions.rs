@@ -1,5 +1,7 @@
 //! Browser sessions, looked up by the SHA-256 of the cookie value on every request.
 
+use std::sync::LazyLock;
+
 use opentrusty_core::audit::{AuditEvent, Origin, Target, action};
 use opentrusty_core::lockout::{FailureCount, LockoutPolicy, after_failure, is_locked};
 use opentrusty_core::session::{NewSession, Session};
@@ -8,7 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::rows::DbTime;
-use crate::tokens::{NewAuthorizationCode, bind_code, code_event, insert_code};
+use crate::tokens::{NewAuthorizationCode, bind_code, code_event, code_values, insert_code};
 use crate::{Store, StoreError, Tx, on_pool, on_tx};
 
 #[derive(sqlx::FromRow)]
@@ -75,7 +77,7 @@ pub(crate) fn idle_since(at: Timestamp, idle_secs: i64) -> DbTime {
 /// The insert of a session with its ten values (the cookie digest, then
 /// [`session_columns!`]); `$values` names their placeholders in the order of [`bind_session!`].
 macro_rules! insert_session {
-    ($values:literal) => {
+    ($values:expr) => {
         concat!(
             "INSERT INTO sessions (token_hash, ",
             session_columns!(),
@@ -83,6 +85,27 @@ macro_rules! insert_session {
             $values,
             ")"
         )
+    };
+}
+
+/// The parameters [`bind_session!`] binds, in its order, as named in [`SESSION_VALUES`].
+const SESSION_PARAMETERS: [&str; 8] = [
+    "session_hash",
+    "session_id",
+    "session_user",
+    "session_tenant",
+    "session_start",
+    "session_expires",
+    "session_ip",
+    "session_user_agent",
+];
+
+/// [`insert_session!`]'s values as [`SESSION_PARAMETERS`] (the start is `auth_time`,
+/// `created_at` and `last_seen_at` at once).
+macro_rules! session_values {
+    () => {
+        ":session_hash, :session_id, :session_user, :session_tenant, :session_start, \
+         :session_start, :session_start, :session_expires, :session_ip, :session_user_agent"
     };
 }
 
@@ -160,6 +183,68 @@ macro_rules! replaced_session_families {
         )
     };
 }
+
+/// A sign-in on PostgreSQL in one statement: the replaced session (`:replaced`) out with its
+/// families settled, the new session in, the failure count reset, the audit row (`login_…`).
+static SIGN_IN: LazyLock<String> = LazyLock::new(|| {
+    let names = [
+        SESSION_PARAMETERS.iter().map(|n| (*n).to_owned()).collect(),
+        vec!["replaced".to_owned()],
+        crate::audit::audit_parameters("login"),
+    ]
+    .concat();
+    let template = format!(
+        concat!(
+            "WITH ended AS (DELETE FROM sessions WHERE token_hash = :replaced \
+             RETURNING id, user_id), ",
+            replaced_session_families!(":session_id", ":session_user", ":session_start"),
+            ", started AS (",
+            insert_session!(session_values!()),
+            "), reset AS (",
+            reset_failures!(":session_user"),
+            ") INSERT INTO audit_events (",
+            crate::audit::audit_columns!(),
+            ") VALUES {}"
+        ),
+        crate::audit::audit_values("login")
+    );
+    crate::sql::statement_of(&names, &template)
+});
+
+/// [`SIGN_IN`] that also issues an authorization code (`code_…`, first) bound to the new
+/// session, with its audit row (`issued_…`, last).
+static SIGN_IN_WITH_CODE: LazyLock<String> = LazyLock::new(|| {
+    let names = [
+        crate::tokens::CODE_PARAMETERS
+            .iter()
+            .map(|n| (*n).to_owned())
+            .collect(),
+        vec!["replaced".to_owned()],
+        SESSION_PARAMETERS.iter().map(|n| (*n).to_owned()).collect(),
+        crate::audit::audit_parameters("login"),
+        crate::audit::audit_parameters("issued"),
+    ]
+    .concat();
+    let template = format!(
+        concat!(
+            "WITH code AS (",
+            insert_code!(code_values!()),
+            "), ended AS (DELETE FROM sessions WHERE token_hash = :replaced \
+             RETURNING id, user_id), ",
+            replaced_session_families!(":session_id", ":session_user", ":session_start"),
+            ", started AS (",
+            insert_session!(session_values!()),
+            "), reset AS (",
+            reset_failures!(":session_user"),
+            ") INSERT INTO audit_events (",
+            crate::audit::audit_columns!(),
+            ") VALUES {}, {}"
+        ),
+        crate::audit::audit_values("login"),
+        crate::audit::audit_values("issued")
+    );
+    crate::sql::statement_of(&names, &template)
+});
 
 /// The session a sign-in at `at` starts.
 fn starting_session(new: &NewSession, at: Timestamp) -> Session {
@@ -258,23 +343,8 @@ impl Store {
             // Old session out, new session in, failure count reset and the audit row: one
             // statement, one round trip (a sign-in made five).
             let event = login_event(&session, origin);
-            let q = bind_session!(
-                sqlx::query(concat!(
-                    "WITH ended AS (DELETE FROM sessions WHERE token_hash = $9 \
-                     RETURNING id, user_id), ",
-                    replaced_session_families!("$2", "$3", "$5"),
-                    ", started AS (",
-                    insert_session!("$1, $2, $3, $4, $5, $5, $5, $6, $7, $8"),
-                    "), reset AS (",
-                    reset_failures!("$3"),
-                    ") INSERT INTO audit_events (",
-                    crate::audit::audit_columns!(),
-                    ") VALUES ($10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
-                )),
-                new.token_digest,
-                session
-            )
-            .bind(replacing.map(|old| &old[..]));
+            let q = bind_session!(sqlx::query(SIGN_IN.as_str()), new.token_digest, session)
+                .bind(replacing.map(|old| &old[..]));
             crate::audit::bind_event(q, &event).execute(pool).await?;
             return Ok(session);
         }
@@ -301,26 +371,8 @@ impl Store {
         let code = code_for(&session);
         if let crate::Db::Postgres(pool) = &self.db {
             let (login, issued) = (login_event(&session, origin), code_event(&code, origin, at));
-            let q = bind_code!(
-                sqlx::query(concat!(
-                    "WITH code AS (",
-                    insert_code!("$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14"),
-                    "), ended AS (DELETE FROM sessions WHERE token_hash = $15 \
-                     RETURNING id, user_id), ",
-                    replaced_session_families!("$17", "$18", "$20"),
-                    ", started AS (",
-                    insert_session!("$16, $17, $18, $19, $20, $20, $20, $21, $22, $23"),
-                    "), reset AS (",
-                    reset_failures!("$18"),
-                    ") INSERT INTO audit_events (",
-                    crate::audit::audit_columns!(),
-                    ") VALUES ($24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35), \
-                     ($36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47)"
-                )),
-                code,
-                at
-            )
-            .bind(replacing.map(|old| &old[..]));
+            let q = bind_code!(sqlx::query(SIGN_IN_WITH_CODE.as_str()), code, at)
+                .bind(replacing.map(|old| &old[..]));
             let q = bind_session!(q, new.token_digest, session);
             let q = crate::audit::bind_event(q, &login);
             crate::audit::bind_event(q, &issued).execute(pool).await?;
@@ -599,5 +651,24 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The sign-in statements number every parameter, from `$1` to their last without a gap.
+    #[test]
+    fn the_sign_in_statements_are_numbered() {
+        for (name, sql, parameters) in [
+            ("sign-in", super::SIGN_IN.as_str(), 21),
+            ("sign-in with a code", super::SIGN_IN_WITH_CODE.as_str(), 47),
+        ] {
+            assert!(!sql.starts_with("--"), "{name}: {sql}");
+            assert!(!sql.contains(" :"), "{name} left a name: {sql}");
+            for n in 1..=parameters {
+                assert!(sql.contains(&format!("${n}")), "{name} lacks ${n}");
+            }
+            assert!(!sql.contains(&format!("${}", parameters + 1)), "{name}");
+        }
     }
 }

@@ -79,6 +79,12 @@ pub(crate) fn statement(names: &[&str], template: &str) -> String {
     numbered(names, template).unwrap_or_else(|e| format!("-- unnumbered statement: {e}"))
 }
 
+/// [`statement`] for a list of parameter names built at run time.
+pub(crate) fn statement_of(names: &[String], template: &str) -> String {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    statement(&names, template)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -212,10 +212,39 @@ pub(crate) fn client_token_event(access: &NewAccessToken, origin: &Origin) -> Au
     event
 }
 
+/// The parameters [`bind_code!`] binds, in its order, as [`code_values!`] names them.
+pub(crate) const CODE_PARAMETERS: [&str; 14] = [
+    "code_hash",
+    "code_tenant",
+    "code_client",
+    "code_user",
+    "code_session",
+    "code_redirect_uri",
+    "code_scope",
+    "code_nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "code_auth_time",
+    "code_created_at",
+    "code_expires",
+    "code_redirect_uri_given",
+];
+
+/// [`insert_code!`]'s values as [`CODE_PARAMETERS`].
+macro_rules! code_values {
+    () => {
+        ":code_hash, :code_tenant, :code_client, :code_user, :code_session, \
+         :code_redirect_uri, :code_scope, :code_nonce, :code_challenge, \
+         :code_challenge_method, :code_auth_time, :code_created_at, :code_expires, \
+         :code_redirect_uri_given"
+    };
+}
+pub(crate) use code_values;
+
 /// The insert of an authorization code with its fourteen values in the order of
 /// [`bind_code!`] (`$values` names their placeholders, so a statement can place it anywhere).
 macro_rules! insert_code {
-    ($values:literal) => {
+    ($values:expr) => {
         concat!(
             "INSERT INTO authorization_codes (code_hash, tenant_id, client_id, user_id, \
              session_id, redirect_uri, scope, nonce, code_challenge, code_challenge_method, \
