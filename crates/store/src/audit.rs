@@ -107,13 +107,18 @@ pub(crate) fn audit_parameters(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// `(:{prefix}_id, …)`: the values of an audit row named by [`audit_parameters`].
-pub(crate) fn audit_values(prefix: &str) -> String {
+/// `:{prefix}_id, …`: the values of an audit row named by [`audit_parameters`].
+pub(crate) fn audit_value_list(prefix: &str) -> String {
     let names: Vec<String> = audit_parameters(prefix)
         .iter()
         .map(|n| format!(":{n}"))
         .collect();
-    format!("({})", names.join(", "))
+    names.join(", ")
+}
+
+/// `(:{prefix}_id, …)`: [`audit_value_list`] as a row.
+pub(crate) fn audit_values(prefix: &str) -> String {
+    format!("({})", audit_value_list(prefix))
 }
 
 /// Binds `$event` (an `&AuditEvent`) as the twelve parameters after those already bound to

@@ -186,7 +186,7 @@ macro_rules! replaced_session_families {
 
 /// A sign-in on PostgreSQL in one statement: the replaced session (`:replaced`) out with its
 /// families settled, the new session in, the failure count reset, the audit row (`login_…`).
-static SIGN_IN: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static SIGN_IN: LazyLock<String> = LazyLock::new(|| {
     let names = [
         SESSION_PARAMETERS.iter().map(|n| (*n).to_owned()).collect(),
         vec!["replaced".to_owned()],
@@ -213,7 +213,7 @@ static SIGN_IN: LazyLock<String> = LazyLock::new(|| {
 
 /// [`SIGN_IN`] that also issues an authorization code (`code_…`, first) bound to the new
 /// session, with its audit row (`issued_…`, last).
-static SIGN_IN_WITH_CODE: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static SIGN_IN_WITH_CODE: LazyLock<String> = LazyLock::new(|| {
     let names = [
         crate::tokens::CODE_PARAMETERS
             .iter()
@@ -651,24 +651,5 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(ended)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// The sign-in statements number every parameter, from `$1` to their last without a gap.
-    #[test]
-    fn the_sign_in_statements_are_numbered() {
-        for (name, sql, parameters) in [
-            ("sign-in", super::SIGN_IN.as_str(), 21),
-            ("sign-in with a code", super::SIGN_IN_WITH_CODE.as_str(), 47),
-        ] {
-            assert!(!sql.starts_with("--"), "{name}: {sql}");
-            assert!(!sql.contains(" :"), "{name} left a name: {sql}");
-            for n in 1..=parameters {
-                assert!(sql.contains(&format!("${n}")), "{name} lacks ${n}");
-            }
-            assert!(!sql.contains(&format!("${}", parameters + 1)), "{name}");
-        }
     }
 }

@@ -113,4 +113,44 @@ mod tests {
         );
         assert!(statement(&[], "SELECT :a").starts_with("-- unnumbered"));
     }
+
+    /// Every statement the store numbers this way numbers all its parameters, from `$1` to its
+    /// last without a gap, and leaves no name behind.
+    #[test]
+    fn every_named_statement_is_numbered() {
+        use crate::postgres::{batch, grant_writes};
+        for (name, sql, parameters) in [
+            ("sign-in", crate::sessions::SIGN_IN.as_str(), 21),
+            (
+                "sign-in with a code",
+                crate::sessions::SIGN_IN_WITH_CODE.as_str(),
+                47,
+            ),
+            ("code", crate::tokens::INSERT_CODE.as_str(), 14),
+            ("code and audit row", crate::tokens::ISSUE_CODE.as_str(), 26),
+            (
+                "client token row",
+                crate::tokens::CLIENT_TOKEN_ROW.as_str(),
+                16,
+            ),
+            ("token writes", batch::TOKEN_WRITES.as_str(), 20),
+            (
+                "client token writes",
+                batch::CLIENT_TOKEN_WRITES.as_str(),
+                20,
+            ),
+            ("redemptions", grant_writes::REDEMPTIONS.as_str(), 31),
+            ("rotations", grant_writes::ROTATIONS.as_str(), 22),
+        ] {
+            assert!(!sql.starts_with("--"), "{name}: {sql}");
+            assert!(
+                !sql.contains(" :") && !sql.contains("(:"),
+                "{name} left a name: {sql}"
+            );
+            for n in 1..=parameters {
+                assert!(sql.contains(&format!("${n}")), "{name} lacks ${n}");
+            }
+            assert!(!sql.contains(&format!("${}", parameters + 1)), "{name}");
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! tokens. Only digests of bearer values are stored. Issuing writes its audit row in the same
 //! transaction, so no token exists that the trail does not know about.
 
+use std::sync::LazyLock;
+
 use opentrusty_core::audit::{Actor, AuditEvent, Origin, Target, action};
 use opentrusty_core::ids::{AuditEventId, TokenFamilyId};
 use opentrusty_core::pkce::PkceMethod;
@@ -241,6 +243,53 @@ macro_rules! code_values {
 }
 pub(crate) use code_values;
 
+/// A code alone ([`Tx::insert_code`], which audits it itself).
+pub(crate) static INSERT_CODE: LazyLock<String> =
+    LazyLock::new(|| crate::sql::statement(&CODE_PARAMETERS, insert_code!(code_values!())));
+
+/// A code and its audit row (`issued_…`) in one statement, on PostgreSQL.
+pub(crate) static ISSUE_CODE: LazyLock<String> = LazyLock::new(|| {
+    let names = [
+        CODE_PARAMETERS.iter().map(|n| (*n).to_owned()).collect(),
+        crate::audit::audit_parameters("issued"),
+    ]
+    .concat();
+    let template = format!(
+        concat!(
+            "WITH code AS (",
+            insert_code!(code_values!()),
+            ") INSERT INTO audit_events (",
+            crate::audit::audit_columns!(),
+            ") VALUES {}"
+        ),
+        crate::audit::audit_values("issued")
+    );
+    crate::sql::statement_of(&names, &template)
+});
+
+/// A client token's audit row on SQLite, written only while its client is at the revision the
+/// token was decided on (`client_at_revision!`).
+pub(crate) static CLIENT_TOKEN_ROW: LazyLock<String> = LazyLock::new(|| {
+    let names = [
+        crate::audit::audit_parameters("event"),
+        ["token_hash", "token_expires", "client", "revision"]
+            .iter()
+            .map(|n| (*n).to_owned())
+            .collect(),
+    ]
+    .concat();
+    let template = format!(
+        concat!(
+            "INSERT INTO audit_events (",
+            crate::audit::audit_columns!(),
+            ", token_hash, token_expires_at) SELECT {}, :token_hash, :token_expires WHERE ",
+            client_at_revision!(":client", ":event_tenant_id", ":revision")
+        ),
+        crate::audit::audit_value_list("event")
+    );
+    crate::sql::statement_of(&names, &template)
+});
+
 /// The insert of an authorization code with its fourteen values in the order of
 /// [`bind_code!`] (`$values` names their placeholders, so a statement can place it anywhere).
 macro_rules! insert_code {
@@ -303,9 +352,7 @@ impl Tx {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         on_tx!(self, |c| bind_code!(
-            sqlx::query(insert_code!(
-                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14"
-            )),
+            sqlx::query(INSERT_CODE.as_str()),
             code,
             at
         )
@@ -326,17 +373,7 @@ impl Store {
         if let crate::Db::Postgres(pool) = &self.db {
             // The code and its audit row in one statement, one round trip.
             let event = code_event(code, origin, at);
-            let q = bind_code!(
-                sqlx::query(concat!(
-                    "WITH code AS (",
-                    insert_code!("$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14"),
-                    ") INSERT INTO audit_events (",
-                    crate::audit::audit_columns!(),
-                    ") VALUES ($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
-                )),
-                code,
-                at
-            );
+            let q = bind_code!(sqlx::query(ISSUE_CODE.as_str()), code, at);
             crate::audit::bind_event(q, &event).execute(pool).await?;
             return Ok(());
         }
@@ -407,23 +444,14 @@ impl Store {
             }
             crate::Db::Sqlite(pool) => {
                 let event = client_token_event(access, origin);
-                crate::audit::bind_audit!(
-                    sqlx::query(concat!(
-                        "INSERT INTO audit_events (",
-                        crate::audit::audit_columns!(),
-                        ", token_hash, token_expires_at) SELECT $1, $2, $3, $4, $5, $6, $7, \
-                         $8, $9, $10, $11, $12, $13, $14 WHERE ",
-                        client_at_revision!("$15", "$3", "$16")
-                    )),
-                    &event
-                )
-                .bind(&digest[..])
-                .bind(DbTime(access.expires_at))
-                .bind(access.client_id.0)
-                .bind(revision)
-                .execute(pool)
-                .await?
-                .rows_affected()
+                crate::audit::bind_audit!(sqlx::query(CLIENT_TOKEN_ROW.as_str()), &event)
+                    .bind(&digest[..])
+                    .bind(DbTime(access.expires_at))
+                    .bind(access.client_id.0)
+                    .bind(revision)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
                     == 1
             }
         };
