@@ -42,6 +42,34 @@ pub struct CodeGrant {
     pub user: Option<User>,
 }
 
+/// The rule a code is redeemed by, on both databases and in the group commit: not claimed yet
+/// and not expired at `$at` (`$code` names the `authorization_codes` row).
+macro_rules! code_claimable {
+    ($code:literal, $at:literal) => {
+        concat!($code, ".used_at IS NULL AND ", $code, ".expires_at > ", $at)
+    };
+}
+pub(crate) use code_claimable;
+
+/// The rule a refresh token is spent by, on both databases and in the group commit: not
+/// rotated yet, not expired at `$at`, and its family not revoked (`$token` names the
+/// `refresh_tokens` row).
+macro_rules! refresh_spendable {
+    ($token:literal, $at:literal) => {
+        concat!(
+            $token,
+            ".rotated_at IS NULL AND ",
+            $token,
+            ".expires_at > ",
+            $at,
+            " AND EXISTS (SELECT 1 FROM token_families f WHERE f.id = ",
+            $token,
+            ".family_id AND f.revoked_at IS NULL)"
+        )
+    };
+}
+pub(crate) use refresh_spendable;
+
 /// The columns of an authorization code `a` under names of their own (they sit beside a
 /// client's in a token request's look-up); read as [`JoinedCode`].
 macro_rules! code_columns {
@@ -596,10 +624,10 @@ impl Store {
             return self.revoke_replayed_code(code_digest, origin).await;
         }
         let mut tx = self.begin().await?;
-        let claimed = on_tx!(tx, |c| sqlx::query(
-            "UPDATE authorization_codes SET used_at = $2 \
-             WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2"
-        )
+        let claimed = on_tx!(tx, |c| sqlx::query(concat!(
+            "UPDATE authorization_codes SET used_at = $2 WHERE code_hash = $1 AND ",
+            code_claimable!("authorization_codes", "$2")
+        ))
         .bind(&code_digest[..])
         .bind(at)
         .execute(&mut *c)
@@ -829,13 +857,11 @@ impl Store {
             drop(flight);
         }
         let mut tx = self.begin().await?;
-        let spent: Option<Uuid> = on_tx!(tx, |c| sqlx::query_scalar(
-            "UPDATE refresh_tokens SET rotated_at = $2 \
-             WHERE token_hash = $1 AND rotated_at IS NULL AND expires_at > $2 \
-               AND EXISTS (SELECT 1 FROM token_families f \
-                          WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
-             RETURNING family_id"
-        )
+        let spent: Option<Uuid> = on_tx!(tx, |c| sqlx::query_scalar(concat!(
+            "UPDATE refresh_tokens SET rotated_at = $2 WHERE token_hash = $1 AND ",
+            refresh_spendable!("refresh_tokens", "$2"),
+            " RETURNING family_id"
+        ))
         .bind(&old[..])
         .bind(DbTime(at))
         .fetch_optional(&mut *c)

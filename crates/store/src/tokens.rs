@@ -494,10 +494,10 @@ impl Store {
         code_digest: &[u8; 32],
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let found: Option<i32> = crate::on_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT 1 FROM authorization_codes \
-             WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2"
-        )
+        let found: Option<i32> = crate::on_pool!(self, |pool| sqlx::query_scalar(concat!(
+            "SELECT 1 FROM authorization_codes WHERE code_hash = $1 AND ",
+            crate::grants::code_claimable!("authorization_codes", "$2")
+        ))
         .bind(&code_digest[..])
         .bind(DbTime(at))
         .fetch_optional(pool)

@@ -76,8 +76,9 @@ pub(crate) static REDEMPTIONS: LazyLock<String> = LazyLock::new(|| {
          family_id, tenant_id, client_id, user_id, session_id, scope, auth_time, \
          expires_at, refresh_hash, at, offline)), \
          claimed AS (UPDATE authorization_codes a SET used_at = n.at, \
-         family_id = n.family_id FROM n WHERE a.code_hash = n.code_hash \
-         AND a.used_at IS NULL AND a.expires_at > n.at RETURNING n.family_id), \
+         family_id = n.family_id FROM n WHERE a.code_hash = n.code_hash AND ",
+            crate::grants::code_claimable!("a", "n.at"),
+            " RETURNING n.family_id), \
          family AS (INSERT INTO token_families (id, tenant_id, client_id, user_id, \
          session_id, scope, auth_time, created_at, expires_at, offline) \
          SELECT n.family_id, n.tenant_id, n.client_id, n.user_id, n.session_id, \
@@ -198,11 +199,9 @@ pub(crate) static ROTATIONS: LazyLock<String> = LazyLock::new(|| {
          :at::timestamptz[]) \
          WITH ORDINALITY AS n (old_hash, new_hash, at, ord)), \
          spent AS (UPDATE refresh_tokens r SET rotated_at = n.at FROM n \
-         WHERE r.token_hash = n.old_hash AND r.rotated_at IS NULL \
-           AND r.expires_at > n.at \
-           AND EXISTS (SELECT 1 FROM token_families f \
-                  WHERE f.id = r.family_id AND f.revoked_at IS NULL) \
-         RETURNING r.family_id, n.ord), \
+         WHERE r.token_hash = n.old_hash AND ",
+            crate::grants::refresh_spendable!("r", "n.at"),
+            " RETURNING r.family_id, n.ord), \
          family AS (SELECT f.id, f.expires_at, spent.ord FROM token_families f \
          JOIN spent ON spent.family_id = f.id), \
          successor AS (INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
