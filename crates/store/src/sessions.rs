@@ -184,25 +184,36 @@ macro_rules! replaced_session_families {
     };
 }
 
-/// A sign-in on PostgreSQL in one statement: the replaced session (`:replaced`) out with its
-/// families settled, the new session in, the failure count reset, the audit row (`login_…`).
-pub(crate) static SIGN_IN: LazyLock<String> = LazyLock::new(|| {
-    let names = [
-        SESSION_PARAMETERS.iter().map(|n| (*n).to_owned()).collect(),
-        vec!["replaced".to_owned()],
-        crate::audit::audit_parameters("login"),
-    ]
-    .concat();
-    let template = format!(
+/// The common part of the single-statement sign-ins: the replaced session (`:replaced`) out
+/// with its families settled, the new session in, its user's failure count reset.
+macro_rules! sign_in_ctes {
+    () => {
         concat!(
-            "WITH ended AS (DELETE FROM sessions WHERE token_hash = :replaced \
+            "ended AS (DELETE FROM sessions WHERE token_hash = :replaced \
              RETURNING id, user_id), ",
             replaced_session_families!(":session_id", ":session_user", ":session_start"),
             ", started AS (",
             insert_session!(session_values!()),
             "), reset AS (",
             reset_failures!(":session_user"),
-            ") INSERT INTO audit_events (",
+            ")"
+        )
+    };
+}
+
+/// A sign-in on PostgreSQL in one statement: [`sign_in_ctes!`] and the audit row (`login_…`).
+pub(crate) static SIGN_IN: LazyLock<String> = LazyLock::new(|| {
+    let names = [
+        crate::sql::owned(&SESSION_PARAMETERS),
+        crate::sql::owned(&["replaced"]),
+        crate::audit::audit_parameters("login"),
+    ]
+    .concat();
+    let template = format!(
+        concat!(
+            "WITH ",
+            sign_in_ctes!(),
+            " INSERT INTO audit_events (",
             crate::audit::audit_columns!(),
             ") VALUES {}"
         ),
@@ -215,12 +226,9 @@ pub(crate) static SIGN_IN: LazyLock<String> = LazyLock::new(|| {
 /// session, with its audit row (`issued_…`, last).
 pub(crate) static SIGN_IN_WITH_CODE: LazyLock<String> = LazyLock::new(|| {
     let names = [
-        crate::tokens::CODE_PARAMETERS
-            .iter()
-            .map(|n| (*n).to_owned())
-            .collect(),
-        vec!["replaced".to_owned()],
-        SESSION_PARAMETERS.iter().map(|n| (*n).to_owned()).collect(),
+        crate::sql::owned(&crate::tokens::CODE_PARAMETERS),
+        crate::sql::owned(&["replaced"]),
+        crate::sql::owned(&SESSION_PARAMETERS),
         crate::audit::audit_parameters("login"),
         crate::audit::audit_parameters("issued"),
     ]
@@ -229,14 +237,9 @@ pub(crate) static SIGN_IN_WITH_CODE: LazyLock<String> = LazyLock::new(|| {
         concat!(
             "WITH code AS (",
             insert_code!(code_values!()),
-            "), ended AS (DELETE FROM sessions WHERE token_hash = :replaced \
-             RETURNING id, user_id), ",
-            replaced_session_families!(":session_id", ":session_user", ":session_start"),
-            ", started AS (",
-            insert_session!(session_values!()),
-            "), reset AS (",
-            reset_failures!(":session_user"),
-            ") INSERT INTO audit_events (",
+            "), ",
+            sign_in_ctes!(),
+            " INSERT INTO audit_events (",
             crate::audit::audit_columns!(),
             ") VALUES {}, {}"
         ),

@@ -79,6 +79,11 @@ pub(crate) fn statement(names: &[&str], template: &str) -> String {
     numbered(names, template).unwrap_or_else(|e| format!("-- unnumbered statement: {e}"))
 }
 
+/// `names` as owned strings, to join with names made at run time (`audit_parameters`).
+pub(crate) fn owned(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
 /// [`statement`] for a list of parameter names built at run time.
 pub(crate) fn statement_of(names: &[String], template: &str) -> String {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -250,7 +250,7 @@ pub(crate) static INSERT_CODE: LazyLock<String> =
 /// A code and its audit row (`issued_…`) in one statement, on PostgreSQL.
 pub(crate) static ISSUE_CODE: LazyLock<String> = LazyLock::new(|| {
     let names = [
-        CODE_PARAMETERS.iter().map(|n| (*n).to_owned()).collect(),
+        crate::sql::owned(&CODE_PARAMETERS),
         crate::audit::audit_parameters("issued"),
     ]
     .concat();
@@ -272,10 +272,7 @@ pub(crate) static ISSUE_CODE: LazyLock<String> = LazyLock::new(|| {
 pub(crate) static CLIENT_TOKEN_ROW: LazyLock<String> = LazyLock::new(|| {
     let names = [
         crate::audit::audit_parameters("event"),
-        ["token_hash", "token_expires", "client", "revision"]
-            .iter()
-            .map(|n| (*n).to_owned())
-            .collect(),
+        crate::sql::owned(&["token_hash", "token_expires", "client", "revision"]),
     ]
     .concat();
     let template = format!(

@@ -138,28 +138,32 @@ mod tests {
         Some((digest, grant))
     }
 
-    async fn a_refresh_token_is_rotated_once_narrowed_only_and_not_past_its_family(db: &TestDb) {
-        let state = state(db.store().await);
-        let start = opentrusty_core::now();
-        let (digest, grant, client) = issued_code(&state, "profile offline_access", start).await;
-        let origin = Origin::system();
+    /// The refresh token an offline-access code for the seeded client is redeemed for at `at`.
+    async fn first_refresh_token(state: &AuthState, at: Timestamp) -> (OAuthClient, String) {
+        let (digest, grant, client) = issued_code(state, "profile offline_access", at).await;
         let code_request = authorization_code::Request {
             code: "the-code".to_owned(),
             redirect_uri: Some(CALLBACK.to_owned()),
             code_verifier: Some(VERIFIER.to_owned()),
         };
-        let first = authorization_code::exchange(
-            &state,
+        let issued = authorization_code::exchange(
+            state,
             &client,
             code_request,
             Some((digest, grant)),
-            &origin,
-            start,
+            &Origin::system(),
+            at,
         )
         .await
-        .unwrap()
-        .refresh_token
         .unwrap();
+        (client, issued.refresh_token.unwrap())
+    }
+
+    async fn a_refresh_token_is_rotated_once_narrowed_only_and_not_past_its_family(db: &TestDb) {
+        let state = state(db.store().await);
+        let start = opentrusty_core::now();
+        let (client, first) = first_refresh_token(&state, start).await;
+        let origin = Origin::system();
         let refused = |r: Result<Issued, JsonError>| match r {
             Ok(_) => panic!("issued"),
             Err(e) => (e.code, e.description),
@@ -229,25 +233,8 @@ mod tests {
     async fn a_refresh_token_ends_with_its_family(db: &TestDb) {
         let state = state(db.store().await);
         let start = opentrusty_core::now();
-        let (digest, grant, client) = issued_code(&state, "profile offline_access", start).await;
+        let (client, token) = first_refresh_token(&state, start).await;
         let origin = Origin::system();
-        let code_request = authorization_code::Request {
-            code: "the-code".to_owned(),
-            redirect_uri: Some(CALLBACK.to_owned()),
-            code_verifier: Some(VERIFIER.to_owned()),
-        };
-        let token = authorization_code::exchange(
-            &state,
-            &client,
-            code_request,
-            Some((digest, grant)),
-            &origin,
-            start,
-        )
-        .await
-        .unwrap()
-        .refresh_token
-        .unwrap();
         // At the family's end, decided by the time given.
         let end = start + time::Duration::seconds(client.refresh_token_ttl_secs);
         let r = exchange(
