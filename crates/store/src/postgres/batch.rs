@@ -146,19 +146,20 @@ async fn commit<W: GroupWrite>(pool: WritePool, batch: Vec<Pending<W>>) {
 }
 
 /// The audit rows of a statement's writes as arrays, typed for `UNNEST(..)`, in the order of
-/// `audit_columns!` ([`SharedColumns`] binds them).
+/// `audit_columns!` (named by `audit_parameters("event")`; [`SharedColumns`] binds them).
 macro_rules! audit_arrays {
     () => {
-        ":event_id::uuid[], :event_at::timestamptz[], :event_tenant::uuid[], \
-         :actor_kind::text[], :actor_id::uuid[], :action::text[], :target_kind::text[], \
-         :target_id::text[], :ip::text[], :user_agent::text[], :request_id::text[], \
-         :metadata::jsonb[]"
+        ":event_id::uuid[], :event_occurred_at::timestamptz[], :event_tenant_id::uuid[], \
+         :event_actor_kind::text[], :event_actor_id::uuid[], :event_action::text[], \
+         :event_target_kind::text[], :event_target_id::text[], :event_ip::text[], \
+         :event_user_agent::text[], :event_request_id::text[], :event_metadata::jsonb[]"
     };
 }
 pub(crate) use audit_arrays;
 
 /// The access tokens of a statement's writes as arrays, typed for `UNNEST(..)` (jti,
-/// token_hash, tenant_id, client_id, user_id, scope, expires_at; [`SharedColumns`] binds them).
+/// token_hash, tenant_id, client_id, user_id, scope, expires_at: [`TOKEN_PARAMETERS`];
+/// [`SharedColumns`] binds them).
 macro_rules! access_arrays {
     () => {
         ":token_jti::uuid[], :token_hash::bytea[], :token_tenant::uuid[], \
@@ -168,21 +169,8 @@ macro_rules! access_arrays {
 }
 pub(crate) use access_arrays;
 
-/// The parameters [`SharedColumns::query`] binds, in its order: every group-commit statement
-/// lists them first, then its own.
-pub(crate) const SHARED_PARAMETERS: [&str; 19] = [
-    "event_id",
-    "event_at",
-    "event_tenant",
-    "actor_kind",
-    "actor_id",
-    "action",
-    "target_kind",
-    "target_id",
-    "ip",
-    "user_agent",
-    "request_id",
-    "metadata",
+/// The access token's parameters [`SharedColumns::query`] binds after the audit row's.
+const TOKEN_PARAMETERS: [&str; 7] = [
     "token_jti",
     "token_hash",
     "token_tenant",
@@ -192,13 +180,20 @@ pub(crate) const SHARED_PARAMETERS: [&str; 19] = [
     "token_expires",
 ];
 
-/// A group-commit statement: [`SHARED_PARAMETERS`], then `own`, numbered in that order.
+/// A group-commit statement: the parameters [`SharedColumns::query`] binds (the audit row's,
+/// then the access token's), then `own`, numbered in that order.
 pub(crate) fn group_statement(own: &[&str], template: &str) -> String {
-    crate::sql::statement(&[&SHARED_PARAMETERS[..], own].concat(), template)
+    let names = [
+        crate::audit::audit_parameters("event"),
+        crate::sql::owned(&TOKEN_PARAMETERS),
+        crate::sql::owned(own),
+    ]
+    .concat();
+    crate::sql::statement_of(&names, template)
 }
 
 /// What every group-commit statement writes for each of its writes, an audit row and an access
-/// token, as arrays: the [`SHARED_PARAMETERS`] (`audit_arrays!`, `access_arrays!`).
+/// token, as arrays (`audit_arrays!`, `access_arrays!`).
 #[derive(Default)]
 pub(crate) struct SharedColumns<'a> {
     id: Vec<Uuid>,
@@ -259,7 +254,8 @@ impl<'a> SharedColumns<'a> {
         self.expires.push(access.expires_at);
     }
 
-    /// `sql` with these columns bound as its [`SHARED_PARAMETERS`]; its own parameters follow.
+    /// `sql` with these columns bound first (see [`group_statement`]); its own parameters
+    /// follow.
     pub(crate) fn query(self, sql: &'static str) -> PgQuery<'a> {
         sqlx::query(sql)
             .bind(self.id)
