@@ -194,6 +194,52 @@ mod tests {
         assert!(auth.is_disjoint(&admin), "{:?}", auth.intersection(&admin));
     }
 
+    /// The README's `cargo run --release -- serve all` has one binary to run: the workspace's
+    /// default members hold exactly one, this one (another crate's binary, the benchmark's,
+    /// once made `cargo run` refuse to choose).
+    #[test]
+    fn cargo_run_means_the_identity_provider() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
+        let out = std::process::Command::new(&cargo)
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
+            .args(["--manifest-path", manifest])
+            .output()
+            .expect("run cargo metadata");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+        let defaults: Vec<&str> = doc["workspace_default_members"]
+            .as_array()
+            .expect("default members")
+            .iter()
+            .filter_map(|m| m.as_str())
+            .collect();
+        let binaries: Vec<String> = doc["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .filter(|p| defaults.contains(&p["id"].as_str().unwrap_or_default()))
+            .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+            .filter(|t| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "bin"))
+            })
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(binaries, ["opentrusty"]);
+    }
+
     /// The admin plane cannot reach password verification or token signing: nothing the admin
     /// crate depends on, directly or through others (normal dependencies in `cargo metadata`'s
     /// resolved graph), is the auth plane, the protocol crate, the password crate or a library
