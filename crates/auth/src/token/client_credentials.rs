@@ -108,3 +108,79 @@ fn scope(
     )?;
     Ok(scopes.to_string())
 }
+
+/// The grant's rules decided in process, on a real store.
+#[cfg(test)]
+mod tests {
+    use opentrusty_core::client::TokenEndpointAuthMethod;
+    use opentrusty_testkit::TestDb;
+    use opentrusty_testkit::world::{self, PUBLIC, SERVICE};
+
+    use super::*;
+    use crate::token::test_world::state;
+
+    fn claimed(id: &str, secret: Option<&str>) -> ClaimedClient {
+        ClaimedClient {
+            id: id.to_owned(),
+            secret: secret.map(str::to_owned),
+            method: if secret.is_some() {
+                TokenEndpointAuthMethod::ClientSecretBasic
+            } else {
+                TokenEndpointAuthMethod::None
+            },
+        }
+    }
+
+    fn scope(s: Option<&str>) -> Request {
+        Request {
+            scope: s.map(str::to_owned),
+        }
+    }
+
+    async fn a_service_gets_only_its_own_scopes_with_its_own_secret(db: &TestDb) {
+        let state = state(db.store().await);
+        world::seed(state.store()).await;
+        state
+            .keys()
+            .ensure(opentrusty_oidc::jose::Algorithm::ES256)
+            .await
+            .unwrap();
+        let at = opentrusty_core::now();
+        let service = claimed(SERVICE.client_id, SERVICE.secret);
+        let refused = |r: Result<Issued, JsonError>| match r {
+            Ok(_) => panic!("issued"),
+            Err(e) => e.code,
+        };
+
+        let issued = exchange(&state, &service, scope(None), Origin::system(), at)
+            .await
+            .unwrap();
+        assert_eq!(issued.scope, "api:read api:write");
+        assert!(issued.refresh_token.is_none() && issued.id_token.is_none());
+        let issued = exchange(
+            &state,
+            &service,
+            scope(Some("api:read")),
+            Origin::system(),
+            at,
+        )
+        .await
+        .unwrap();
+        assert_eq!(issued.scope, "api:read");
+
+        // User-facing scopes mean nothing without a user; others it may not ask for at all.
+        for asked in ["openid", "offline_access", "api:delete", "api:read email"] {
+            let r = exchange(&state, &service, scope(Some(asked)), Origin::system(), at).await;
+            assert_eq!(refused(r), ErrorCode::InvalidScope, "{asked}");
+        }
+        // Another secret, or a public client, gets nothing.
+        let wrong = claimed(SERVICE.client_id, Some("not-the-secret"));
+        let r = exchange(&state, &wrong, scope(None), Origin::system(), at).await;
+        assert_eq!(refused(r), ErrorCode::InvalidClient);
+        let public = claimed(PUBLIC.client_id, None);
+        let r = exchange(&state, &public, scope(None), Origin::system(), at).await;
+        assert_eq!(refused(r), ErrorCode::UnauthorizedClient);
+    }
+
+    opentrusty_testkit::each_backend!(a_service_gets_only_its_own_scopes_with_its_own_secret);
+}
