@@ -194,21 +194,13 @@ mod tests {
         assert!(auth.is_disjoint(&admin), "{:?}", auth.intersection(&admin));
     }
 
-    /// The README's `cargo run --release -- serve all` has one binary to run: the workspace's
-    /// default members hold exactly one, this one (another crate's binary, the benchmark's,
-    /// once made `cargo run` refuse to choose).
-    #[test]
-    fn cargo_run_means_the_identity_provider() {
+    /// `cargo metadata` of the workspace, offline, with `args`.
+    fn cargo_metadata(args: &[&str]) -> serde_json::Value {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
         let out = std::process::Command::new(&cargo)
-            .args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--no-deps",
-                "--offline",
-            ])
+            .args(["metadata", "--format-version", "1", "--offline"])
+            .args(args)
             .args(["--manifest-path", manifest])
             .output()
             .expect("run cargo metadata");
@@ -217,7 +209,15 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+        serde_json::from_slice(&out.stdout).expect("metadata JSON")
+    }
+
+    /// The README's `cargo run --release -- serve all` has one binary to run: the workspace's
+    /// default members hold exactly one, this one (another crate's binary, the benchmark's,
+    /// once made `cargo run` refuse to choose).
+    #[test]
+    fn cargo_run_means_the_identity_provider() {
+        let doc = cargo_metadata(&["--no-deps"]);
         let defaults: Vec<&str> = doc["workspace_default_members"]
             .as_array()
             .expect("default members")
@@ -247,7 +247,6 @@ mod tests {
     #[test]
     fn the_admin_crate_reaches_neither_signing_nor_sign_in() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
         // Only this platform's packages are at hand offline.
         let version = std::process::Command::new(&cargo)
             .arg("-vV")
@@ -257,17 +256,7 @@ mod tests {
             .lines()
             .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
             .expect("cargo -vV names the host");
-        let out = std::process::Command::new(&cargo)
-            .args(["metadata", "--format-version", "1", "--offline", "--locked"])
-            .args(["--filter-platform", &host, "--manifest-path", manifest])
-            .output()
-            .expect("run cargo metadata");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let meta = cargo_metadata(&["--locked", "--filter-platform", &host]);
         let name_of = |id: &str| -> String {
             meta["packages"]
                 .as_array()
